@@ -1,0 +1,167 @@
+"""The mask stage as three steps, index -> shards -> gather, shared by Snakemake and the CLI.
+
+The annotation file is parsed once (index); each shard gets only its own images and
+annotations; gather assembles a split folder that is byte-identical whatever the shard count:
+
+    OUT/images/<file_name>     links to (or copies of) the usable source images
+    OUT/masks/<stem>.png       uint8 masks: 0 background, 1..K classes, 255 ignore
+    OUT/manifest.csv           one row per image entry: ok or skipped, with the reason
+    OUT/labels.csv             label, category_id, name
+    OUT/summary.json           counts, for the report
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import sys
+import time
+from multiprocessing import Pool
+from pathlib import Path
+
+from PIL import Image
+
+from .coco import load_split
+from .files import link_or_copy, read_csv, write_bytes, write_csv, write_json
+from .images import image_fault
+from .masks import UnusableImage, paint_mask
+
+MANIFEST_COLUMNS = ["image_id", "file_name", "width", "height", "annotations", "status", "reason", "mask"]
+LABEL_COLUMNS = ["label", "category_id", "name"]
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def index_split(annotations: Path, index_dir: Path, shards: int, classes=None,
+                max_images: int | None = None) -> None:
+    """Parse the COCO file once and write `meta.json` plus one `shard-<i>.json` per shard."""
+    split = load_split(annotations, classes=classes, max_images=max_images)
+    header = {"labels": split.labels, "category_ids": split.category_ids}
+    n = len(split.images)
+    for i in range(shards):
+        part = split.images[i * n // shards:(i + 1) * n // shards]
+        write_json(index_dir / f"shard-{i}.json", {**header, "shard": i, "shards": shards, "images": part})
+    write_json(index_dir / "meta.json", {**header, "source": str(annotations), "images": n,
+                                         "orphan_annotations": split.orphan_annotations, "notes": split.notes})
+
+
+def _encode_png(mask, compress_level: int) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(mask).save(buf, format="PNG", compress_level=compress_level)
+    return buf.getvalue()
+
+
+def convert_image(record: dict, image_dir: Path, out_dir: Path, label_of: dict[int, int],
+                  declared: set[int], link_mode: str, compress_level: int) -> list:
+    """Write one image's mask and link; return its manifest row."""
+    status, reason, mask_name = "skipped", record["skip"], ""
+    if reason is None:
+        source = image_dir / record["file_name"]
+        reason = image_fault(source, record["width"], record["height"])
+    if reason is None:
+        try:
+            mask, notes = paint_mask(record["annotations"], record["height"], record["width"], label_of, declared)
+        except UnusableImage as e:
+            reason = str(e)
+        else:
+            write_bytes(out_dir / "masks" / record["mask"], _encode_png(mask, compress_level))
+            link_or_copy(source, out_dir / "images" / record["file_name"], link_mode)
+            status, reason, mask_name = "ok", "; ".join(notes), record["mask"]
+    return [record["id"], record["file_name"], record["width"], record["height"],
+            len(record["annotations"]), status, reason, mask_name]
+
+
+def convert_shard(shard_file: Path, image_dir: Path, out_dir: Path, link_mode: str = "symlink",
+                  compress_level: int = 1, name: str = "") -> None:
+    """Convert one shard into `out_dir`; its manifest is written last, so it marks completion."""
+    start = time.perf_counter()
+    with open(shard_file, encoding="utf-8") as f:
+        shard = json.load(f)
+    label_of = {cid: label for label, cid, _ in shard["labels"]}
+    declared = set(shard["category_ids"])
+    rows = [convert_image(rec, Path(image_dir), Path(out_dir), label_of, declared, link_mode, compress_level)
+            for rec in shard["images"]]
+    write_csv(Path(out_dir) / "manifest.csv", MANIFEST_COLUMNS, rows)
+    seconds = time.perf_counter() - start
+    ok = sum(row[5] == "ok" for row in rows)
+    log(f"{name}shard {shard['shard'] + 1}/{shard['shards']}: {len(rows)} images, {ok} ok, "
+        f"{len(rows) - ok} skipped, {seconds:.1f} s ({len(rows) / max(seconds, 1e-9):.0f} images/s)")
+
+
+def _place(source: Path, target: Path) -> None:
+    """Hard-link a shard's file into the split folder (a symlink is linked as itself)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.is_symlink() or target.exists():
+        target.unlink()
+    try:
+        os.link(source, target, follow_symlinks=False)
+    except OSError:
+        shutil.copy2(source, target, follow_symlinks=False)
+
+
+def gather_split(meta_file: Path, shard_dirs: list[Path], out_dir: Path, name: str = "") -> dict:
+    """Assemble the split folder from its shards, in shard order; returns the summary."""
+    with open(meta_file, encoding="utf-8") as f:
+        meta = json.load(f)
+    out_dir = Path(out_dir)
+    rows = []
+    for shard_dir in map(Path, shard_dirs):
+        for row in read_csv(shard_dir / "manifest.csv"):
+            if row["status"] == "ok":
+                _place(shard_dir / "masks" / row["mask"], out_dir / "masks" / row["mask"])
+                _place(shard_dir / "images" / row["file_name"], out_dir / "images" / row["file_name"])
+            rows.append([row[c] for c in MANIFEST_COLUMNS])
+    (out_dir / "masks").mkdir(parents=True, exist_ok=True)
+    (out_dir / "images").mkdir(parents=True, exist_ok=True)
+    if len(rows) != meta["images"]:
+        raise RuntimeError(f"{meta_file}: shards hold {len(rows)} images, the index {meta['images']}")
+    ok = sum(row[5] == "ok" for row in rows)
+    summary = {
+        "source": meta["source"],
+        "images": len(rows),
+        "ok": ok,
+        "skipped": len(rows) - ok,
+        "annotations": sum(int(row[4]) for row in rows),
+        "orphan_annotations": meta["orphan_annotations"],
+        "classes": len(meta["labels"]),
+    }
+    write_csv(out_dir / "labels.csv", LABEL_COLUMNS, [[0, "", "background"], *meta["labels"]])
+    write_json(out_dir / "summary.json", summary)
+    write_csv(out_dir / "manifest.csv", MANIFEST_COLUMNS, rows)
+    log(f"{name}{len(rows)} images: {ok} ok, {len(rows) - ok} skipped (reasons in {out_dir / 'manifest.csv'})"
+        + "".join(f"; {note}" for note in meta["notes"]))
+    return summary
+
+
+def _convert_shard_args(args: tuple) -> None:
+    convert_shard(*args)
+
+
+def convert(annotations: Path, image_dir: Path, out_dir: Path, workers: int = 1, shards: int | None = None,
+            classes=None, max_images: int | None = None, link_mode: str = "symlink",
+            compress_level: int = 1) -> dict:
+    """The whole mask stage in one process pool: what `cocoseg masks` runs."""
+    out_dir = Path(out_dir)
+    for sub in ("masks", "images"):
+        if (out_dir / sub).exists():
+            shutil.rmtree(out_dir / sub)
+    work = out_dir / ".work"
+    shutil.rmtree(work, ignore_errors=True)
+    shards = shards or max(1, workers) * 4
+    index_split(Path(annotations), work / "index", shards, classes=classes, max_images=max_images)
+    shard_dirs = [work / "shards" / str(i) for i in range(shards)]
+    jobs = [(work / "index" / f"shard-{i}.json", image_dir, shard_dirs[i], link_mode, compress_level)
+            for i in range(shards)]
+    if workers > 1:
+        with Pool(workers) as pool:
+            pool.map(_convert_shard_args, jobs, chunksize=1)
+    else:
+        for job in jobs:
+            convert_shard(*job)
+    summary = gather_split(work / "index" / "meta.json", shard_dirs, out_dir)
+    shutil.rmtree(work)
+    return summary

@@ -1,0 +1,90 @@
+"""File helpers shared by every stage: atomic writes and paths that cannot escape their root."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path, PurePosixPath
+from typing import Iterator, Sequence
+
+
+class InputError(Exception):
+    """An input the user must fix; the CLI prints it as one line and exits non-zero."""
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to `path`, renamed onto it only if the block succeeds.
+
+    A killed job therefore never leaves a half-written file under the final name.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_json(path: str | os.PathLike, obj) -> None:
+    write_bytes(path, (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode())
+
+
+def write_csv(path: str | os.PathLike, header: Sequence[str], rows: Sequence[Sequence]) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f, lineterminator="\n")
+            writer.writerow(header)
+            writer.writerows(rows)
+
+
+def read_csv(path: str | os.PathLike) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def safe_relative(name: str) -> PurePosixPath | None:
+    """Return `name` as a relative path that stays inside its folder, or None if it would not.
+
+    COCO `file_name`s come from labelling tools; `..`, absolute paths and drive letters must
+    never make us read or write outside the folders the user gave.
+    """
+    if not isinstance(name, str) or not name or "\x00" in name or "\\" in name:
+        return None
+    rel = PurePosixPath(name)
+    if rel.is_absolute() or ".." in rel.parts or ":" in rel.parts[0]:
+        return None
+    if rel.name in ("", "."):
+        return None
+    return rel
+
+
+def link_or_copy(source: Path, target: Path, how: str) -> None:
+    """Place `source` at `target` without duplicating data unless asked (`copy`)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.is_symlink() or target.exists():
+        target.unlink()
+    if how == "symlink":
+        os.symlink(os.path.abspath(source), target)
+    elif how == "hardlink":
+        try:
+            os.link(source, target)
+        except OSError:  # another file system: fall back to a copy
+            shutil.copy2(source, target)
+    elif how == "copy":
+        shutil.copy2(source, target)
+    else:
+        raise ValueError(f"unknown link mode {how!r}")
