@@ -1,0 +1,18 @@
+# cocoseg: COCO annotations -> masks -> trained variants -> comparison report.
+# Rules live in workflow/rules/ by stage; the logic lives in the `cocoseg` package.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/demo.smk"
+include: "workflow/rules/masks.smk"
+
+
+rule all:
+    input:
+        final_targets(),

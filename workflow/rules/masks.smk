@@ -1,0 +1,64 @@
+# COCO JSON -> masks, fanned out per split and shard:
+# index (parse the JSON once) -> one job per shard -> gather (manifest, labels, summary).
+
+
+rule index_split:
+    input:
+        annotations=lambda wc: split_config(wc)["annotations"],
+    output:
+        temp(directory("results/masks/{split}/index")),
+    params:
+        shards=lambda wc: split_config(wc)["shards"],
+        options=mask_options(),
+    log:
+        "results/logs/masks/{split}/index.log",
+    conda:
+        "../../envs/masks.yaml"
+    shell:
+        "python -m cocoseg index --annotations {input.annotations:q} --output {output:q}"
+        " --shards {params.shards} {params.options:q} > {log} 2>&1"
+
+
+rule mask_shard:
+    input:
+        index="results/masks/{split}/index",
+        images=lambda wc: split_config(wc)["images"],
+    output:
+        temp(directory("results/masks/{split}/shards/{shard}")),
+    params:
+        link=config["masks"]["link_images"],
+        compress_level=config["masks"]["png_compress_level"],
+    log:
+        "results/logs/masks/{split}/shard-{shard}.log",
+    conda:
+        "../../envs/masks.yaml"
+    shell:
+        "python -m cocoseg shard --index-file {input.index:q}/shard-{wildcards.shard}.json"
+        " --images {input.images:q} --output {output:q} --link {params.link}"
+        " --compress-level {params.compress_level} --name '{wildcards.split} ' > {log} 2>&1"
+
+
+rule gather_masks:
+    input:
+        index="results/masks/{split}/index",
+        shards=shard_dirs,
+    output:
+        manifest=report(
+            "results/masks/{split}/manifest.csv",
+            caption="../report/manifest.rst",
+            category="Data",
+            labels={"split": "{split}", "table": "manifest"},
+        ),
+        labels="results/masks/{split}/labels.csv",
+        summary="results/masks/{split}/summary.json",
+        masks=directory("results/masks/{split}/masks"),
+        images=directory("results/masks/{split}/images"),
+    params:
+        out_dir=lambda wc, output: os.path.dirname(output.manifest),
+    log:
+        "results/logs/masks/{split}/gather.log",
+    conda:
+        "../../envs/masks.yaml"
+    shell:
+        "python -m cocoseg gather --meta {input.index:q}/meta.json --shard-dirs {input.shards:q}"
+        " --output {params.out_dir:q} --name '{wildcards.split} ' > {log} 2>&1"
