@@ -12,6 +12,15 @@ from pathlib import Path, PurePosixPath
 from typing import Iterator, Sequence
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+FILE_MODE = 0o666 & ~_current_umask()  # what open() would give; mkstemp's 0600 would leak out
+
+
 class InputError(Exception):
     """An input the user must fix; the CLI prints it as one line and exits non-zero."""
 
@@ -28,6 +37,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -1,0 +1,48 @@
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+REPO = Path(__file__).resolve().parents[1]
+COCO_TINY = REPO.parent / "shared" / "data" / "coco-tiny"
+
+CATEGORIES = [{"id": 4, "name": "cat"}, {"id": 17, "name": "dog"}, {"id": 90, "name": "bird"}]
+
+
+def square(x0, y0, x1, y1):
+    """Polygon of the pixel block [x0, x1) x [y0, y1) as pycocotools rasterises it."""
+    return [x0, y0, x1, y0, x1, y1, x0, y1]
+
+
+def ann(ann_id, image_id, category_id, segmentation, iscrowd=0, bbox=None):
+    return {"id": ann_id, "image_id": image_id, "category_id": category_id,
+            "segmentation": segmentation, "iscrowd": iscrowd, "bbox": bbox or [0, 0, 1, 1]}
+
+
+def save_image(path: Path, width: int, height: int, mode: str = "RGB") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(width * 1000 + height)
+    pixels = rng.integers(0, 255, size=(height, width, 3), dtype=np.uint8)
+    Image.fromarray(pixels).convert(mode).save(path, format="JPEG" if path.suffix == ".jpg" else None)
+    return path
+
+
+@pytest.fixture
+def coco_dir(tmp_path):
+    """Return a writer of a COCO file plus an image folder holding each listed image."""
+    def write(images, annotations, categories=CATEGORIES, make_files=True, raw=None):
+        image_dir = tmp_path / "images"
+        image_dir.mkdir(exist_ok=True)
+        if make_files:
+            for img in images:
+                save_image(image_dir / img["file_name"], img["width"], img["height"])
+        path = tmp_path / "instances.json"
+        data = raw if raw is not None else {"images": images, "annotations": annotations, "categories": categories}
+        path.write_text(json.dumps(data), encoding="utf-8")
+        return path, image_dir
+    return write

@@ -1,0 +1,102 @@
+"""The mask stage end to end: reproducibility, shard-count invariance, real COCO data."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from pycocotools import mask as mask_utils
+from pycocotools.coco import COCO
+
+from cocoseg.convert import convert
+from cocoseg.demo import make_demo
+from cocoseg.files import FILE_MODE
+
+from conftest import COCO_TINY
+
+
+def tree_bytes(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and not p.is_symlink() and p.name != "summary.json"}
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    root = tmp_path_factory.mktemp("demo")
+    make_demo(root, {"train": 30, "val": 12}, seed=3)
+    return root
+
+
+def test_demo_data_is_byte_identical_for_a_seed(demo, tmp_path):
+    make_demo(tmp_path, {"train": 30, "val": 12}, seed=3)
+    assert tree_bytes(tmp_path) == tree_bytes(demo)
+    make_demo(tmp_path / "other", {"train": 30, "val": 12}, seed=4)
+    assert tree_bytes(tmp_path / "other") != tree_bytes(demo)
+
+
+def test_demo_data_has_what_real_files_have(demo):
+    coco = json.loads((demo / "annotations" / "train.json").read_text())
+    ids = [c["id"] for c in coco["categories"]]
+    assert ids != list(range(1, len(ids) + 1))  # non-contiguous
+    anns = coco["annotations"]
+    crowd = [a for a in anns if a["iscrowd"]]
+    assert any(isinstance(a["segmentation"]["counts"], str) for a in crowd)
+    assert any(isinstance(a["segmentation"]["counts"], list) for a in crowd)
+    assert any(len(a["segmentation"]) > 1 for a in anns if not a["iscrowd"])  # multi-part polygons
+    annotated = {a["image_id"] for a in anns}
+    assert any(img["id"] not in annotated for img in coco["images"])  # images with no annotation
+    assert len({(img["width"], img["height"]) for img in coco["images"]}) > 1
+
+
+def test_masks_and_manifest_do_not_depend_on_shards_or_workers(demo, tmp_path):
+    runs = {}
+    for shards, workers in ((1, 1), (3, 1), (7, 2)):
+        out = tmp_path / f"s{shards}w{workers}"
+        convert(demo / "annotations" / "train.json", demo / "images" / "train", out,
+                workers=workers, shards=shards)
+        runs[shards] = tree_bytes(out)
+        assert (out / "manifest.csv").stat().st_mode & 0o777 == FILE_MODE  # not mkstemp's 0600
+    assert runs[1] == runs[3] == runs[7]
+    assert len([k for k in runs[1] if k.startswith("masks/")]) == 30
+
+
+def independent_painting(coco: COCO, image_id: int) -> np.ndarray:
+    """Paint with pycocotools' own annToRLE, written apart from cocoseg.masks."""
+    info = coco.imgs[image_id]
+    labels = {cid: i + 1 for i, cid in enumerate(sorted(coco.cats))}
+    anns = coco.loadAnns(coco.getAnnIds(imgIds=image_id, iscrowd=None))
+    out = np.zeros((info["height"], info["width"]), np.uint8)
+    things = sorted((a for a in anns if not a["iscrowd"]),
+                    key=lambda a: (-int(mask_utils.area(coco.annToRLE(a))), a["id"]))
+    for a in things:
+        out[coco.annToMask(a) == 1] = labels[a["category_id"]]
+    for a in anns:
+        if a["iscrowd"]:
+            out[(coco.annToMask(a) == 1) & (out == 0)] = 255
+    return out
+
+
+@pytest.mark.skipif(not COCO_TINY.is_dir(), reason=f"real COCO subset not found at {COCO_TINY}")
+def test_coco_tiny_val_masks_equal_pycocotools_and_hold_all_80_classes(tmp_path):
+    annotations = COCO_TINY / "annotations" / "instances_val2017.json"
+    out = tmp_path / "val"
+    summary = convert(annotations, COCO_TINY / "val2017", out, workers=2)
+    assert summary["ok"] == summary["images"] == 80
+    coco = COCO(str(annotations))
+    seen = set()
+    for image_id, info in coco.imgs.items():
+        mask = np.asarray(Image.open(out / "masks" / Path(info["file_name"]).with_suffix(".png")))
+        assert np.array_equal(mask, independent_painting(coco, image_id)), info["file_name"]
+        seen |= set(np.unique(mask).tolist())
+    assert set(range(1, 81)) <= seen
+    assert 255 in seen  # crowd regions
+
+
+@pytest.mark.skipif(not COCO_TINY.is_dir(), reason=f"real COCO subset not found at {COCO_TINY}")
+def test_coco_tiny_train_converts_every_image(tmp_path):
+    summary = convert(COCO_TINY / "annotations" / "instances_train2017.json", COCO_TINY / "train2017",
+                      tmp_path / "train", workers=1)
+    assert summary == {**summary, "images": 80, "ok": 80, "skipped": 0, "classes": 80,
+                       "annotations": 705, "orphan_annotations": 0}
+
