@@ -210,3 +210,12 @@ def test_rerun_replaces_the_previous_output(tmp_path, coco_dir):
     assert run_masks(path, images, out) == 0
     assert sorted(p.name for p in (out / "masks").iterdir()) == ["a.png"]
     assert not (out / ".work").exists()
+
+
+def test_jpeg_with_data_after_its_end_marker_is_kept(tmp_path, coco_dir):
+    path, images = coco_dir([IMG], [ann(1, 1, 4, [square(0, 0, 5, 5)])])
+    with open(images / "a.jpg", "ab") as f:
+        f.write(b"trailing metadata some cameras append")
+    out = tmp_path / "out"
+    assert run_masks(path, images, out) == 0
+    assert manifest(out)["1"]["status"] == "ok"

@@ -70,7 +70,7 @@ def test_string_and_list_rle_paint_the_same_pixels():
     region = np.zeros((10, 10), np.uint8, order="F")
     region[1:4, 2:9] = 1
     compressed = mask_utils.encode(region)
-    as_list = rle_string_counts(compressed["counts"])
+    as_list = rle_string_counts(compressed["counts"]).tolist()
     for seg in ({"size": [10, 10], "counts": compressed["counts"].decode()},
                 {"size": [10, 10], "counts": as_list}):
         mask, _ = paint([{"id": 1, "category_id": 90, "segmentation": seg}])
@@ -81,7 +81,7 @@ def test_rle_string_decoder_matches_pycocotools_on_random_masks():
     rng = np.random.default_rng(0)
     for _ in range(20):
         m = np.asfortranarray((rng.random((13, 17)) < rng.random()).astype(np.uint8))
-        runs = rle_string_counts(mask_utils.encode(m)["counts"])
+        runs = rle_string_counts(mask_utils.encode(m)["counts"]).tolist()
         assert sum(runs) == 13 * 17
         rebuilt = mask_utils.decode(mask_utils.frPyObjects({"size": [13, 17], "counts": runs}, 13, 17))
         assert np.array_equal(rebuilt, m)
@@ -155,4 +155,53 @@ def test_category_left_out_of_class_list_is_background():
 ])
 def test_broken_rle_is_a_fault_not_a_crash(seg, fault):
     decoded = decode_segmentation(seg, 10, 10)
-    assert decoded.rle is None and fault in decoded.fault
+    assert decoded.runs is None and fault in decoded.fault
+
+
+def test_png_encoder_round_trips_through_pillow():
+    import io
+
+    from PIL import Image
+
+    from cocoseg.png import encode_mask_png
+
+    rng = np.random.default_rng(1)
+    for shape in ((1, 1), (7, 300), (480, 640)):
+        m = rng.integers(0, 256, size=shape, dtype=np.uint8)
+        m[: shape[0] // 2] = 0
+        decoded = Image.open(io.BytesIO(encode_mask_png(m)))
+        assert decoded.mode == "L" and np.array_equal(np.asarray(decoded), m)
+
+
+def test_painting_matches_naive_full_frame_painting_on_random_shapes():
+    rng = np.random.default_rng(7)
+    for trial in range(40):
+        h, w = rng.integers(1, 30, size=2)
+        anns, expected_layers = [], []
+        for k in range(rng.integers(1, 5)):
+            region = np.asfortranarray((rng.random((h, w)) < rng.random() * 0.6).astype(np.uint8))
+            if rng.random() < 0.5:  # a compact blob instead of noise: runs spanning columns
+                region[:] = 0
+                y0, x0 = rng.integers(0, h), rng.integers(0, w)
+                region[y0:y0 + rng.integers(1, h + 1), x0:x0 + rng.integers(1, w + 1)] = 1
+            counts = mask_utils.encode(region)["counts"].decode()
+            anns.append({"id": k, "category_id": [4, 17, 90][k % 3], "iscrowd": int(k == 3),
+                         "segmentation": {"size": [int(h), int(w)], "counts": counts}})
+            expected_layers.append(region.astype(bool))
+        expected = np.zeros((h, w), np.uint8)
+        things = sorted(range(len(anns)), key=lambda i: (-expected_layers[i].sum(), i))
+        for i in things:
+            if not anns[i]["iscrowd"]:
+                expected[expected_layers[i]] = LABEL_OF[anns[i]["category_id"]]
+        for i in range(len(anns)):
+            if anns[i]["iscrowd"]:
+                expected[expected_layers[i] & (expected == 0)] = IGNORE
+        mask, _ = paint(anns, int(h), int(w))
+        assert np.array_equal(mask, expected), trial
+
+
+@pytest.mark.parametrize("part", [[1, 1, "5", 1, 5, 5], [1, 1, True, 1, 5, 5], [1, 1, None, 1, 5, 5],
+                                  [[1, 1], [5, 1], [5, 5]], [1, 1, float("nan"), 1, 5, 5], "1 1 5 1 5 5"])
+def test_non_numeric_polygon_is_a_fault(part):
+    decoded = decode_segmentation([part], 10, 10)
+    assert decoded.runs is None and decoded.fault == "polygon is not a list of finite numbers"

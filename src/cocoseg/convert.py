@@ -12,21 +12,20 @@ annotations; gather assembles a split folder that is byte-identical whatever the
 
 from __future__ import annotations
 
-import io
 import json
 import os
+import pickle
 import shutil
 import sys
 import time
 from multiprocessing import Pool
 from pathlib import Path
 
-from PIL import Image
-
 from .coco import load_split
 from .files import link_or_copy, read_csv, write_bytes, write_csv, write_json
 from .images import image_fault
 from .masks import UnusableImage, paint_mask
+from .png import encode_mask_png
 
 MANIFEST_COLUMNS = ["image_id", "file_name", "width", "height", "annotations", "status", "reason", "mask"]
 LABEL_COLUMNS = ["label", "category_id", "name"]
@@ -38,21 +37,20 @@ def log(message: str) -> None:
 
 def index_split(annotations: Path, index_dir: Path, shards: int, classes=None,
                 max_images: int | None = None) -> None:
-    """Parse the COCO file once and write `meta.json` plus one `shard-<i>.json` per shard."""
+    """Parse the COCO file once and write `meta.json` plus one `shard-<i>.pkl` per shard.
+
+    Shard parts are pickles: internal, temporary, written and read only by this module, and
+    pickling is ten times faster than JSON for polygon-heavy parts (COCO train: 448 MB).
+    """
     split = load_split(annotations, classes=classes, max_images=max_images)
     header = {"labels": split.labels, "category_ids": split.category_ids}
     n = len(split.images)
     for i in range(shards):
         part = split.images[i * n // shards:(i + 1) * n // shards]
-        write_json(index_dir / f"shard-{i}.json", {**header, "shard": i, "shards": shards, "images": part})
+        part = {**header, "shard": i, "shards": shards, "images": part}
+        write_bytes(index_dir / f"shard-{i}.pkl", pickle.dumps(part, protocol=pickle.HIGHEST_PROTOCOL))
     write_json(index_dir / "meta.json", {**header, "source": str(annotations), "images": n,
                                          "orphan_annotations": split.orphan_annotations, "notes": split.notes})
-
-
-def _encode_png(mask, compress_level: int) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(mask).save(buf, format="PNG", compress_level=compress_level)
-    return buf.getvalue()
 
 
 def convert_image(record: dict, image_dir: Path, out_dir: Path, label_of: dict[int, int],
@@ -68,7 +66,7 @@ def convert_image(record: dict, image_dir: Path, out_dir: Path, label_of: dict[i
         except UnusableImage as e:
             reason = str(e)
         else:
-            write_bytes(out_dir / "masks" / record["mask"], _encode_png(mask, compress_level))
+            write_bytes(out_dir / "masks" / record["mask"], encode_mask_png(mask, compress_level))
             link_or_copy(source, out_dir / "images" / record["file_name"], link_mode)
             status, reason, mask_name = "ok", "; ".join(notes), record["mask"]
     return [record["id"], record["file_name"], record["width"], record["height"],
@@ -79,8 +77,8 @@ def convert_shard(shard_file: Path, image_dir: Path, out_dir: Path, link_mode: s
                   compress_level: int = 1, name: str = "") -> None:
     """Convert one shard into `out_dir`; its manifest is written last, so it marks completion."""
     start = time.perf_counter()
-    with open(shard_file, encoding="utf-8") as f:
-        shard = json.load(f)
+    with open(shard_file, "rb") as f:
+        shard = pickle.load(f)
     label_of = {cid: label for label, cid, _ in shard["labels"]}
     declared = set(shard["category_ids"])
     rows = [convert_image(rec, Path(image_dir), Path(out_dir), label_of, declared, link_mode, compress_level)
@@ -154,7 +152,7 @@ def convert(annotations: Path, image_dir: Path, out_dir: Path, workers: int = 1,
     shards = shards or max(1, workers) * 4
     index_split(Path(annotations), work / "index", shards, classes=classes, max_images=max_images)
     shard_dirs = [work / "shards" / str(i) for i in range(shards)]
-    jobs = [(work / "index" / f"shard-{i}.json", image_dir, shard_dirs[i], link_mode, compress_level)
+    jobs = [(work / "index" / f"shard-{i}.pkl", image_dir, shard_dirs[i], link_mode, compress_level)
             for i in range(shards)]
     if workers > 1:
         with Pool(workers) as pool:

@@ -33,7 +33,7 @@ rule mask_shard:
     conda:
         "../../envs/masks.yaml"
     shell:
-        "python -m cocoseg shard --index-file {input.index:q}/shard-{wildcards.shard}.json"
+        "python -m cocoseg shard --index-file {input.index:q}/shard-{wildcards.shard}.pkl"
         " --images {input.images:q} --output {output:q} --link {params.link}"
         " --compress-level {params.compress_level} --name '{wildcards.split} ' > {log} 2>&1"
 

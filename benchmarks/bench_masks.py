@@ -1,0 +1,137 @@
+"""Mask-stage throughput and peak memory against a seed-style baseline, same data, same run.
+
+    python benchmarks/bench_masks.py [--repeat 3] [--copies 3]
+
+Data: ../shared/data/coco-tiny (train + val, 160 real COCO images), each image listed
+`--copies` times under new names so runs last long enough to time; without coco-tiny, the
+synthetic demo data (small images, so figures are not comparable). Each measurement runs in a
+fresh process, so its peak RSS (the process and its workers) is its own. Prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+COCO_TINY = REPO.parent / "shared" / "data" / "coco-tiny"
+
+
+def seed_style(annotations: Path, images: Path, out: Path) -> int:
+    """What the single-script version did: annToMask per annotation, PIL save, image copy."""
+    import numpy as np
+    from PIL import Image
+    from pycocotools.coco import COCO
+
+    coco = COCO(str(annotations))
+    labels = {cid: i + 1 for i, cid in enumerate(sorted(coco.getCatIds()))}
+    (out / "masks").mkdir(parents=True)
+    (out / "images").mkdir(parents=True)
+    for image_id in coco.getImgIds():
+        info = coco.loadImgs(image_id)[0]
+        mask = np.zeros((info["height"], info["width"]), np.uint8)
+        for ann in coco.loadAnns(coco.getAnnIds(imgIds=image_id, iscrowd=None)):
+            mask[coco.annToMask(ann) > 0] = labels[ann["category_id"]]
+        Image.fromarray(mask).save(out / "masks" / Path(info["file_name"]).with_suffix(".png"))
+        shutil.copy(images / info["file_name"], out / "images" / info["file_name"])
+    return len(coco.getImgIds())
+
+
+def cocoseg_stage(annotations: Path, images: Path, out: Path, workers: int) -> int:
+    from cocoseg.convert import convert
+
+    return convert(annotations, images, out, workers=workers)["images"]
+
+
+def run_one(method: str, annotations: Path, images: Path, scratch: Path) -> dict:
+    with tempfile.TemporaryDirectory(dir=scratch) as tmp:
+        start = time.perf_counter()
+        if method == "seed-style":
+            n = seed_style(annotations, images, Path(tmp) / "out")
+        else:
+            n = cocoseg_stage(annotations, images, Path(tmp) / "out", workers=int(method.split("=")[1]))
+        seconds = time.perf_counter() - start
+    peak_kib = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                   resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+    return {"images": n, "seconds": seconds, "peak_mib": peak_kib / 1024}
+
+
+def build_dataset(root: Path, copies: int) -> tuple[Path, Path, str]:
+    """One COCO file of every source image `copies` times (symlinked files, new ids and names)."""
+    if COCO_TINY.is_dir():
+        sources = [(COCO_TINY / "annotations" / f"instances_{s}2017.json", COCO_TINY / f"{s}2017")
+                   for s in ("train", "val")]
+        label = f"coco-tiny train+val x{copies}"
+    else:
+        from cocoseg.demo import make_demo
+
+        make_demo(root / "demo", {"train": 200, "val": 200})
+        sources = [(root / "demo" / "annotations" / f"{s}.json", root / "demo" / "images" / s)
+                   for s in ("train", "val")]
+        label = f"synthetic demo (coco-tiny absent) x{copies}"
+    images_dir = root / "images"
+    images_dir.mkdir(parents=True)
+    merged = {"images": [], "annotations": [], "categories": None}
+    for copy in range(copies):
+        for annotations, image_dir in sources:
+            data = json.loads(annotations.read_text())
+            merged["categories"] = data["categories"]
+            offset = 10_000_000 * (copy * len(sources) + sources.index((annotations, image_dir)) + 1)
+            for img in data["images"]:
+                name = f"c{copy}_{img['file_name']}"
+                os.symlink(image_dir / img["file_name"], images_dir / name)
+                merged["images"].append({**img, "id": img["id"] + offset, "file_name": name})
+            for ann in data["annotations"]:
+                merged["annotations"].append({**ann, "id": ann["id"] + offset, "image_id": ann["image_id"] + offset})
+    path = root / "instances.json"
+    path.write_text(json.dumps(merged))
+    return path, images_dir, label
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeat", type=int, default=3, help="runs per method; the fastest is reported")
+    parser.add_argument("--copies", type=int, default=3)
+    parser.add_argument("--scratch", type=Path, default=REPO / "results" / "bench",
+                        help="where outputs are written (default results/bench: the file system "
+                             "the workflow writes to; file creation cost differs between folders)")
+    parser.add_argument("--run-one", nargs=3, metavar=("METHOD", "ANNOTATIONS", "IMAGES"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.run_one:
+        method, annotations, images = args.run_one
+        print(json.dumps(run_one(method, Path(annotations), Path(images), args.scratch)))
+        return
+    args.scratch.mkdir(parents=True, exist_ok=True)
+
+    methods = ["seed-style", "cocoseg workers=1", "cocoseg workers=2"]
+    with tempfile.TemporaryDirectory(dir=args.scratch) as tmp:
+        annotations, images, label = build_dataset(Path(tmp), args.copies)
+        results = {}
+        for method in methods:
+            runs = []
+            for _ in range(args.repeat):
+                line = subprocess.run([sys.executable, __file__, "--scratch", str(args.scratch),
+                                       "--run-one", method, str(annotations), str(images)],
+                                      check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+                runs.append(json.loads(line))
+            results[method] = min(runs, key=lambda r: r["seconds"])
+    base = results["seed-style"]
+    base_rate = base["images"] / base["seconds"]
+    print(f"data: {label}, {base['images']} images; {os.cpu_count()} CPUs; best of {args.repeat} runs each; "
+          f"outputs in {args.scratch}")
+    print(f"{'method':<20} {'images/s':>9} {'ms/image':>9} {'peak MiB':>9} {'vs seed-style':>14}")
+    for method, r in results.items():
+        rate = r["images"] / r["seconds"]
+        print(f"{method:<20} {rate:9.0f} {1000 / rate:9.2f} {r['peak_mib']:9.0f} {rate / base_rate:13.2f}x")
+
+
+if __name__ == "__main__":
+    main()
