@@ -219,3 +219,25 @@ def test_jpeg_with_data_after_its_end_marker_is_kept(tmp_path, coco_dir):
     out = tmp_path / "out"
     assert run_masks(path, images, out) == 0
     assert manifest(out)["1"]["status"] == "ok"
+
+
+WEIRD = [None, True, -1, 1.5, "x", [], {}, [[]], [None], {"size": 3, "counts": 4}, [[1, 2, 3]], float("inf")]
+
+
+def test_annotations_of_every_wrong_type_never_crash(tmp_path, coco_dir, capsys):
+    """Each key of an annotation set to each wrong JSON type: a row per image, no traceback."""
+    anns, imgs = [], []
+    base = ann(0, 0, 4, [square(0, 0, 5, 5)], bbox=[0, 0, 5, 5])
+    for k, key in enumerate(["image_id", "category_id", "segmentation", "iscrowd", "bbox", "id"]):
+        for j, value in enumerate(WEIRD):
+            image_id = 100 * k + j + 1
+            imgs.append(dict(IMG, id=image_id, file_name=f"{image_id}.jpg"))
+            anns.append({**base, "image_id": image_id, "id": image_id, key: value})
+    anns += ["not an annotation", 7, None]
+    path, images = coco_dir(imgs, anns)
+    out = tmp_path / "out"
+    assert run_masks(path, images, out) == 0
+    rows = manifest(out)
+    assert len(rows) == len(imgs)
+    assert all(r["status"] == "ok" or r["reason"].startswith("annotation") for r in rows.values())
+    assert "Traceback" not in capsys.readouterr().err

@@ -143,15 +143,17 @@ def load_split(path: str | os.PathLike, classes=None, max_images: int | None = N
     usable = {img["id"]: img for img in images if img["skip"] is None}
     orphans = 0
     for ann in data["annotations"]:
-        image = usable.get(ann.get("image_id")) if isinstance(ann, dict) else None
+        image_id = ann.get("image_id") if isinstance(ann, dict) else None
+        image = usable.get(image_id) if _is_int(image_id) else None
         if image is None:
             orphans += 1
         else:
             image["annotations"].append(ann)
     if max_images is not None:  # annotations of images cut by --max-images are not orphans
         kept = {img["id"] for img in images}
-        orphans -= sum(1 for a in data["annotations"] if isinstance(a, dict)
-                       and a.get("image_id") in id_count and a.get("image_id") not in kept)
+        cut = {image_id for image_id in id_count if image_id not in kept}
+        orphans -= sum(1 for a in data["annotations"] if isinstance(a, dict) and _is_int(a.get("image_id"))
+                       and a["image_id"] in cut)
     split = Split(labels=labels, category_ids=category_ids, images=images, orphan_annotations=orphans)
     if orphans:
         split.notes.append(f"{orphans} annotation(s) name no usable image id and were not used")

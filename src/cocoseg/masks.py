@@ -66,12 +66,8 @@ def _coordinates(part) -> np.ndarray | None:
     return coords if np.isfinite(coords).all() else None
 
 
-def _finite_numbers(values) -> bool:
-    return all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)
-
-
 def decode_segmentation(segmentation, height: int, width: int) -> Decoded:
-    """Turn any COCO segmentation into one RLE the way pycocotools' annToRLE does, after checks.
+    """Turn any COCO segmentation into run lengths, as pycocotools' annToRLE would, after checks.
 
     Checks that pycocotools skips: a 4-number polygon is taken for a bbox by frPyObjects, an odd
     coordinate count silently drops a number, and RLE runs that do not add up overflow a buffer.
@@ -96,7 +92,7 @@ def decode_segmentation(segmentation, height: int, width: int) -> Decoded:
 
     if isinstance(segmentation, dict) and "counts" in segmentation and "size" in segmentation:
         size, counts = segmentation["size"], segmentation["counts"]
-        if list(size) != [height, width]:
+        if size != [height, width]:
             return Decoded(None, fault=f"RLE size {size} differs from the image's [{height}, {width}]")
         if isinstance(counts, list):
             if not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts):
@@ -120,9 +116,10 @@ def decode_segmentation(segmentation, height: int, width: int) -> Decoded:
 
 def bbox_slices(bbox, height: int, width: int) -> tuple[slice, slice] | None:
     """The pixel rows and columns a COCO [x, y, w, h] box touches, clipped to the image."""
-    if not isinstance(bbox, list) or len(bbox) != 4 or not _finite_numbers(bbox):
+    coords = _coordinates(bbox)
+    if coords is None or len(coords) != 4:
         return None
-    x, y, w, h = bbox
+    x, y, w, h = coords.tolist()
     if w <= 0 or h <= 0:
         return None
     x0, y0 = max(0, math.floor(x)), max(0, math.floor(y))
@@ -177,7 +174,7 @@ def paint_mask(annotations: list[dict], height: int, width: int,
             continue
         if decoded.runs is None:
             continue
-        if category not in declared:
+        if not (isinstance(category, int) and category in declared):
             notes.append(f"annotation {ann_id}: unknown category id {category!r}; its region is set to ignore (255)")
             ignore_regions.append(decoded.runs)
         elif category not in label_of:
