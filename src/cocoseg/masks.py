@@ -35,20 +35,24 @@ def rle_string_counts(counts: str | bytes) -> np.ndarray:
     data = counts.encode() if isinstance(counts, str) else bytes(counts)
     if not data:
         return np.zeros(0, dtype=np.int64)
-    c = np.frombuffer(data, dtype=np.uint8).astype(np.int64) - 48
-    if c.min() < 0 or c.max() >= 64:
+    c = np.frombuffer(data, dtype=np.uint8) - np.uint8(48)  # below '0' wraps to >= 208
+    if c.max() >= 64:
         raise ValueError("invalid character in RLE string")
-    ends = np.flatnonzero((c & 0x20) == 0)
+    ends = np.flatnonzero(c < 32)  # no 0x20 "more" bit: the value's last group
     if len(ends) == 0 or ends[-1] != len(c) - 1:
         raise ValueError("truncated RLE string")
-    starts = np.concatenate([[0], ends[:-1] + 1])
-    groups = ends - starts + 1
-    if groups.max() > 12:
-        raise ValueError("RLE value too long")
-    shift = 5 * (np.arange(len(c)) - np.repeat(starts, groups))
-    values = np.add.reduceat((c & 0x1F) << shift, starts)
-    negative = (c[ends] & 0x10) != 0
-    values[negative] -= np.left_shift(1, 5 * groups[negative])
+    if len(ends) == len(c):  # every value a single group: the common case for small masks
+        values = (c & 0x0F).astype(np.int64) - (c & 0x10).astype(np.int64)
+    else:
+        starts = np.empty_like(ends)
+        starts[0], starts[1:] = 0, ends[:-1] + 1
+        groups = ends - starts + 1
+        if groups.max() > 12:
+            raise ValueError("RLE value too long")
+        shift = 5 * (np.arange(len(c)) - np.repeat(starts, groups))
+        values = np.add.reduceat((c & 0x1F).astype(np.int64) << shift, starts)
+        negative = (c[ends] & 0x10) != 0
+        values[negative] -= np.left_shift(1, 5 * groups[negative])
     runs = values.copy()
     runs[3::2] = np.cumsum(values[1::2])[1:]
     runs[4::2] = np.cumsum(values[2::2])[1:]
@@ -129,6 +133,14 @@ def bbox_slices(bbox, height: int, width: int) -> tuple[slice, slice] | None:
     return slice(y0, y1), slice(x0, x1)
 
 
+_ALTERNATING = np.arange(4096) % 2 == 1
+
+
+def _alternating(n: int) -> np.ndarray:
+    """False, True, False, ...: the value of each run (COCO RLE starts with a zeros run)."""
+    return _ALTERNATING[:n] if n <= len(_ALTERNATING) else np.arange(n) % 2 == 1
+
+
 def _covered(runs: np.ndarray, height: int, width: int) -> tuple[slice, slice, np.ndarray] | None:
     """The pixels the runs cover, as a box and a boolean view of that box (None: no pixel).
 
@@ -147,7 +159,7 @@ def _covered(runs: np.ndarray, height: int, width: int) -> tuple[slice, slice, n
         y0, y1 = (starts % height).min(), (stops % height).max() + 1
     else:
         y0, y1 = 0, height
-    pixels = np.repeat(np.resize(np.array([False, True]), len(runs)), runs).reshape(width, height)
+    pixels = np.repeat(_alternating(len(runs)), runs).reshape(width, height)
     return slice(y0, y1), slice(x0, x1), pixels[x0:x1, y0:y1].T
 
 
