@@ -24,6 +24,49 @@ def _positive(text: str) -> int:
     return value
 
 
+def _image_size(text: str) -> tuple[int, int]:
+    sides = [int(v) for v in text.replace("x", ",").split(",")]
+    if len(sides) not in (1, 2) or min(sides) < 1:
+        raise argparse.ArgumentTypeError(f"expected H,W or one side, got {text!r}")
+    return (sides[0], sides[-1])
+
+
+def _variant(args: argparse.Namespace):
+    from .variants import Variant
+
+    overrides = {key: getattr(args, key) for key in
+                 ("epochs", "batch_size", "lr", "weight_decay", "warmup_epochs", "dice_weight", "seed",
+                  "devices", "architecture", "encoder", "schedule", "precision", "accelerator", "name")
+                 if getattr(args, key) is not None}
+    if args.img_size:
+        overrides["image_size"] = args.img_size
+    if args.encoder_weights is not None:
+        overrides["encoder_weights"] = None if args.encoder_weights.lower() in ("none", "null") else args.encoder_weights
+    if args.channels_last is not None:
+        overrides["channels_last"] = args.channels_last == "true"
+    return Variant(**overrides)
+
+
+def _train(args: argparse.Namespace) -> None:
+    from . import train
+    from .data import read_labels
+
+    train_dir = args.train_dir or (args.data_path / "train" if args.data_path else None)
+    val_dir = args.val_dir or (args.data_path / "val" if args.data_path else None)
+    if train_dir is None or val_dir is None:
+        raise InputError("train: give --data_path, or both --train-dir and --val-dir")
+    variant = _variant(args)
+    if args.num_classes is not None and args.num_classes != len(read_labels(train_dir)):
+        raise InputError(f"{train_dir}/labels.csv: {len(read_labels(train_dir))} classes with background, "
+                         f"but --num_classes {args.num_classes}")
+    output = args.output or Path("runs") / variant.name
+    summary = train.train(variant, train_dir, val_dir, output, args.checkpoint_dir or output / "checkpoints",
+                          args.log_dir or output / "logs", args.workers or train.default_workers())
+    print(f"{variant.name}: {summary['epochs']} epochs, best val mIoU {summary['best_val_miou']:.3f} "
+          f"(epoch {summary['best_epoch']}), {summary['train_seconds']:.0f} s; {output / 'model.pt'}",
+          file=sys.stderr)
+
+
 def _add_mask_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--classes", nargs="+", type=_class_value, default=None,
                    help="category names or ids to keep, in label order (default: all, sorted by id)")
@@ -63,6 +106,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compress-level", type=int, default=1, choices=range(10))
     p.add_argument("--name", default="")
 
+    p = sub.add_parser("train", help="train one variant on mask-stage folders (seed flags work)")
+    p.add_argument("--data_path", "--data-path", type=Path,
+                   help="folder with train/ and val/ from `cocoseg masks` (or give --train-dir, --val-dir)")
+    p.add_argument("--train-dir", type=Path)
+    p.add_argument("--val-dir", type=Path)
+    p.add_argument("--output", type=Path, help="where model.pt and summary.json go (default runs/<variant>)")
+    p.add_argument("--checkpoint-dir", type=Path, help="resumable checkpoints (default OUTPUT/checkpoints)")
+    p.add_argument("--log-dir", type=Path, help="CSV and TensorBoard logs (default OUTPUT/logs)")
+    p.add_argument("--num_classes", "--num-classes", type=_positive,
+                   help="classes including background; checked against labels.csv")
+    p.add_argument("--img_size", "--img-size", type=_image_size, help="H,W or one side, e.g. 512,512")
+    p.add_argument("--workers", type=_positive, default=None, help="CPU threads (default: all given to the job)")
+    for flag, kind in (("epochs", _positive), ("batch_size", _positive), ("lr", float),
+                       ("weight_decay", float), ("warmup_epochs", float), ("dice_weight", float),
+                       ("seed", int), ("devices", _positive)):
+        p.add_argument(f"--{flag}", f"--{flag.replace('_', '-')}", type=kind)
+    p.add_argument("--name", help="variant name (default <architecture>-<encoder>-<size>)")
+    p.add_argument("--architecture")
+    p.add_argument("--encoder")
+    p.add_argument("--encoder-weights", "--encoder_weights", help="imagenet, or none for random init")
+    p.add_argument("--schedule", choices=["poly", "cosine"])
+    p.add_argument("--precision", help="auto, 32-true, bf16-mixed, 16-mixed")
+    p.add_argument("--accelerator", choices=["auto", "cpu", "gpu"])
+    p.add_argument("--channels-last", choices=["true", "false"])
+
+    p = sub.add_parser("evaluate", help="metrics of a trained model on a mask-stage folder")
+    p.add_argument("--model", required=True, type=Path, help="model.pt written by `cocoseg train`")
+    p.add_argument("--split-dir", required=True, type=Path)
+    p.add_argument("--output", required=True, type=Path)
+    p.add_argument("--samples", type=int, default=6, help="sample panels to write")
+    p.add_argument("--workers", type=_positive, default=1)
+
+    p = sub.add_parser("predict", help="masks and overlays for any folder of images")
+    p.add_argument("--checkpoint", required=True, type=Path, help="model.pt written by `cocoseg train`")
+    p.add_argument("--images", required=True, type=Path)
+    p.add_argument("--output", required=True, type=Path)
+    p.add_argument("--workers", type=_positive, default=1)
+
     p = sub.add_parser("gather", help="workflow step: assemble a split from its shards")
     p.add_argument("--meta", required=True, type=Path)
     p.add_argument("--shard-dirs", required=True, nargs="+", type=Path)
@@ -87,6 +168,20 @@ def run(args: argparse.Namespace) -> None:
     elif args.command == "shard":
         convert.convert_shard(args.index_file, args.images, args.output, link_mode=args.link,
                               compress_level=args.compress_level, name=args.name)
+    elif args.command == "train":
+        _train(args)
+    elif args.command == "evaluate":
+        from .evaluate import evaluate
+
+        m = evaluate(args.model, args.split_dir, args.output, samples=args.samples, threads=args.workers)
+        print(f"{m['variant']} on {m['split']}: mIoU {m['miou']:.3f}, mDice {m['mdice']:.3f}, "
+              f"pixel accuracy {m['pixel_accuracy']:.3f}, {m['inference_images_per_s']:.1f} images/s",
+              file=sys.stderr)
+    elif args.command == "predict":
+        from .evaluate import predict
+
+        count = predict(args.checkpoint, args.images, args.output, threads=args.workers)
+        print(f"{count} images -> {args.output}", file=sys.stderr)
     elif args.command == "gather":
         convert.gather_split(args.meta, args.shard_dirs, args.output, name=args.name)
 

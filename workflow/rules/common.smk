@@ -3,15 +3,28 @@ import re
 
 from snakemake.utils import validate
 
+from cocoseg.variants import expand as expand_variants
+
 
 validate(config, schema="../schemas/config.schema.yaml")
 
 SPLITS = list(config["splits"])
+VARIANTS = expand_variants(config["model"], config["train"])
+EVAL_SPLITS = config["evaluate"]["splits"]
+for key, names in (
+    ("train.train_split", [config["train"]["train_split"]]),
+    ("train.val_split", [config["train"]["val_split"]]),
+    ("evaluate.splits", EVAL_SPLITS),
+):
+    for name in names:
+        if name not in SPLITS:
+            raise ValueError(f"config {key}: {name!r} is not one of splits ({', '.join(SPLITS)})")
 
 
 wildcard_constraints:
     split="|".join(re.escape(name) for name in SPLITS),
     shard=r"\d+",
+    variant="|".join(re.escape(name) for name in VARIANTS),
 
 
 def split_config(wildcards):
@@ -41,5 +54,36 @@ def demo_split_options():
     ]
 
 
+def train_options(wildcards):
+    """`cocoseg train` flags for one variant, as a list for `{params:q}`."""
+    v = VARIANTS[wildcards.variant]
+    height, width = v.image_size
+    return [
+        *("--name", v.name, "--architecture", v.architecture, "--encoder", v.encoder),
+        *("--encoder-weights", v.encoder_weights or "none", "--img-size", f"{height},{width}"),
+        *("--epochs", v.epochs, "--batch-size", v.batch_size, "--lr", v.lr),
+        *("--weight-decay", v.weight_decay, "--schedule", v.schedule),
+        *("--warmup-epochs", v.warmup_epochs, "--dice-weight", v.dice_weight),
+        *("--precision", v.precision, "--seed", v.seed, "--accelerator", v.accelerator),
+        *("--devices", v.devices, "--channels-last", str(v.channels_last).lower()),
+    ]
+
+
+def variant_gpus(wildcards):
+    v = VARIANTS[wildcards.variant]
+    return v.devices if v.gpu else 0
+
+
+def split_manifest(name):
+    return f"results/masks/{name}/manifest.csv"
+
+
 def final_targets():
-    return expand("results/masks/{split}/manifest.csv", split=SPLITS)
+    return [
+        *expand("results/masks/{split}/manifest.csv", split=SPLITS),
+        *expand(
+            "results/eval/{variant}/{split}/metrics.json",
+            variant=VARIANTS,
+            split=EVAL_SPLITS,
+        ),
+    ]

@@ -1,0 +1,139 @@
+"""Evaluation at each image's original size, and prediction on any folder of images."""
+
+from __future__ import annotations
+
+import colorsys
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from .data import eval_transform, load_mask, load_rgb, read_manifest
+from .files import atomic_path, write_bytes, write_csv, write_json
+from .metrics import confusion_matrix, scores
+from .png import encode_mask_png
+from .train import load_trained, resolve_accelerator
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+
+
+def palette(num_classes: int) -> np.ndarray:
+    """Colour per label: background black, classes spread over hues, ignore (255) white."""
+    colours = np.full((256, 3), 255, dtype=np.uint8)
+    colours[0] = 0
+    for label in range(1, num_classes):
+        hue = (label * 0.618033988749895) % 1.0
+        colours[label] = [round(255 * c) for c in colorsys.hsv_to_rgb(hue, 0.75, 0.95)]
+    return colours
+
+
+def overlay(image: np.ndarray, mask: np.ndarray, colours: np.ndarray, alpha: float = 0.55) -> np.ndarray:
+    painted = colours[mask].astype(np.float32)
+    blend = np.where((mask > 0)[..., None], (1 - alpha) * image + alpha * painted, image)
+    return blend.astype(np.uint8)
+
+
+class Predictor:
+    """Resize to the variant's size, run the model, and bring logits back to the original size."""
+
+    def __init__(self, model_path: Path, threads: int = 1):
+        torch.set_num_threads(max(1, threads))
+        self.device = "cuda" if resolve_accelerator("auto") == "gpu" else "cpu"
+        self.model, self.variant, self.labels = load_trained(model_path, self.device)
+        self.transform = eval_transform(self.variant.image_size)
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        height, width = image.shape[:2]
+        scale = max(self.variant.image_size) / max(height, width)
+        resized = (round(height * scale), round(width * scale))
+        tensor = self.transform(image=image)["image"].unsqueeze(0).to(self.device)
+        with torch.inference_mode():
+            logits = self.model(tensor)[:, :, : resized[0], : resized[1]]
+            logits = F.interpolate(logits.float(), size=(height, width), mode="bilinear", align_corners=False)
+            return logits.argmax(dim=1)[0].to(torch.uint8).cpu().numpy()
+
+    def synchronize(self) -> None:
+        if self.device == "cuda":
+            torch.cuda.synchronize()
+
+
+def evaluate(model_path: Path, split_dir: Path, output_dir: Path, samples: int = 6, threads: int = 1) -> dict:
+    """Metrics over the whole split at original resolution; writes metrics.json, per_class.csv,
+    confusion.csv and sample panels (image | ground truth | prediction)."""
+    predictor = Predictor(model_path, threads)
+    num_classes = len(predictor.labels)
+    rows = read_manifest(split_dir)
+    colours = palette(num_classes)
+    output_dir = Path(output_dir)
+    confusion = torch.zeros(num_classes, num_classes, dtype=torch.long)
+    predictor(load_rgb(Path(split_dir) / "images" / rows[0]["file_name"]))  # warm-up, not timed
+    if predictor.device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    seconds = 0.0
+    for index, row in enumerate(rows):
+        image = load_rgb(Path(split_dir) / "images" / row["file_name"])
+        truth = load_mask(Path(split_dir) / "masks" / row["mask"])
+        predictor.synchronize()
+        start = time.perf_counter()
+        prediction = predictor(image)
+        predictor.synchronize()
+        seconds += time.perf_counter() - start
+        confusion += confusion_matrix(torch.from_numpy(truth), torch.from_numpy(prediction), num_classes)
+        if index < samples:
+            panel = np.concatenate([image, overlay(image, truth, colours), overlay(image, prediction, colours)], axis=1)
+            with atomic_path(output_dir / "samples" / f"{Path(row['mask']).stem}.png") as tmp:
+                Image.fromarray(panel).save(tmp, format="PNG")
+    result = scores(confusion)
+    peak = (torch.cuda.max_memory_allocated() / 2**20 if predictor.device == "cuda"
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    metrics = {
+        "variant": predictor.variant.name,
+        "split": Path(split_dir).name,
+        "images": len(rows),
+        "miou": result["miou"],
+        "mdice": result["mdice"],
+        "pixel_accuracy": result["pixel_accuracy"],
+        "params": sum(p.numel() for p in predictor.model.parameters()),
+        "inference_images_per_s": len(rows) / seconds,
+        "inference_peak_memory_mb": peak,
+        "device": predictor.device,
+        "image_size": list(predictor.variant.image_size),
+    }
+    per_class = [[label["label"], label["category_id"], label["name"], _round(result["iou"][i]),
+                  _round(result["dice"][i]), int(result["labelled_pixels"][i]), int(result["predicted_pixels"][i])]
+                 for i, label in enumerate(predictor.labels)]
+    write_csv(output_dir / "per_class.csv",
+              ["label", "category_id", "name", "iou", "dice", "label_pixels", "predicted_pixels"], per_class)
+    write_csv(output_dir / "confusion.csv", ["label", *range(num_classes)],
+              [[i, *confusion[i].tolist()] for i in range(num_classes)])
+    (output_dir / "samples").mkdir(parents=True, exist_ok=True)
+    write_json(output_dir / "metrics.json", metrics)
+    return metrics
+
+
+def _round(value: float) -> float | str:
+    return "" if np.isnan(value) else round(float(value), 6)
+
+
+def predict(model_path: Path, images_dir: Path, output_dir: Path, threads: int = 1) -> int:
+    """Masks and overlays for every image in a folder (recursively); returns the count."""
+    predictor = Predictor(model_path, threads)
+    colours = palette(len(predictor.labels))
+    paths = sorted(p for p in Path(images_dir).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    for path in paths:
+        relative = path.relative_to(images_dir).with_suffix(".png")
+        try:
+            image = load_rgb(path)
+        except OSError as e:
+            print(f"skipped {path}: unreadable ({e})", file=sys.stderr)
+            continue
+        prediction = predictor(image)
+        write_bytes(Path(output_dir) / "masks" / relative, encode_mask_png(prediction))
+        with atomic_path(Path(output_dir) / "overlays" / relative) as tmp:
+            Image.fromarray(overlay(image, prediction, colours)).save(tmp, format="PNG")
+    return len(paths)

@@ -1,0 +1,112 @@
+"""The segmentation network and its LightningModule."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import pytorch_lightning as pl
+import segmentation_models_pytorch as smp
+import torch
+from torch import nn
+
+from .coco import IGNORE
+from .metrics import confusion_matrix, scores
+
+
+def build_model(architecture: str, encoder: str, encoder_weights: str | None, num_classes: int) -> nn.Module:
+    """Any SMP architecture by name; `encoder_weights="imagenet"` downloads on first use."""
+    return smp.create_model(arch=architecture, encoder_name=encoder, encoder_weights=encoder_weights,
+                            in_channels=3, classes=num_classes)
+
+
+def lr_factor(step: int, total_steps: int, warmup_steps: int, schedule: str) -> float:
+    """Linear warm-up from 10% to 100%, then poly (power 0.9) or cosine decay to 0."""
+    if step < warmup_steps:
+        return 0.1 + 0.9 * step / warmup_steps
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    if schedule == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * progress))
+    return (1 - progress) ** 0.9
+
+
+class SegmentationModule(pl.LightningModule):
+    def __init__(self, architecture: str, encoder: str, encoder_weights: str | None, num_classes: int,
+                 lr: float, weight_decay: float, schedule: str = "poly", warmup_epochs: float = 1.0,
+                 dice_weight: float = 0.0, channels_last: bool = True):
+        super().__init__()
+        self.save_hyperparameters()
+        self.model = build_model(architecture, encoder, encoder_weights, num_classes)
+        if channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.cross_entropy = nn.CrossEntropyLoss(ignore_index=IGNORE)
+        self.dice = smp.losses.DiceLoss("multiclass", ignore_index=IGNORE) if dice_weight else None
+        self.register_buffer("val_confusion", torch.zeros(num_classes, num_classes, dtype=torch.long),
+                             persistent=False)
+        self.history: list[dict] = []  # one row per epoch, kept in checkpoints for resumed runs
+        self._train_loss_sum = self._train_batches = 0.0
+        self._epoch_start = time.perf_counter()
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if self.hparams.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        return self.model(images)
+
+    def loss(self, logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        logits = logits.float()  # Dice sums overflow fp16 (SMP#463): losses in fp32
+        loss = self.cross_entropy(logits, masks)
+        if self.dice is not None:
+            loss = loss + self.hparams.dice_weight * self.dice(logits, masks)
+        return loss
+
+    def training_step(self, batch, batch_idx):
+        images, masks = batch
+        loss = self.loss(self(images), masks)
+        self.log("train_loss", loss, prog_bar=True, batch_size=len(images))
+        self._train_loss_sum += float(loss.detach())
+        self._train_batches += 1
+        return loss
+
+    def on_train_epoch_start(self) -> None:
+        self._epoch_start = time.perf_counter()
+
+    def on_validation_epoch_start(self) -> None:
+        self.val_confusion.zero_()
+
+    def validation_step(self, batch, batch_idx):
+        images, masks = batch
+        predictions = self(images).argmax(dim=1)
+        self.val_confusion += confusion_matrix(masks, predictions, self.hparams.num_classes)
+
+    def on_validation_epoch_end(self) -> None:
+        confusion = self.val_confusion
+        if self.trainer.world_size > 1:
+            confusion = self.trainer.strategy.reduce(confusion, reduce_op="sum")
+        result = scores(confusion)
+        # Logged once per epoch from counts summed over the whole split: never a batch average.
+        self.log_dict({"val_miou": result["miou"], "val_mdice": result["mdice"],
+                       "val_pixel_accuracy": result["pixel_accuracy"]}, prog_bar=True)
+        if not self.trainer.sanity_checking:
+            self.history.append({
+                "epoch": self.current_epoch + 1,
+                "train_loss": self._train_loss_sum / max(1, self._train_batches),
+                "val_miou": result["miou"], "val_mdice": result["mdice"],
+                "val_pixel_accuracy": result["pixel_accuracy"],
+                "seconds": time.perf_counter() - self._epoch_start,
+            })
+        self._train_loss_sum = self._train_batches = 0.0
+
+    def configure_optimizers(self):
+        optimizer = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        total = self.trainer.estimated_stepping_batches
+        steps_per_epoch = max(1, total // max(1, self.trainer.max_epochs))
+        warmup = int(self.hparams.warmup_epochs * steps_per_epoch)
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: lr_factor(step, total, warmup, self.hparams.schedule))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["cocoseg_history"] = self.history
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.history = checkpoint.get("cocoseg_history", [])

@@ -1,0 +1,65 @@
+"""Variants: one trained model each, named for the workflow (`deeplabv3plus-resnet18-128`).
+
+Kept free of torch so the Snakefile can import it cheaply to build its wildcards.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from itertools import product
+
+from .files import InputError
+
+OUTPUT_STRIDE = 16  # DeepLabV3+ default: input sides must divide by it
+
+
+@dataclass
+class Variant:
+    architecture: str = "DeepLabV3Plus"
+    encoder: str = "resnet18"
+    encoder_weights: str | None = None
+    image_size: tuple[int, int] = (128, 128)
+    epochs: int = 12
+    batch_size: int = 16
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    schedule: str = "poly"
+    warmup_epochs: float = 1.0
+    dice_weight: float = 0.0
+    precision: str = "auto"
+    seed: int = 0
+    channels_last: bool = True
+    accelerator: str = "auto"
+    devices: int = 1
+    gpu: bool = False  # ask the scheduler for GPUs (`resources: gpu`)
+    name: str = field(default="")
+
+    def __post_init__(self) -> None:
+        size = self.image_size
+        self.image_size = (int(size), int(size)) if isinstance(size, (int, float)) else tuple(int(v) for v in size)
+        if len(self.image_size) != 2 or any(side % OUTPUT_STRIDE or side <= 0 for side in self.image_size):
+            raise InputError(f"image size {self.image_size}: sides must be positive multiples of {OUTPUT_STRIDE}")
+        if not self.name:
+            h, w = self.image_size
+            self.name = f"{self.architecture.lower()}-{self.encoder}-{h if h == w else f'{h}x{w}'}"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+TRAIN_KEYS = {f.name for f in fields(Variant)} - {"architecture", "encoder", "encoder_weights", "image_size", "name"}
+
+
+def expand(model: dict, train: dict) -> dict[str, Variant]:
+    """The grid architecture x encoders x image sizes, with per-variant overrides by name."""
+    common = {key: value for key, value in train.items() if key in TRAIN_KEYS}
+    variants = {}
+    for encoder, size in product(model["encoders"], model["image_sizes"]):
+        v = Variant(architecture=model["architecture"], encoder=encoder,
+                    encoder_weights=model["encoder_weights"], image_size=size, **common)
+        variants[v.name] = v
+    for name, override in (model.get("overrides") or {}).items():
+        if name not in variants:
+            raise InputError(f"model.overrides names {name!r}, which is not a variant ({', '.join(variants)})")
+        variants[name] = Variant(**{**variants[name].to_dict(), **override, "name": name})
+    return variants

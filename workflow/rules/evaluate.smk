@@ -1,0 +1,26 @@
+# Metrics of each variant on each evaluation split, at the images' original size.
+
+
+rule evaluate_variant:
+    input:
+        model="results/models/{variant}/model.pt",
+        manifest="results/masks/{split}/manifest.csv",
+    output:
+        metrics="results/eval/{variant}/{split}/metrics.json",
+        per_class="results/eval/{variant}/{split}/per_class.csv",
+        confusion="results/eval/{variant}/{split}/confusion.csv",
+        samples=directory("results/eval/{variant}/{split}/samples"),
+    params:
+        split_dir=lambda wc, input: os.path.dirname(input.manifest),
+        out_dir=lambda wc, output: os.path.dirname(output.metrics),
+        samples=config["evaluate"]["samples"],
+    threads: 2
+    resources:
+        gpu=variant_gpus,
+    log:
+        "results/logs/evaluate/{variant}/{split}.log",
+    conda:
+        "../../envs/train.yaml"
+    shell:
+        "python -m cocoseg evaluate --model {input.model:q} --split-dir {params.split_dir:q}"
+        " --output {params.out_dir:q} --samples {params.samples} --workers {threads} > {log} 2>&1"
