@@ -1,5 +1,6 @@
 """The Snakemake workflow itself: lint, config validation, and the data stage on the demo config."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -43,7 +44,7 @@ def test_invalid_config_is_refused_with_the_key(tmp_path):
 
 
 @pytest.mark.slow
-def test_demo_data_stage_matches_the_cli(tmp_path):
+def test_test_config_runs_end_to_end_and_masks_match_the_cli(tmp_path):
     workdir = workflow_copy(tmp_path)
     result = snakemake(workdir, "--configfile", str(TEST_CONFIG))
     assert result.returncode == 0, result.stderr[-3000:]
@@ -64,3 +65,11 @@ def test_demo_data_stage_matches_the_cli(tmp_path):
             assert (out / "masks" / mask.name).read_bytes() == mask.read_bytes()
     train_log = (workdir / "results" / "logs" / "masks" / "train" / "shard-2.log").read_text()
     assert "train shard 3/3: 8 images" in train_log
+
+    variant = "deeplabv3plus-resnet18-64"
+    summary = json.loads((workdir / "results" / "models" / variant / "summary.json").read_text())
+    assert summary["epochs"] == 1 and summary["train_images"] == 24
+    assert (workdir / "results" / "checkpoints" / variant / "last.ckpt").exists()
+    metrics = json.loads((workdir / "results" / "eval" / variant / "val" / "metrics.json").read_text())
+    assert metrics["images"] == 9 and metrics["variant"] == variant
+    assert len(list((workdir / "results" / "eval" / variant / "val" / "samples").glob("*.png"))) == 2

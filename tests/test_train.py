@@ -1,0 +1,153 @@
+"""Training, resuming, evaluating and predicting on tiny data (random init, 64 px)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cocoseg.cli import main
+from cocoseg.convert import convert
+from cocoseg.data import load_mask, load_rgb
+from cocoseg.demo import make_demo
+from cocoseg.evaluate import evaluate
+from cocoseg.train import resolve_accelerator, resolve_precision, train
+from cocoseg.variants import Variant
+
+from conftest import save_image
+
+TINY = dict(encoder="resnet18", image_size=64, epochs=2, batch_size=4, lr=3e-3, seed=5)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """`cocoseg masks` output for a 13-image train and 6-image val demo split."""
+    root = tmp_path_factory.mktemp("data")
+    make_demo(root / "demo", {"train": 13, "val": 6}, seed=2)
+    for split in ("train", "val"):
+        convert(root / "demo" / "annotations" / f"{split}.json", root / "demo" / "images" / split, root / split)
+    return root
+
+
+def run_train(data, out, **overrides):
+    variant = Variant(**{**TINY, **overrides})
+    return train(variant, data / "train", data / "val", out, out / "checkpoints", out / "logs", workers=1)
+
+
+@pytest.fixture(scope="module")
+def trained(data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    return out, run_train(data, out)
+
+
+def test_fit_writes_weights_and_a_summary(trained):
+    out, summary = trained
+    assert (out / "model.pt").stat().st_size > 1_000_000
+    saved = json.loads((out / "summary.json").read_text())
+    assert saved["epochs"] == 2 and [row["epoch"] for row in saved["history"]] == [1, 2]
+    assert saved["precision"] == "32-true" and saved["device"].startswith("cpu")
+    assert saved["params"] > 1_000_000 and saved["peak_memory_mb"] > 0 and saved["train_seconds"] > 0
+    assert saved["train_images"] == 13 and saved["resumed_from_epoch"] == 0
+    assert (out / "checkpoints" / "last.ckpt").exists()
+    assert (out / "logs" / "csv" / "metrics.csv").exists()
+    assert list((out / "logs" / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_same_seed_gives_the_same_metrics_on_cpu(data, trained, tmp_path):
+    _, first = trained
+    second = run_train(data, tmp_path)
+    assert [row["val_miou"] for row in second["history"]] == [row["val_miou"] for row in first["history"]]
+    assert [row["train_loss"] for row in second["history"]] == [row["train_loss"] for row in first["history"]]
+
+
+def test_evaluation_counts_every_original_pixel(data, trained, tmp_path):
+    out, _ = trained
+    metrics = evaluate(out / "model.pt", data / "val", tmp_path, samples=2)
+    masks = [np.asarray(Image.open(p)) for p in sorted((data / "val" / "masks").glob("*.png"))]
+    assert len({m.shape for m in masks}) > 1  # several original sizes
+    import csv
+    with open(tmp_path / "per_class.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 6  # background + 5 demo classes
+    assert sum(int(r["label_pixels"]) for r in rows) == sum(int((m != 255).sum()) for m in masks)
+    assert sum(int(r["predicted_pixels"]) for r in rows) == sum(int((m != 255).sum()) for m in masks)
+    assert 0 <= metrics["miou"] <= 1 and metrics["images"] == 6 and metrics["inference_images_per_s"] > 0
+    assert len(list((tmp_path / "samples").glob("*.png"))) == 2
+    again = evaluate(out / "model.pt", data / "val", tmp_path / "again", samples=0)
+    assert again["miou"] == metrics["miou"]
+
+
+def test_predict_on_any_folder(trained, tmp_path, capsys):
+    out, _ = trained
+    save_image(tmp_path / "in" / "a.jpg", 50, 40)
+    save_image(tmp_path / "in" / "sub" / "b.png", 70, 30, "L")
+    assert main(["predict", "--checkpoint", str(out / "model.pt"), "--images", str(tmp_path / "in"),
+                 "--output", str(tmp_path / "out")]) == 0
+    assert np.asarray(Image.open(tmp_path / "out" / "masks" / "a.png")).shape == (40, 50)
+    assert np.asarray(Image.open(tmp_path / "out" / "masks" / "sub" / "b.png")).shape == (30, 70)
+    assert (tmp_path / "out" / "overlays" / "sub" / "b.png").exists()
+
+
+def test_seed_command_line_flags(data, tmp_path, capsys):
+    (tmp_path / "d").mkdir()
+    for split in ("train", "val"):
+        os.symlink(data / split, tmp_path / "d" / split)
+    args = ["train", "--data_path", str(tmp_path / "d"), "--epochs", "1", "--lr", "0.001",
+            "--batch_size", "4", "--weight_decay", "0.0001", "--img_size", "64,64", "--output", str(tmp_path / "o")]
+    assert main([*args, "--num_classes", "9"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "labels.csv: 6 classes with background, but --num_classes 9" in err
+    assert main([*args, "--num_classes", "6"]) == 0
+    assert json.loads((tmp_path / "o" / "summary.json").read_text())["config"]["image_size"] == [64, 64]
+
+
+def test_batch_of_one_is_dropped_not_crashing_batchnorm(data, tmp_path):
+    # 13 training images with batch 4 leave a last batch of 1, which DeepLabV3+ cannot train on.
+    summary = run_train(data, tmp_path, epochs=1, batch_size=4)
+    assert summary["epochs"] == 1
+
+
+def test_killed_training_resumes_from_its_last_checkpoint(data, tmp_path):
+    command = [sys.executable, "-m", "cocoseg", "train", "--train-dir", str(data / "train"),
+               "--val-dir", str(data / "val"), "--output", str(tmp_path), "--epochs", "4",
+               "--img-size", "64", "--batch-size", "4", "--workers", "1"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 240
+    while not last.exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert last.exists() and not (tmp_path / "summary.json").exists()
+    subprocess.run(command, check=True, capture_output=True)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["epochs"] == 4 and 1 <= summary["resumed_from_epoch"] < 4
+    assert [row["epoch"] for row in summary["history"]] == [1, 2, 3, 4]
+
+
+def test_any_image_mode_loads_as_rgb(tmp_path):
+    for mode in ("L", "RGBA", "CMYK", "P"):
+        path = save_image(tmp_path / f"{mode}.{'jpg' if mode in ('L', 'CMYK') else 'png'}", 9, 7, mode)
+        assert load_rgb(path).shape == (7, 9, 3)
+    Image.fromarray(np.full((3, 4), 255, np.uint8)).save(tmp_path / "m.png")
+    mask = load_mask(tmp_path / "m.png")
+    mask[0, 0] = 1  # writable: torch.from_numpy needs it
+
+
+def test_precision_and_device_fall_back_on_a_machine_without_cuda():
+    assert resolve_precision("auto", "cpu") == "32-true"
+    assert resolve_precision("bf16-mixed", "gpu") == "bf16-mixed"
+    import torch
+    if not torch.cuda.is_available():
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            assert resolve_accelerator("gpu") == "cpu"
+        assert "CUDA is not usable" in str(caught[0].message)
+        assert resolve_accelerator("auto") == "cpu"

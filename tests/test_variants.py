@@ -1,0 +1,40 @@
+import pytest
+
+from cocoseg.files import InputError
+from cocoseg.model import lr_factor
+from cocoseg.variants import Variant, expand
+
+MODEL = {"architecture": "DeepLabV3Plus", "encoders": ["resnet18", "mobilenet_v2"],
+         "image_sizes": [128, [256, 512]], "encoder_weights": None, "overrides": {}}
+
+
+def test_grid_gives_readable_names_and_shared_train_keys():
+    variants = expand(MODEL, {"epochs": 3, "lr": 0.01, "train_split": "train"})
+    assert list(variants) == ["deeplabv3plus-resnet18-128", "deeplabv3plus-resnet18-256x512",
+                              "deeplabv3plus-mobilenet_v2-128", "deeplabv3plus-mobilenet_v2-256x512"]
+    assert all(v.epochs == 3 and v.lr == 0.01 for v in variants.values())
+    assert variants["deeplabv3plus-resnet18-256x512"].image_size == (256, 512)
+
+
+def test_overrides_apply_by_name_and_unknown_names_are_refused():
+    model = {**MODEL, "overrides": {"deeplabv3plus-resnet18-128": {"epochs": 30, "gpu": True}}}
+    variants = expand(model, {"epochs": 3})
+    assert variants["deeplabv3plus-resnet18-128"].epochs == 30 and variants["deeplabv3plus-resnet18-128"].gpu
+    assert variants["deeplabv3plus-mobilenet_v2-128"].epochs == 3
+    with pytest.raises(InputError, match="'deeplabv3plus-resnet99-128', which is not a variant"):
+        expand({**MODEL, "overrides": {"deeplabv3plus-resnet99-128": {}}}, {})
+
+
+@pytest.mark.parametrize("size", [100, (128, 120), 0])
+def test_sizes_must_divide_by_the_output_stride(size):
+    with pytest.raises(InputError, match="multiples of 16"):
+        Variant(image_size=size)
+
+
+def test_schedule_warms_up_then_decays_to_zero():
+    assert lr_factor(0, 100, 10, "poly") == pytest.approx(0.1)
+    assert lr_factor(10, 100, 10, "poly") == pytest.approx(1.0)
+    assert lr_factor(100, 100, 10, "poly") == pytest.approx(0.0)
+    assert lr_factor(55, 100, 10, "cosine") == pytest.approx(0.5)
+    mid = [lr_factor(s, 100, 10, "poly") for s in range(10, 101)]
+    assert all(a >= b for a, b in zip(mid, mid[1:]))
