@@ -130,6 +130,9 @@ def test_killed_training_resumes_from_its_last_checkpoint(data, tmp_path):
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["epochs"] == 4 and 1 <= summary["resumed_from_epoch"] < 4
     assert [row["epoch"] for row in summary["history"]] == [1, 2, 3, 4]
+    first_run = (tmp_path / "logs" / "csv" / "metrics.csv").read_text()
+    resumed = (tmp_path / "logs" / f"csv-from-epoch-{summary['resumed_from_epoch'] + 1}" / "metrics.csv").read_text()
+    assert first_run.count("\n0,") >= 1 and "\n3," in resumed  # no epoch's log lost
 
 
 def test_any_image_mode_loads_as_rgb(tmp_path):

@@ -78,17 +78,20 @@ def train(variant: Variant, train_dir: Path, val_dir: Path, output_dir: Path, ch
     module = SegmentationModule(variant.architecture, variant.encoder, variant.encoder_weights, num_classes,
                                 variant.lr, variant.weight_decay, variant.schedule, variant.warmup_epochs,
                                 variant.dice_weight, variant.channels_last)
+    last = Path(checkpoint_dir) / "last.ckpt"
+    resumed_from = torch.load(last, map_location="cpu", weights_only=False)["epoch"] + 1 if last.exists() else 0
+    # CSVLogger rewrites its file when a run resumes: each run segment gets its own folder.
+    csv_version = f"csv-from-epoch-{resumed_from + 1}" if resumed_from else "csv"
     checkpoints = ModelCheckpoint(dirpath=checkpoint_dir, filename="best", monitor="val_miou", mode="max",
                                   save_last=True, save_top_k=1)
     plugins = [SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else []
     trainer = pl.Trainer(
         accelerator=accelerator, devices=variant.devices if accelerator == "gpu" else 1,
         precision=precision, max_epochs=variant.epochs, callbacks=[checkpoints],
-        logger=[CSVLogger(log_dir, name="", version="csv"), TensorBoardLogger(log_dir, name="", version="tensorboard")],
+        logger=[CSVLogger(log_dir, name="", version=csv_version),
+                TensorBoardLogger(log_dir, name="", version="tensorboard")],
         plugins=plugins, deterministic="warn", log_every_n_steps=5, default_root_dir=checkpoint_dir,
     )
-    last = Path(checkpoint_dir) / "last.ckpt"
-    resumed_from = torch.load(last, map_location="cpu", weights_only=False)["epoch"] + 1 if last.exists() else 0
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
