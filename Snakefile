@@ -1,8 +1,17 @@
 # cocoseg: COCO annotations -> masks -> trained variants -> comparison report.
 # Rules live in workflow/rules/ by stage; the logic lives in the `cocoseg` package.
+# Cheap rules run on the submitting machine under a cluster executor.
 from snakemake.utils import min_version
 
 min_version("9.0")
+
+
+localrules:
+    all,
+    demo_dataset,
+    index_split,
+    gather_masks,
+    report,
 
 
 configfile: "config/config.yaml"
@@ -13,6 +22,7 @@ include: "workflow/rules/demo.smk"
 include: "workflow/rules/masks.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:

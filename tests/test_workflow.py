@@ -73,3 +73,10 @@ def test_test_config_runs_end_to_end_and_masks_match_the_cli(tmp_path):
     metrics = json.loads((workdir / "results" / "eval" / variant / "val" / "metrics.json").read_text())
     assert metrics["images"] == 9 and metrics["variant"] == variant
     assert len(list((workdir / "results" / "eval" / variant / "val" / "samples").glob("*.png"))) == 2
+
+    report = (workdir / "REPORT.md").read_text()
+    assert f"the best variant is **{variant}**" in report
+    assert (workdir / "results" / "report" / "plots" / "training_curves.png").stat().st_size > 2000
+    html = snakemake(workdir, "--configfile", str(TEST_CONFIG), "--report", "report.html")
+    assert html.returncode == 0, html.stderr[-3000:]
+    assert (workdir / "report.html").stat().st_size > 100_000

@@ -144,6 +144,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, type=Path)
     p.add_argument("--workers", type=_positive, default=1)
 
+    p = sub.add_parser("report", help="comparison tables, plots and REPORT.md from a results folder")
+    p.add_argument("--results", type=Path, default=Path("results"))
+    p.add_argument("--variants", nargs="+", required=True)
+    p.add_argument("--eval-splits", nargs="+", required=True)
+    p.add_argument("--data-splits", nargs="+", required=True)
+    p.add_argument("--output-dir", type=Path, default=Path("results/report"))
+    p.add_argument("--report-md", type=Path, default=Path("REPORT.md"))
+    p.add_argument("--template", type=Path, default=Path("workflow/report/REPORT.md.jinja"))
+    p.add_argument("--command", default="snakemake --cores all", dest="run_command",
+                   help="the command that produced the results, quoted in the report")
+
     p = sub.add_parser("gather", help="workflow step: assemble a split from its shards")
     p.add_argument("--meta", required=True, type=Path)
     p.add_argument("--shard-dirs", required=True, nargs="+", type=Path)
@@ -182,6 +193,11 @@ def run(args: argparse.Namespace) -> None:
 
         count = predict(args.checkpoint, args.images, args.output, threads=args.workers)
         print(f"{count} images -> {args.output}", file=sys.stderr)
+    elif args.command == "report":
+        from .report import build
+
+        build(args.results, args.variants, args.eval_splits, args.data_splits, args.output_dir,
+              args.report_md, args.template, args.run_command)
     elif args.command == "gather":
         convert.gather_split(args.meta, args.shard_dirs, args.output, name=args.name)
 

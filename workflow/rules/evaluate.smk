@@ -7,9 +7,22 @@ rule evaluate_variant:
         manifest="results/masks/{split}/manifest.csv",
     output:
         metrics="results/eval/{variant}/{split}/metrics.json",
-        per_class="results/eval/{variant}/{split}/per_class.csv",
+        per_class=report(
+            "results/eval/{variant}/{split}/per_class.csv",
+            caption="../report/per_class.rst",
+            category="Per variant",
+            subcategory="{split}",
+            labels={"variant": "{variant}", "table": "per class"},
+        ),
         confusion="results/eval/{variant}/{split}/confusion.csv",
-        samples=directory("results/eval/{variant}/{split}/samples"),
+        samples=report(
+            directory("results/eval/{variant}/{split}/samples"),
+            patterns=["{name}.png"],
+            caption="../report/samples_variant.rst",
+            category="Samples",
+            subcategory="{split}",
+            labels={"variant": "{variant}", "image": "{name}"},
+        ),
     params:
         split_dir=lambda wc, input: os.path.dirname(input.manifest),
         out_dir=lambda wc, output: os.path.dirname(output.metrics),

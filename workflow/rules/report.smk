@@ -1,0 +1,71 @@
+# The final rule: comparison tables and plots under results/report/, and the top-level REPORT.md.
+
+PLOT_NAMES = [
+    "metrics_bars",
+    "speed_accuracy",
+    "per_class_iou",
+    "training_curves",
+    "class_frequency",
+    "confusion_best",
+    "samples",
+]
+
+
+rule report:
+    input:
+        summaries=expand("results/models/{variant}/summary.json", variant=VARIANTS),
+        metrics=expand(
+            "results/eval/{variant}/{split}/metrics.json", variant=VARIANTS, split=EVAL_SPLITS
+        ),
+        samples=expand(
+            "results/eval/{variant}/{split}/samples", variant=VARIANTS, split=EVAL_SPLITS
+        ),
+        manifests=expand("results/masks/{split}/manifest.csv", split=SPLITS),
+        template="workflow/report/REPORT.md.jinja",
+    output:
+        metrics=report(
+            "results/report/metrics.csv",
+            caption="../report/metrics.rst",
+            category="Comparison",
+            labels={"table": "metrics per variant and split"},
+        ),
+        zoo="results/report/metrics.md",
+        per_class=report(
+            "results/report/per_class_iou.csv",
+            caption="../report/per_class_iou_table.rst",
+            category="Comparison",
+            labels={"table": "IoU per class"},
+        ),
+        datasets=report(
+            "results/report/dataset_stats.csv",
+            caption="../report/dataset_stats.rst",
+            category="Data",
+            labels={"table": "dataset statistics"},
+        ),
+        class_share="results/report/class_pixel_share.csv",
+        plots=[
+            report(
+                f"results/report/plots/{name}.png",
+                caption=f"../report/{name}.rst",
+                category="Plots",
+                labels={"plot": name.replace("_", " ")},
+            )
+            for name in PLOT_NAMES
+        ],
+        report_md="REPORT.md",
+    params:
+        results=lambda wc, input: os.path.dirname(os.path.dirname(os.path.dirname(input.summaries[0]))),
+        out_dir=lambda wc, output: os.path.dirname(output.metrics),
+        variants=list(VARIANTS),
+        eval_splits=EVAL_SPLITS,
+        data_splits=SPLITS,
+        command=RUN_COMMAND,
+    log:
+        "results/logs/report.log",
+    conda:
+        "../../envs/report.yaml"
+    shell:
+        "python -m cocoseg report --results {params.results:q} --variants {params.variants:q}"
+        " --eval-splits {params.eval_splits:q} --data-splits {params.data_splits:q}"
+        " --output-dir {params.out_dir:q} --report-md {output.report_md:q}"
+        " --template {input.template:q} --command {params.command:q} > {log} 2>&1"
