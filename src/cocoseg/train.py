@@ -18,7 +18,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
-from pytorch_lightning.plugins.environments import SLURMEnvironment
+from pytorch_lightning.plugins.environments import LightningEnvironment, SLURMEnvironment
 
 from .data import SegmentationDataModule, read_labels
 from .files import InputError, atomic_path, write_json
@@ -43,6 +43,19 @@ def resolve_precision(precision: str, accelerator: str) -> str:
     if accelerator == "gpu":
         return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
     return "32-true"
+
+
+def cluster_environment(devices: int) -> list:
+    """Lightning's view of a SLURM job, with its auto-requeue off (Lightning#20347, #21406).
+
+    Under the Snakemake SLURM plugin a job is one task; for several GPUs in one task,
+    Lightning must start the per-GPU processes itself rather than expect SLURM to.
+    """
+    if not SLURMEnvironment.detect():
+        return []
+    if devices > 1 and int(os.environ.get("SLURM_NTASKS", "1")) < devices:
+        return [LightningEnvironment()]
+    return [SLURMEnvironment(auto_requeue=False)]
 
 
 def peak_memory_mb(accelerator: str) -> float:
@@ -84,7 +97,7 @@ def train(variant: Variant, train_dir: Path, val_dir: Path, output_dir: Path, ch
     csv_version = f"csv-from-epoch-{resumed_from + 1}" if resumed_from else "csv"
     checkpoints = ModelCheckpoint(dirpath=checkpoint_dir, filename="best", monitor="val_miou", mode="max",
                                   save_last=True, save_top_k=1)
-    plugins = [SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else []
+    plugins = cluster_environment(variant.devices if accelerator == "gpu" else 1)
     trainer = pl.Trainer(
         accelerator=accelerator, devices=variant.devices if accelerator == "gpu" else 1,
         precision=precision, max_epochs=variant.epochs, callbacks=[checkpoints],

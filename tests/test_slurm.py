@@ -1,0 +1,138 @@
+"""The workflow on a real single-node SLURM cluster, through `snakemake --profile profiles/slurm`.
+
+Starts munged, slurmctld and slurmd when it can (root; apt-get installs them if missing) and
+skips, saying why, when it cannot. Every job outside `localrules` must go through sbatch, ask
+for what the profile and config say, and give the same results as a local run; a training job
+cancelled mid-run must be resubmitted and resume from its last checkpoint.
+"""
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO
+from slurm_cluster import ClusterUnavailable, SlurmCluster
+from test_workflow import TEST_CONFIG, snakemake, workflow_copy
+
+VARIANT = "deeplabv3plus-resnet18-64"
+# What the 2-CPU test node can hold, in place of the profile's sizes for real GPU nodes; the
+# first status check after 2 s instead of 40 s. Everything else comes from profiles/slurm.
+NODE_FIT = [
+    "--slurm-init-seconds-before-status-checks", "2",
+    "--set-threads", "train_variant=2", "evaluate_variant=2",
+    "--set-resources", "train_variant:mem_mb=2000", "train_variant:runtime=30",
+    "evaluate_variant:mem_mb=2000", "mask_shard:mem_mb=1000",
+    "--default-resources", "mem_mb=1000", "runtime=10",
+]
+REMOTE_JOBS = {("mask_shard", "train_0"), ("mask_shard", "train_1"), ("mask_shard", "train_2"),
+               ("mask_shard", "val_0"), ("train_variant", VARIANT), ("evaluate_variant", f"{VARIANT}_val")}
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    try:
+        with SlurmCluster(tmp_path_factory.mktemp("slurm")) as running:
+            yield running
+    except ClusterUnavailable as why:
+        pytest.skip(f"no SLURM cluster: {why}")
+
+
+def gpu_config(path: Path, **train) -> Path:
+    config = yaml.safe_load(TEST_CONFIG.read_text())
+    config["train"].update(gpu=True, **train)  # the jobs ask SLURM for a GPU (gres on the test node)
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def slurm_snakemake(cluster, workdir: Path, config: Path, *extra: str, background: bool = False):
+    command = [sys.executable, "-m", "snakemake", "--profile", "profiles/slurm", "--configfile", str(config),
+               *NODE_FIT, *extra]
+    env = {**cluster.env, "PATH": f"{Path(sys.executable).parent}:{cluster.env['PATH']}"}
+    if background:
+        return subprocess.Popen(command, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True)
+    return subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, timeout=900)
+
+
+def submitted(log: str) -> dict[tuple[str, str], list[str]]:
+    """(rule, wildcards) -> SLURM job ids, from the plugin's 'submitted with SLURM jobid' lines."""
+    jobs: dict[tuple[str, str], list[str]] = {}
+    for rule, wildcards, job_id in re.findall(r"slurm_logs/rule_(\w+)/(\S+)/(\d+)\.log", log):
+        if f"SLURM jobid {job_id} " in log:
+            jobs.setdefault((rule, wildcards), []).append(job_id)
+    return {key: sorted(set(ids), key=int) for key, ids in jobs.items()}
+
+
+@pytest.fixture(scope="module")
+def slurm_run(cluster, tmp_path_factory):
+    root = tmp_path_factory.mktemp("slurm-run")
+    workdir = workflow_copy(root)
+    shutil.copytree(REPO / "profiles", workdir / "profiles")
+    config = gpu_config(root / "config.yaml")
+    result = slurm_snakemake(cluster, workdir, config, "--verbose")  # verbose: the plugin logs each sbatch call
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    return workdir, config, result.stdout + result.stderr
+
+
+def test_every_remote_job_goes_through_sbatch_and_completes(cluster, slurm_run):
+    _, _, log = slurm_run
+    jobs = submitted(log)
+    assert set(jobs) == REMOTE_JOBS
+    for (rule, _), ids in jobs.items():
+        assert cluster.job(ids[-1])["JobState"] == "COMPLETED", rule
+
+
+def test_training_job_asks_for_gpu_cpus_memory_and_time(cluster, slurm_run):
+    _, _, log = slurm_run
+    job = cluster.job(submitted(log)[("train_variant", VARIANT)][-1])
+    assert "cpu=2" in job["TRES"] and "mem=2000M" in job["TRES"]
+    assert job["TresPerJob"] == "gres:gpu:1"
+    assert job["TimeLimit"] == "00:30:00"
+    sbatch = re.search(r"sbatch call: (sbatch .*rule_train_variant.*)", log)[1]
+    assert "--gpus=1" in sbatch and "--cpus-per-task=2" in sbatch and "--mem 2000" in sbatch and "-t 30" in sbatch
+
+
+def test_results_equal_a_local_run(slurm_run, tmp_path):
+    workdir, config, _ = slurm_run
+    local = workflow_copy(tmp_path)
+    result = snakemake(local, "--configfile", str(config))
+    assert result.returncode == 0, result.stderr[-3000:]
+    for split in ("train", "val"):
+        for name in ("manifest.csv", "labels.csv"):
+            assert (workdir / "results/masks" / split / name).read_bytes() == (local / "results/masks" / split / name).read_bytes()
+        for mask in (local / "results/masks" / split / "masks").glob("*.png"):
+            assert (workdir / "results/masks" / split / "masks" / mask.name).read_bytes() == mask.read_bytes()
+    evaluation = f"results/eval/{VARIANT}/val"
+    remote, here = (json.loads((d / evaluation / "metrics.json").read_text()) for d in (workdir, local))
+    assert remote["miou"] == here["miou"] and remote["pixel_accuracy"] == here["pixel_accuracy"]
+    assert (workdir / evaluation / "per_class.csv").read_bytes() == (local / evaluation / "per_class.csv").read_bytes()
+
+
+def test_cancelled_training_job_is_resubmitted_and_resumes(cluster, slurm_run, tmp_path):
+    workdir, _, _ = slurm_run
+    shutil.rmtree(workdir / "results" / "checkpoints" / VARIANT)
+    config = gpu_config(tmp_path / "longer.yaml", epochs=8)
+    process = slurm_snakemake(cluster, workdir, config, background=True)
+    last = workdir / "results" / "checkpoints" / VARIANT / "last.ckpt"
+    deadline = time.time() + 400
+    while not last.exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.1)
+    queue = subprocess.run(["squeue", "-h", "-o", "%i %k"], env=cluster.env, capture_output=True, text=True).stdout
+    training = [line.split()[0] for line in queue.splitlines() if "rule_train_variant" in line]
+    assert training, f"no training job in the queue: {queue!r}"
+    subprocess.run(["scancel", training[0]], env=cluster.env, check=True)
+    output, _ = process.communicate(timeout=600)
+    assert process.returncode == 0, output[-4000:]
+    assert cluster.job(training[0])["JobState"] == "CANCELLED"
+    assert len(submitted(output)[("train_variant", VARIANT)]) == 2
+    summary = json.loads((workdir / "results" / "models" / VARIANT / "summary.json").read_text())
+    assert summary["epochs"] == 8 and 1 <= summary["resumed_from_epoch"] < 8
+    assert [row["epoch"] for row in summary["history"]] == list(range(1, 9))
+    assert (workdir / "REPORT.md").read_text().count(VARIANT) >= 3
