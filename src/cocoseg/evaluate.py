@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import colorsys
-import resource
 import sys
 import time
 from pathlib import Path
@@ -17,7 +16,7 @@ from .data import eval_transform, load_mask, load_rgb, read_manifest
 from .files import atomic_path, write_bytes, write_csv, write_json
 from .metrics import confusion_matrix, scores
 from .png import encode_mask_png
-from .train import load_trained, resolve_accelerator
+from .train import count_parameters, load_trained, peak_memory_mb, resolve_accelerator
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 
@@ -89,8 +88,6 @@ def evaluate(model_path: Path, split_dir: Path, output_dir: Path, samples: int =
             with atomic_path(output_dir / "samples" / f"{Path(row['mask']).stem}.png") as tmp:
                 Image.fromarray(panel).save(tmp, format="PNG")
     result = scores(confusion)
-    peak = (torch.cuda.max_memory_allocated() / 2**20 if predictor.device == "cuda"
-            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     metrics = {
         "variant": predictor.variant.name,
         "split": Path(split_dir).name,
@@ -98,9 +95,9 @@ def evaluate(model_path: Path, split_dir: Path, output_dir: Path, samples: int =
         "miou": result["miou"],
         "mdice": result["mdice"],
         "pixel_accuracy": result["pixel_accuracy"],
-        "params": sum(p.numel() for p in predictor.model.parameters()),
+        "params": count_parameters(predictor.model),
         "inference_images_per_s": len(rows) / seconds,
-        "inference_peak_memory_mb": peak,
+        "inference_peak_memory_mb": peak_memory_mb("gpu" if predictor.device == "cuda" else "cpu"),
         "device": predictor.device,
         "image_size": list(predictor.variant.image_size),
     }

@@ -82,7 +82,8 @@ def train(variant: Variant, train_dir: Path, val_dir: Path, output_dir: Path, ch
         raise InputError(f"{val_dir}/labels.csv: differs from {train_dir}/labels.csv")
     num_classes = len(labels)
     pl.seed_everything(variant.seed, workers=True)
-    accelerator = resolve_accelerator(variant.accelerator)
+    # A variant that asked the scheduler for a GPU warns when it lands where CUDA is unusable.
+    accelerator = resolve_accelerator("gpu" if variant.gpu and variant.accelerator == "auto" else variant.accelerator)
     precision = resolve_precision(variant.precision, accelerator)
     torch.set_num_threads(max(1, workers))
 
