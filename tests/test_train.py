@@ -79,6 +79,8 @@ def test_evaluation_counts_every_original_pixel(data, trained, tmp_path):
     assert sum(int(r["label_pixels"]) for r in rows) == sum(int((m != 255).sum()) for m in masks)
     assert sum(int(r["predicted_pixels"]) for r in rows) == sum(int((m != 255).sum()) for m in masks)
     assert 0 <= metrics["miou"] <= 1 and metrics["images"] == 6 and metrics["inference_images_per_s"] > 0
+    assert metrics["train_seconds"] == json.loads((out / "summary.json").read_text())["train_seconds"]
+    assert metrics["params"] == json.loads((out / "summary.json").read_text())["params"]
     assert len(list((tmp_path / "samples").glob("*.png"))) == 2
     again = evaluate(out / "model.pt", data / "val", tmp_path / "again", samples=0)
     assert again["miou"] == metrics["miou"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import colorsys
+import json
 import sys
 import time
 from pathlib import Path
@@ -88,6 +89,8 @@ def evaluate(model_path: Path, split_dir: Path, output_dir: Path, samples: int =
             with atomic_path(output_dir / "samples" / f"{Path(row['mask']).stem}.png") as tmp:
                 Image.fromarray(panel).save(tmp, format="PNG")
     result = scores(confusion)
+    summary = Path(model_path).with_name("summary.json")  # written beside model.pt by `cocoseg train`
+    train_seconds = json.loads(summary.read_text())["train_seconds"] if summary.exists() else None
     metrics = {
         "variant": predictor.variant.name,
         "split": Path(split_dir).name,
@@ -100,6 +103,7 @@ def evaluate(model_path: Path, split_dir: Path, output_dir: Path, samples: int =
         "inference_peak_memory_mb": peak_memory_mb("gpu" if predictor.device == "cuda" else "cpu"),
         "device": predictor.device,
         "image_size": list(predictor.variant.image_size),
+        "train_seconds": train_seconds,
     }
     per_class = [[label["label"], label["category_id"], label["name"], _round(result["iou"][i]),
                   _round(result["dice"][i]), int(result["labelled_pixels"][i]), int(result["predicted_pixels"][i])]

@@ -4,6 +4,7 @@
 rule evaluate_variant:
     input:
         model="results/models/{variant}/model.pt",
+        summary="results/models/{variant}/summary.json",  # training time, read beside model.pt
         manifest="results/masks/{split}/manifest.csv",
     output:
         metrics="results/eval/{variant}/{split}/metrics.json",
