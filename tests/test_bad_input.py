@@ -241,3 +241,20 @@ def test_annotations_of_every_wrong_type_never_crash(tmp_path, coco_dir, capsys)
     assert len(rows) == len(imgs)
     assert all(r["status"] == "ok" or r["reason"].startswith("annotation") for r in rows.values())
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_output_that_would_overwrite_the_source_images_is_refused(tmp_path, coco_dir, capsys):
+    path, images = coco_dir([IMG], [ann(1, 1, 4, [square(0, 0, 5, 5)])])  # images live in tmp_path/images
+    assert run_masks(path, images, tmp_path) == 2
+    one_line_error(capsys, tmp_path, "its images/ folder would hold the output, but it holds the source images")
+    assert (images / "a.jpg").is_file() and not (images / "a.jpg").is_symlink()
+
+
+def test_existing_folders_not_written_by_cocoseg_are_left_alone(tmp_path, coco_dir, capsys):
+    path, images = coco_dir([IMG], [])
+    mine = tmp_path / "out" / "masks" / "keep.txt"
+    mine.parent.mkdir(parents=True)
+    mine.write_text("user data")
+    assert run_masks(path, images, tmp_path / "out") == 2
+    one_line_error(capsys, tmp_path / "out", "has masks not written by cocoseg")
+    assert mine.read_text() == "user data"

@@ -95,6 +95,10 @@ def test_predict_on_any_folder(trained, tmp_path, capsys):
     assert np.asarray(Image.open(tmp_path / "out" / "masks" / "a.png")).shape == (40, 50)
     assert np.asarray(Image.open(tmp_path / "out" / "masks" / "sub" / "b.png")).shape == (30, 70)
     assert (tmp_path / "out" / "overlays" / "sub" / "b.png").exists()
+    capsys.readouterr()
+    assert main(["predict", "--checkpoint", str(out / "model.pt"), "--images", str(tmp_path / "in"),
+                 "--output", str(tmp_path / "in" / "predictions")]) == 2
+    assert "a rerun would read its own output" in capsys.readouterr().err
 
 
 def test_seed_command_line_flags(data, tmp_path, capsys):

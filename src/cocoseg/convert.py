@@ -22,7 +22,7 @@ from multiprocessing import Pool
 from pathlib import Path
 
 from .coco import load_split
-from .files import link_or_copy, read_csv, write_bytes, write_csv, write_json
+from .files import InputError, link_or_copy, read_csv, write_bytes, write_csv, write_json
 from .images import image_fault
 from .masks import UnusableImage, paint_mask
 from .png import encode_mask_png
@@ -135,6 +135,30 @@ def gather_split(meta_file: Path, shard_dirs: list[Path], out_dir: Path, name: s
     return summary
 
 
+OWNED = ("images", "masks", ".work")
+MARKER = ".cocoseg-masks"  # says the folder's images/ and masks/ are ours to replace
+
+
+def _clear_output(out_dir: Path, image_dir: Path) -> None:
+    """Empty what a previous run wrote, and refuse to touch anything else.
+
+    `--output data --images data/images` would otherwise replace the user's own images with links.
+    """
+    source = image_dir.resolve()
+    for sub in OWNED:
+        ours = (out_dir / sub).resolve()
+        if source == ours or ours in source.parents:
+            raise InputError(f"{out_dir}: its {sub}/ folder would hold the output, but it holds the source "
+                             f"images ({image_dir}); choose another --output")
+    existing = [sub for sub in OWNED if (out_dir / sub).exists()]
+    if existing and not (out_dir / MARKER).exists():
+        raise InputError(f"{out_dir}: has {', '.join(existing)} not written by cocoseg; choose a new --output")
+    for sub in existing:
+        shutil.rmtree(out_dir / sub)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / MARKER).touch()
+
+
 def _convert_shard_args(args: tuple) -> None:
     convert_shard(*args)
 
@@ -144,11 +168,8 @@ def convert(annotations: Path, image_dir: Path, out_dir: Path, workers: int = 1,
             compress_level: int = 1) -> dict:
     """The whole mask stage in one process pool: what `cocoseg masks` runs."""
     out_dir = Path(out_dir)
-    for sub in ("masks", "images"):
-        if (out_dir / sub).exists():
-            shutil.rmtree(out_dir / sub)
+    _clear_output(out_dir, Path(image_dir))
     work = out_dir / ".work"
-    shutil.rmtree(work, ignore_errors=True)
     shards = shards or max(1, workers) * 4
     index_split(Path(annotations), work / "index", shards, classes=classes, max_images=max_images)
     shard_dirs = [work / "shards" / str(i) for i in range(shards)]

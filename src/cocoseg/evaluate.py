@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .data import eval_transform, load_mask, load_rgb, read_manifest
-from .files import atomic_path, write_bytes, write_csv, write_json
+from .files import InputError, atomic_path, write_bytes, write_csv, write_json
 from .metrics import confusion_matrix, scores
 from .png import encode_mask_png
 from .train import count_parameters, load_trained, peak_memory_mb, resolve_accelerator
@@ -123,6 +123,11 @@ def _round(value: float) -> float | str:
 
 def predict(model_path: Path, images_dir: Path, output_dir: Path, threads: int = 1) -> int:
     """Masks and overlays for every image in a folder (recursively); returns the count."""
+    images_dir, output_dir = Path(images_dir), Path(output_dir)
+    if not images_dir.is_dir():
+        raise InputError(f"{images_dir}: image folder not found")
+    if images_dir.resolve() == output_dir.resolve() or images_dir.resolve() in output_dir.resolve().parents:
+        raise InputError(f"{output_dir}: inside the image folder {images_dir}; a rerun would read its own output")
     predictor = Predictor(model_path, threads)
     colours = palette(len(predictor.labels))
     paths = sorted(p for p in Path(images_dir).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
