@@ -1,6 +1,5 @@
 """Tables, plots and REPORT.md from fixture results (no training)."""
 
-import json
 from pathlib import Path
 
 import numpy as np

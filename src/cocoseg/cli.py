@@ -56,8 +56,8 @@ def _train(args: argparse.Namespace) -> None:
     if train_dir is None or val_dir is None:
         raise InputError("train: give --data_path, or both --train-dir and --val-dir")
     variant = _variant(args)
-    if args.num_classes is not None and args.num_classes != len(read_labels(train_dir)):
-        raise InputError(f"{train_dir}/labels.csv: {len(read_labels(train_dir))} classes with background, "
+    if args.num_classes is not None and args.num_classes != (classes := len(read_labels(train_dir))):
+        raise InputError(f"{train_dir}/labels.csv: {classes} classes with background, "
                          f"but --num_classes {args.num_classes}")
     output = args.output or Path("runs") / variant.name
     summary = train.train(variant, train_dir, val_dir, output, args.checkpoint_dir or output / "checkpoints",

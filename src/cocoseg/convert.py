@@ -13,7 +13,6 @@ annotations; gather assembles a split folder that is byte-identical whatever the
 from __future__ import annotations
 
 import json
-import os
 import pickle
 import shutil
 import sys
@@ -22,7 +21,7 @@ from multiprocessing import Pool
 from pathlib import Path
 
 from .coco import load_split
-from .files import InputError, link_or_copy, read_csv, write_bytes, write_csv, write_json
+from .files import InputError, hard_link, link_or_copy, read_csv, write_bytes, write_csv, write_json
 from .images import image_fault
 from .masks import UnusableImage, paint_mask
 from .png import encode_mask_png
@@ -90,17 +89,6 @@ def convert_shard(shard_file: Path, image_dir: Path, out_dir: Path, link_mode: s
         f"{len(rows) - ok} skipped, {seconds:.1f} s ({len(rows) / max(seconds, 1e-9):.0f} images/s)")
 
 
-def _place(source: Path, target: Path) -> None:
-    """Hard-link a shard's file into the split folder (a symlink is linked as itself)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if target.is_symlink() or target.exists():
-        target.unlink()
-    try:
-        os.link(source, target, follow_symlinks=False)
-    except OSError:
-        shutil.copy2(source, target, follow_symlinks=False)
-
-
 def gather_split(meta_file: Path, shard_dirs: list[Path], out_dir: Path, name: str = "") -> dict:
     """Assemble the split folder from its shards, in shard order; returns the summary."""
     with open(meta_file, encoding="utf-8") as f:
@@ -110,8 +98,8 @@ def gather_split(meta_file: Path, shard_dirs: list[Path], out_dir: Path, name: s
     for shard_dir in map(Path, shard_dirs):
         for row in read_csv(shard_dir / "manifest.csv"):
             if row["status"] == "ok":
-                _place(shard_dir / "masks" / row["mask"], out_dir / "masks" / row["mask"])
-                _place(shard_dir / "images" / row["file_name"], out_dir / "images" / row["file_name"])
+                hard_link(shard_dir / "masks" / row["mask"], out_dir / "masks" / row["mask"])
+                hard_link(shard_dir / "images" / row["file_name"], out_dir / "images" / row["file_name"])
             rows.append([row[c] for c in MANIFEST_COLUMNS])
     (out_dir / "masks").mkdir(parents=True, exist_ok=True)
     (out_dir / "images").mkdir(parents=True, exist_ok=True)

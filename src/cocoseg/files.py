@@ -82,11 +82,24 @@ def safe_relative(name: str) -> PurePosixPath | None:
     return rel
 
 
-def link_or_copy(source: Path, target: Path, how: str) -> None:
-    """Place `source` at `target` without duplicating data unless asked (`copy`)."""
+def _make_room(target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     if target.is_symlink() or target.exists():
         target.unlink()
+
+
+def hard_link(source: Path, target: Path) -> None:
+    """Hard-link `source` itself (a symlink stays a symlink) at `target`; copy across file systems."""
+    _make_room(target)
+    try:
+        os.link(source, target, follow_symlinks=False)
+    except OSError:
+        shutil.copy2(source, target, follow_symlinks=False)
+
+
+def link_or_copy(source: Path, target: Path, how: str) -> None:
+    """Place `source` at `target` without duplicating data unless asked (`copy`)."""
+    _make_room(target)
     if how == "symlink":
         os.symlink(os.path.abspath(source), target)
     elif how == "hardlink":

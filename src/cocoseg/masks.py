@@ -152,9 +152,8 @@ def _covered(runs: np.ndarray, height: int, width: int) -> tuple[slice, slice, n
     on = np.flatnonzero(runs[1::2]) * 2 + 1
     if len(on) == 0:
         return None
-    first, last = ends[on[0]] - runs[on[0]], ends[on[-1]] - 1
-    x0, x1 = first // height, last // height + 1
     starts, stops = ends[on] - runs[on], ends[on] - 1
+    x0, x1 = starts[0] // height, stops[-1] // height + 1
     if x1 - x0 == 1 or (starts // height == stops // height).all():
         y0, y1 = (starts % height).min(), (stops % height).max() + 1
     else:

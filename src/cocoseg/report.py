@@ -6,7 +6,6 @@ narrative lives in the Jinja template (`workflow/report/REPORT.md.jinja`).
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 from pathlib import Path
@@ -21,6 +20,7 @@ import pandas as pd
 import seaborn as sns
 from PIL import Image
 
+from .coco import read_json
 from .files import atomic_path, read_csv
 
 PLOTS = {
@@ -32,11 +32,6 @@ PLOTS = {
     "confusion_best": "normalised confusion matrix of the best variant",
     "samples": "image, ground truth and prediction for sample images",
 }
-
-
-def read_json(path: Path) -> dict:
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
 
 
 def metrics_table(summaries: dict[str, dict], metrics: dict[tuple[str, str], dict], results: Path) -> pd.DataFrame:
@@ -94,11 +89,11 @@ def per_class_iou(per_class: dict[tuple[str, str], pd.DataFrame], single_split: 
     return pd.DataFrame(columns)
 
 
-def class_pixels(split_dir: Path) -> pd.Series:
+def class_pixels(split_dir: Path, manifest: list[dict]) -> pd.Series:
     """Labelled pixels per class over every usable mask of a split (255 left out)."""
     labels = read_csv(split_dir / "labels.csv")
     counts = np.zeros(256, dtype=np.int64)
-    for row in read_csv(split_dir / "manifest.csv"):
+    for row in manifest:
         if row["status"] == "ok":
             with Image.open(split_dir / "masks" / row["mask"]) as im:
                 counts += np.bincount(np.asarray(im).ravel(), minlength=256)
@@ -109,7 +104,8 @@ def dataset_table(split_dirs: dict[str, Path]) -> tuple[pd.DataFrame, pd.DataFra
     """Per split: images, skips with reasons, instances; and pixel share per class."""
     rows, shares = [], {}
     for split, split_dir in split_dirs.items():
-        manifest = pd.DataFrame(read_csv(split_dir / "manifest.csv"))
+        rows_of_manifest = read_csv(split_dir / "manifest.csv")
+        manifest = pd.DataFrame(rows_of_manifest)
         summary = read_json(split_dir / "summary.json")
         skipped = manifest[manifest["status"] == "skipped"]
         reasons = skipped["reason"].str.split(":").str[0].value_counts()
@@ -119,7 +115,7 @@ def dataset_table(split_dirs: dict[str, Path]) -> tuple[pd.DataFrame, pd.DataFra
             "orphan_annotations": summary["orphan_annotations"],
             "skip_reasons": "; ".join(f"{reason} ({n})" for reason, n in reasons.items()) or "none",
         })
-        pixels = class_pixels(split_dir)
+        pixels = class_pixels(split_dir, rows_of_manifest)
         shares[split] = pixels / max(1, pixels.sum())
     return pd.DataFrame(rows), pd.DataFrame(shares)
 
