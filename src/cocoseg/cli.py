@@ -49,12 +49,12 @@ def _variant(args: argparse.Namespace):
 
 def _train(args: argparse.Namespace) -> None:
     from . import train
-    from .data import read_labels
+    from .splitfolder import read_labels
 
     train_dir = args.train_dir or (args.data_path / "train" if args.data_path else None)
     val_dir = args.val_dir or (args.data_path / "val" if args.data_path else None)
-    if train_dir is None or val_dir is None:
-        raise InputError("train: give --data_path, or both --train-dir and --val-dir")
+    if train_dir is None:
+        raise InputError("train: give --data_path, or --train-dir (and --val-dir, or a training split with a holdout)")
     variant = _variant(args)
     if args.num_classes is not None and args.num_classes != (classes := len(read_labels(train_dir))):
         raise InputError(f"{train_dir}/labels.csv: {classes} classes with background, "
@@ -62,9 +62,10 @@ def _train(args: argparse.Namespace) -> None:
     output = args.output or Path("runs") / variant.name
     summary = train.train(variant, train_dir, val_dir, output, args.checkpoint_dir or output / "checkpoints",
                           args.log_dir or output / "logs", args.workers or train.default_workers())
-    print(f"{variant.name}: {summary['epochs']} epochs, best val mIoU {summary['best_val_miou']:.3f} "
-          f"(epoch {summary['best_epoch']}), {summary['train_seconds']:.0f} s; {output / 'model.pt'}",
-          file=sys.stderr)
+    if summary is not None:  # None in the extra processes of a multi-process run
+        print(f"{variant.name}: {summary['epochs']} epochs, best mIoU {summary['best_val_miou']:.3f} on "
+              f"{summary['selection']['split']} ({summary['selection']['subset']}) at epoch {summary['best_epoch']}, "
+              f"{summary['train_seconds']:.0f} s; {output / 'model.pt'}", file=sys.stderr)
 
 
 def _add_mask_options(p: argparse.ArgumentParser) -> None:
@@ -72,6 +73,13 @@ def _add_mask_options(p: argparse.ArgumentParser) -> None:
                    help="category names or ids to keep, in label order (default: all, sorted by id)")
     p.add_argument("--max-images", "--max_images", type=_positive, default=None,
                    help="only the first N images by id (for quick runs)")
+
+
+def _add_holdout_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--holdout-fraction", type=float, default=0.0,
+                   help="share of the usable images held out of training to choose the best epoch (default 0)")
+    p.add_argument("--holdout-count", type=_positive, default=None, help="hold out this many images instead")
+    p.add_argument("--holdout-seed", type=int, default=0, help="seed of the held-out draw (default 0)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -86,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--link", choices=["symlink", "hardlink", "copy"], default="symlink",
                    help="how OUT/images refers to the source images (default symlink: no copy)")
     _add_mask_options(p)
+    _add_holdout_options(p)
 
     p = sub.add_parser("demo", help="write the synthetic demo dataset")
     p.add_argument("--output", required=True, type=Path)
@@ -110,7 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data_path", "--data-path", type=Path,
                    help="folder with train/ and val/ from `cocoseg masks` (or give --train-dir, --val-dir)")
     p.add_argument("--train-dir", type=Path)
-    p.add_argument("--val-dir", type=Path)
+    p.add_argument("--val-dir", type=Path, help="split that chooses the best epoch (default: the training "
+                   "split's holdout, see `masks --holdout-fraction`)")
     p.add_argument("--output", type=Path, help="where model.pt and summary.json go (default runs/<variant>)")
     p.add_argument("--checkpoint-dir", type=Path, help="resumable checkpoints (default OUTPUT/checkpoints)")
     p.add_argument("--log-dir", type=Path, help="CSV and TensorBoard logs (default OUTPUT/logs)")
@@ -147,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="comparison tables, plots and REPORT.md from a results folder")
     p.add_argument("--results", type=Path, default=Path("results"))
     p.add_argument("--variants", nargs="+", required=True)
+    p.add_argument("--seeds", nargs="+", required=True)
     p.add_argument("--eval-splits", nargs="+", required=True)
     p.add_argument("--data-splits", nargs="+", required=True)
     p.add_argument("--output-dir", type=Path, default=Path("results/report"))
@@ -160,7 +171,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shard-dirs", required=True, nargs="+", type=Path)
     p.add_argument("--output", required=True, type=Path)
     p.add_argument("--name", default="")
+    _add_holdout_options(p)
     return parser
+
+
+def _holdout(args: argparse.Namespace) -> dict:
+    if not 0 <= args.holdout_fraction < 1:
+        raise InputError(f"--holdout-fraction {args.holdout_fraction}: must be at least 0 and below 1")
+    return {"holdout_fraction": args.holdout_fraction, "holdout_count": args.holdout_count,
+            "holdout_seed": args.holdout_seed}
 
 
 def run(args: argparse.Namespace) -> None:
@@ -170,7 +189,8 @@ def run(args: argparse.Namespace) -> None:
         if not args.images.is_dir():
             raise InputError(f"{args.images}: image folder not found")
         convert.convert(args.annotations, args.images, args.output, workers=args.workers,
-                        classes=args.classes, max_images=args.max_images, link_mode=args.link)
+                        classes=args.classes, max_images=args.max_images, link_mode=args.link,
+                        **_holdout(args))
     elif args.command == "demo":
         demo.make_demo(args.output, {name: int(count) for name, count in args.split}, seed=args.seed)
     elif args.command == "index":
@@ -196,10 +216,10 @@ def run(args: argparse.Namespace) -> None:
     elif args.command == "report":
         from .report import build
 
-        build(args.results, args.variants, args.eval_splits, args.data_splits, args.output_dir,
+        build(args.results, args.variants, args.seeds, args.eval_splits, args.data_splits, args.output_dir,
               args.report_md, args.template, args.run_command)
     elif args.command == "gather":
-        convert.gather_split(args.meta, args.shard_dirs, args.output, name=args.name)
+        convert.gather_split(args.meta, args.shard_dirs, args.output, name=args.name, **_holdout(args))
 
 
 def main(argv: list[str] | None = None) -> int:

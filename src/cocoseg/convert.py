@@ -1,13 +1,8 @@
 """The mask stage as three steps, index -> shards -> gather, shared by Snakemake and the CLI.
 
 The annotation file is parsed once (index); each shard gets only its own images and
-annotations; gather assembles a split folder that is byte-identical whatever the shard count:
-
-    OUT/images/<file_name>     links to (or copies of) the usable source images
-    OUT/masks/<stem>.png       uint8 masks: 0 background, 1..K classes, 255 ignore
-    OUT/manifest.csv           one row per image entry: ok or skipped, with the reason
-    OUT/labels.csv             label, category_id, name
-    OUT/summary.json           counts, for the report
+annotations; gather assembles a split folder (see `splitfolder`) that is byte-identical
+whatever the shard count, and may hold a seeded share of the images out of training.
 """
 
 from __future__ import annotations
@@ -21,13 +16,13 @@ from multiprocessing import Pool
 from pathlib import Path
 
 from .coco import load_split
-from .files import InputError, hard_link, link_or_copy, read_csv, write_bytes, write_csv, write_json
+from .files import InputError, hard_link, link_or_copy, write_bytes, write_json
 from .images import image_fault
 from .masks import UnusableImage, paint_mask
 from .png import encode_mask_png
+from .splitfolder import (OK, SKIPPED, checksum, draw_holdout, holdout_size, manifest_row, read_manifest_rows,
+                          write_labels, write_manifest)
 
-MANIFEST_COLUMNS = ["image_id", "file_name", "width", "height", "annotations", "status", "reason", "mask"]
-LABEL_COLUMNS = ["label", "category_id", "name"]
 
 
 def log(message: str) -> None:
@@ -53,9 +48,9 @@ def index_split(annotations: Path, index_dir: Path, shards: int, classes=None,
 
 
 def convert_image(record: dict, image_dir: Path, out_dir: Path, label_of: dict[int, int],
-                  declared: set[int], link_mode: str, compress_level: int) -> list:
+                  declared: set[int], link_mode: str, compress_level: int) -> dict:
     """Write one image's mask and link; return its manifest row."""
-    status, reason, mask_name = "skipped", record["skip"], ""
+    status, reason, mask_name, digest = SKIPPED, record["skip"], "", ""
     if reason is None:
         source = image_dir / record["file_name"]
         reason = image_fault(source, record["width"], record["height"])
@@ -65,11 +60,12 @@ def convert_image(record: dict, image_dir: Path, out_dir: Path, label_of: dict[i
         except UnusableImage as e:
             reason = str(e)
         else:
-            write_bytes(out_dir / "masks" / record["mask"], encode_mask_png(mask, compress_level))
+            png = encode_mask_png(mask, compress_level)
+            write_bytes(out_dir / "masks" / record["mask"], png)
             link_or_copy(source, out_dir / "images" / record["file_name"], link_mode)
-            status, reason, mask_name = "ok", "; ".join(notes), record["mask"]
-    return [record["id"], record["file_name"], record["width"], record["height"],
-            len(record["annotations"]), status, reason, mask_name]
+            status, reason, mask_name, digest = OK, "; ".join(notes), record["mask"], checksum(png)
+    return manifest_row(record["id"], record["file_name"], record["width"], record["height"],
+                        len(record["annotations"]), status, reason, mask_name, digest)
 
 
 def convert_shard(shard_file: Path, image_dir: Path, out_dir: Path, link_mode: str = "symlink",
@@ -82,43 +78,55 @@ def convert_shard(shard_file: Path, image_dir: Path, out_dir: Path, link_mode: s
     declared = set(shard["category_ids"])
     rows = [convert_image(rec, Path(image_dir), Path(out_dir), label_of, declared, link_mode, compress_level)
             for rec in shard["images"]]
-    write_csv(Path(out_dir) / "manifest.csv", MANIFEST_COLUMNS, rows)
+    write_manifest(Path(out_dir) / "manifest.csv", rows)
     seconds = time.perf_counter() - start
-    ok = sum(row[5] == "ok" for row in rows)
+    ok = sum(row["status"] == OK for row in rows)
     log(f"{name}shard {shard['shard'] + 1}/{shard['shards']}: {len(rows)} images, {ok} ok, "
         f"{len(rows) - ok} skipped, {seconds:.1f} s ({len(rows) / max(seconds, 1e-9):.0f} images/s)")
 
 
-def gather_split(meta_file: Path, shard_dirs: list[Path], out_dir: Path, name: str = "") -> dict:
-    """Assemble the split folder from its shards, in shard order; returns the summary."""
+def gather_split(meta_file: Path, shard_dirs: list[Path], out_dir: Path, name: str = "",
+                 holdout_fraction: float = 0.0, holdout_count: int | None = None, holdout_seed: int = 0) -> dict:
+    """Assemble the split folder from its shards, in shard order; returns the summary.
+
+    A holdout (a fraction or a count of the usable images, drawn by `holdout_seed`) is marked
+    in the manifest: training leaves it out, and it can choose the best epoch.
+    """
     with open(meta_file, encoding="utf-8") as f:
         meta = json.load(f)
     out_dir = Path(out_dir)
     rows = []
     for shard_dir in map(Path, shard_dirs):
-        for row in read_csv(shard_dir / "manifest.csv"):
-            if row["status"] == "ok":
+        for row in read_manifest_rows(shard_dir / "manifest.csv"):
+            if row["status"] == OK:
                 hard_link(shard_dir / "masks" / row["mask"], out_dir / "masks" / row["mask"])
                 hard_link(shard_dir / "images" / row["file_name"], out_dir / "images" / row["file_name"])
-            rows.append([row[c] for c in MANIFEST_COLUMNS])
+            rows.append(row)
     (out_dir / "masks").mkdir(parents=True, exist_ok=True)
     (out_dir / "images").mkdir(parents=True, exist_ok=True)
     if len(rows) != meta["images"]:
         raise RuntimeError(f"{meta_file}: shards hold {len(rows)} images, the index {meta['images']}")
-    ok = sum(row[5] == "ok" for row in rows)
+    usable = [int(row["image_id"]) for row in rows if row["status"] == OK]
+    held_out = draw_holdout(usable, holdout_size(len(usable), holdout_fraction, holdout_count), holdout_seed)
+    for row in rows:
+        row["holdout"] = int(row["status"] == OK and int(row["image_id"]) in held_out)
+    ok = len(usable)
     summary = {
         "source": meta["source"],
         "images": len(rows),
         "ok": ok,
         "skipped": len(rows) - ok,
-        "annotations": sum(int(row[4]) for row in rows),
+        "annotations": sum(int(row["annotations"]) for row in rows),
+        "holdout": {"images": len(held_out), "fraction": holdout_fraction, "count": holdout_count,
+                    "seed": holdout_seed},
         "orphan_annotations": meta["orphan_annotations"],
         "classes": len(meta["labels"]),
     }
-    write_csv(out_dir / "labels.csv", LABEL_COLUMNS, [[0, "", "background"], *meta["labels"]])
+    write_labels(out_dir / "labels.csv", meta["labels"])
     write_json(out_dir / "summary.json", summary)
-    write_csv(out_dir / "manifest.csv", MANIFEST_COLUMNS, rows)
+    write_manifest(out_dir / "manifest.csv", rows)
     log(f"{name}{len(rows)} images: {ok} ok, {len(rows) - ok} skipped (reasons in {out_dir / 'manifest.csv'})"
+        + (f"; {len(held_out)} held out of training" if held_out else "")
         + "".join(f"; {note}" for note in meta["notes"]))
     return summary
 
@@ -153,7 +161,8 @@ def _convert_shard_args(args: tuple) -> None:
 
 def convert(annotations: Path, image_dir: Path, out_dir: Path, workers: int = 1, shards: int | None = None,
             classes=None, max_images: int | None = None, link_mode: str = "symlink",
-            compress_level: int = 1) -> dict:
+            compress_level: int = 1, holdout_fraction: float = 0.0, holdout_count: int | None = None,
+            holdout_seed: int = 0) -> dict:
     """The whole mask stage in one process pool: what `cocoseg masks` runs."""
     out_dir = Path(out_dir)
     _clear_output(out_dir, Path(image_dir))
@@ -169,6 +178,7 @@ def convert(annotations: Path, image_dir: Path, out_dir: Path, workers: int = 1,
     else:
         for job in jobs:
             convert_shard(*job)
-    summary = gather_split(work / "index" / "meta.json", shard_dirs, out_dir)
+    summary = gather_split(work / "index" / "meta.json", shard_dirs, out_dir, holdout_fraction=holdout_fraction,
+                           holdout_count=holdout_count, holdout_seed=holdout_seed)
     shutil.rmtree(work)
     return summary

@@ -1,7 +1,7 @@
-"""Reading a mask-stage split folder for training and evaluation.
+"""Loading split folders (see `splitfolder`) for training, selection and evaluation.
 
-A split folder is what `cocoseg masks` / the workflow writes: `images/`, `masks/`,
-`manifest.csv`, `labels.csv`. Only `ok` rows are used.
+Training reads a split's `fit` subset (its usable images less any holdout); the best epoch is
+chosen on another split or on the training split's `holdout` subset.
 """
 
 from __future__ import annotations
@@ -18,30 +18,13 @@ import pytorch_lightning as pl
 import torch
 from albumentations.pytorch import ToTensorV2
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from .coco import IGNORE
-from .files import InputError, read_csv
+from .files import InputError
+from .splitfolder import read_manifest
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # ImageNet, as the encoders expect
-
-
-def read_labels(split_dir: Path) -> list[dict]:
-    path = Path(split_dir) / "labels.csv"
-    if not path.is_file():
-        raise InputError(f"{path}: not found (is {split_dir} a `cocoseg masks` output folder?)")
-    return read_csv(path)
-
-
-def read_manifest(split_dir: Path) -> list[dict]:
-    """The usable images of a split, in manifest order."""
-    path = Path(split_dir) / "manifest.csv"
-    if not path.is_file():
-        raise InputError(f"{path}: not found (is {split_dir} a `cocoseg masks` output folder?)")
-    rows = [row for row in read_csv(path) if row["status"] == "ok"]
-    if not rows:
-        raise InputError(f"{path}: no usable image")
-    return rows
 
 
 def load_rgb(path: Path) -> np.ndarray:
@@ -88,9 +71,9 @@ def eval_transform(size: tuple[int, int]) -> A.Compose:
 
 
 class SegmentationDataset(Dataset):
-    def __init__(self, split_dir: Path, transform: A.Compose):
+    def __init__(self, split_dir: Path, transform: A.Compose, subset: str = "all"):
         self.split_dir = Path(split_dir)
-        self.rows = read_manifest(split_dir)
+        self.rows = read_manifest(split_dir, subset)
         self.transform = transform
 
     def __len__(self) -> int:
@@ -115,30 +98,61 @@ def _reseed_worker(worker_id: int) -> None:
     info.dataset.transform.set_random_seed(torch.initial_seed() % 2**32)
 
 
+class EachOnceSampler(Sampler):
+    """Indices rank, rank + world, ...: every image on exactly one process, none repeated.
+
+    torch's DistributedSampler pads the split so that every process gets as many images,
+    which would count some validation images twice in the summed confusion matrix.
+    """
+
+    def __init__(self, size: int, rank: int, world_size: int):
+        self.indices = range(rank, size, world_size)
+
+    def __iter__(self):
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
 class SegmentationDataModule(pl.LightningDataModule):
+    """Training on `train_dir`'s fit subset; the best epoch chosen on `val_dir`'s `val_subset`.
+
+    The trainer must run with `use_distributed_sampler=False`: this module places the samplers
+    itself, so that validation under several processes sees each image exactly once.
+    """
+
     def __init__(self, train_dir: Path, val_dir: Path, image_size: tuple[int, int], batch_size: int,
-                 num_workers: int, seed: int):
+                 num_workers: int, seed: int, val_subset: str = "all"):
         super().__init__()
-        self.train_dir, self.val_dir = Path(train_dir), Path(val_dir)
+        self.train_dir, self.val_dir, self.val_subset = Path(train_dir), Path(val_dir), val_subset
         self.image_size, self.batch_size = tuple(image_size), batch_size
         self.num_workers, self.seed = num_workers, seed
 
     def setup(self, stage: str | None = None) -> None:
-        self.train_set = SegmentationDataset(self.train_dir, train_transform(self.image_size, self.seed))
-        self.val_set = SegmentationDataset(self.val_dir, eval_transform(self.image_size))
+        self.train_set = SegmentationDataset(self.train_dir, train_transform(self.image_size, self.seed), "fit")
+        self.val_set = SegmentationDataset(self.val_dir, eval_transform(self.image_size), self.val_subset)
         if len(self.train_set) < 2:
             raise InputError(f"{self.train_dir}: {len(self.train_set)} usable image(s); training needs 2")
 
-    def _loader(self, dataset: Dataset, train: bool) -> DataLoader:
-        # drop_last: DeepLabV3+'s ASPP pooling has BatchNorm, which fails on a batch of 1 (SMP#778).
-        batch = min(self.batch_size, len(dataset)) if train else self.batch_size
-        return DataLoader(dataset, batch_size=batch, shuffle=train, drop_last=train,
-                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
-                          worker_init_fn=_reseed_worker if self.num_workers else None,
-                          pin_memory=torch.cuda.is_available())
+    def _world(self) -> tuple[int, int]:
+        trainer = self.trainer
+        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, train=True)
+        rank, world = self._world()
+        # drop_last: DeepLabV3+'s ASPP pooling has BatchNorm, which fails on a batch of 1 (SMP#778).
+        batch = min(self.batch_size, len(self.train_set) // world)
+        sampler = DistributedSampler(self.train_set, world, rank, shuffle=True, seed=self.seed,
+                                     drop_last=True) if world > 1 else None
+        return self._loader(self.train_set, batch, sampler=sampler, shuffle=sampler is None, drop_last=True)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, train=False)
+        rank, world = self._world()
+        return self._loader(self.val_set, self.batch_size, sampler=EachOnceSampler(len(self.val_set), rank, world))
+
+    def _loader(self, dataset: Dataset, batch_size: int, **kwargs) -> DataLoader:
+        return DataLoader(dataset, batch_size=batch_size, num_workers=self.num_workers,
+                          persistent_workers=self.num_workers > 0,
+                          worker_init_fn=_reseed_worker if self.num_workers else None,
+                          pin_memory=torch.cuda.is_available(), **kwargs)

@@ -41,10 +41,10 @@ def overlay(image: np.ndarray, mask: np.ndarray, colours: np.ndarray, alpha: flo
 class Predictor:
     """Resize to the variant's size, run the model, and bring logits back to the original size."""
 
-    def __init__(self, model_path: Path, threads: int = 1):
+    def __init__(self, model_path: Path, threads: int = 1, epoch: str = "chosen"):
         torch.set_num_threads(max(1, threads))
         self.device = "cuda" if resolve_accelerator("auto") == "gpu" else "cpu"
-        self.model, self.variant, self.labels = load_trained(model_path, self.device)
+        self.model, self.variant, self.labels, self.epoch = load_trained(model_path, self.device, epoch)
         self.transform = eval_transform(self.variant.image_size)
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
@@ -62,9 +62,18 @@ class Predictor:
             torch.cuda.synchronize()
 
 
+def _images_and_masks(split_dir: Path, rows: list[dict]):
+    for row in rows:
+        yield row, load_rgb(Path(split_dir) / "images" / row["file_name"]), load_mask(Path(split_dir) / "masks" / row["mask"])
+
+
 def evaluate(model_path: Path, split_dir: Path, output_dir: Path, samples: int = 6, threads: int = 1) -> dict:
     """Metrics over the whole split at original resolution; writes metrics.json, per_class.csv,
-    confusion.csv and sample panels (image | ground truth | prediction)."""
+    confusion.csv and sample panels (image | ground truth | prediction).
+
+    The chosen epoch's weights are scored and timed; the last epoch's are scored too, so the
+    report can show how much choosing the epoch mattered.
+    """
     predictor = Predictor(model_path, threads)
     num_classes = len(predictor.labels)
     rows = read_manifest(split_dir)
@@ -75,9 +84,7 @@ def evaluate(model_path: Path, split_dir: Path, output_dir: Path, samples: int =
     if predictor.device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     seconds = 0.0
-    for index, row in enumerate(rows):
-        image = load_rgb(Path(split_dir) / "images" / row["file_name"])
-        truth = load_mask(Path(split_dir) / "masks" / row["mask"])
+    for index, (row, image, truth) in enumerate(_images_and_masks(split_dir, rows)):
         predictor.synchronize()
         start = time.perf_counter()
         prediction = predictor(image)
@@ -89,18 +96,28 @@ def evaluate(model_path: Path, split_dir: Path, output_dir: Path, samples: int =
             with atomic_path(output_dir / "samples" / f"{Path(row['mask']).stem}.png") as tmp:
                 Image.fromarray(panel).save(tmp, format="PNG")
     result = scores(confusion)
+    peak_memory = peak_memory_mb("gpu" if predictor.device == "cuda" else "cpu")
+    last = Predictor(model_path, threads, epoch="last")
+    last_confusion = torch.zeros_like(confusion)
+    for _, image, truth in _images_and_masks(split_dir, rows):
+        last_confusion += confusion_matrix(torch.from_numpy(truth), torch.from_numpy(last(image)), num_classes)
+    last_result = scores(last_confusion)
     summary = Path(model_path).with_name("summary.json")  # written beside model.pt by `cocoseg train`
     train_seconds = json.loads(summary.read_text())["train_seconds"] if summary.exists() else None
     metrics = {
         "variant": predictor.variant.name,
+        "seed": predictor.variant.seed,
         "split": Path(split_dir).name,
         "images": len(rows),
+        "epoch": predictor.epoch,
         "miou": result["miou"],
         "mdice": result["mdice"],
         "pixel_accuracy": result["pixel_accuracy"],
+        "last_epoch": last.epoch,
+        "last_epoch_miou": last_result["miou"],
         "params": count_parameters(predictor.model),
         "inference_images_per_s": len(rows) / seconds,
-        "inference_peak_memory_mb": peak_memory_mb("gpu" if predictor.device == "cuda" else "cpu"),
+        "inference_peak_memory_mb": peak_memory,
         "device": predictor.device,
         "image_size": list(predictor.variant.image_size),
         "train_seconds": train_seconds,

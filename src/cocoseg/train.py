@@ -1,15 +1,19 @@
 """Training one variant: Lightning fit with resumable checkpoints, then final weights + summary.
 
 The checkpoint folder is not one of the workflow's declared outputs (Snakemake deletes those
-before rerunning a job), so a killed job restarts with `fit(ckpt_path="last")` and continues.
-The declared outputs, `model.pt` and `summary.json`, are written only at the very end.
+before rerunning a job), so a killed job restarts from its last checkpoint and continues, but
+only when the run's fingerprint (settings, labels, data) is unchanged; any other run starts
+afresh. The declared outputs, `model.pt` and `summary.json`, are written only at the very end.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import resource
+import shutil
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -20,10 +24,13 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 from pytorch_lightning.plugins.environments import LightningEnvironment, SLURMEnvironment
 
-from .data import SegmentationDataModule, read_labels
+from .data import SegmentationDataModule
 from .files import InputError, atomic_path, write_json
 from .model import SegmentationModule
+from .splitfolder import content_digest, read_labels
 from .variants import Variant
+
+FINGERPRINT = "fingerprint.json"  # beside the checkpoints: what the run they belong to was trained on
 
 
 def resolve_accelerator(accelerator: str) -> str:
@@ -74,9 +81,72 @@ def count_parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def train(variant: Variant, train_dir: Path, val_dir: Path, output_dir: Path, checkpoint_dir: Path,
-          log_dir: Path, workers: int) -> dict:
-    """Train (or resume) one variant; writes `output_dir/model.pt` and `output_dir/summary.json`."""
+def run_fingerprint(variant: Variant, labels: list[dict], train_dir: Path, val_dir: Path, val_subset: str) -> dict:
+    """Everything that determines a run's weights; a checkpoint resumes only under the same one."""
+    return {
+        "settings": {k: v for k, v in variant.to_dict().items() if k != "name"},
+        "labels": [[row["label"], row["category_id"], row["name"]] for row in labels],
+        "train_split": content_digest(train_dir, "fit"),
+        "selection_split": f"{val_subset}:{content_digest(val_dir, val_subset)}",
+    }
+
+
+def _changes(saved: dict, current: dict) -> str:
+    keys = [f"{part}.{k}" for part in ("settings",) for k in current[part]
+            if saved.get(part, {}).get(k) != current[part][k]]
+    keys += [part for part in current if part != "settings" and saved.get(part) != current[part]]
+    return ", ".join(keys) or "unknown"
+
+
+def _clear_run(checkpoint_dir: Path, log_dir: Path) -> None:
+    """Remove what an earlier run left (only files this module writes)."""
+    for path in [*checkpoint_dir.glob("*.ckpt"), checkpoint_dir / FINGERPRINT]:
+        path.unlink(missing_ok=True)
+    for path in [*log_dir.glob("csv*"), log_dir / "tensorboard"]:
+        if path.is_dir():
+            shutil.rmtree(path)
+
+
+def prepare_checkpoints(checkpoint_dir: Path, log_dir: Path, fingerprint: dict) -> tuple[Path | None, int]:
+    """The checkpoint to resume from, and its epoch count; clears anything a run may not reuse.
+
+    A run resumes only when the saved fingerprint equals this run's: otherwise (changed settings,
+    labels or data, a damaged checkpoint) it starts from epoch 0 and says why in one line.
+    """
+    checkpoint_dir, log_dir = Path(checkpoint_dir), Path(log_dir)
+    last = checkpoint_dir / "last.ckpt"
+    saved_path = checkpoint_dir / FINGERPRINT
+    saved = json.loads(saved_path.read_text()) if saved_path.is_file() else None
+    if os.environ.get("LOCAL_RANK", "0") != "0":  # a process started by rank 0, which prepared already
+        return (last, 0) if last.exists() and saved == fingerprint else (None, 0)
+    reason = None
+    if last.exists() and saved == fingerprint:
+        try:
+            return last, torch.load(last, map_location="cpu", weights_only=False)["epoch"] + 1
+        except Exception as e:  # a copy cut short, a full disk: any unpickling error
+            damaged = last.with_name(f"last.ckpt.damaged-{int(time.time())}")
+            last.replace(damaged)
+            reason = f"{last} is damaged ({type(e).__name__}), set aside as {damaged.name}"
+    elif list(checkpoint_dir.glob("*.ckpt")):
+        reason = (f"{checkpoint_dir} holds checkpoints without a fingerprint" if saved is None else
+                  f"{checkpoint_dir} holds a run with other inputs (changed: {_changes(saved, fingerprint)})")
+    if reason:
+        print(f"training from epoch 0: {reason}; its checkpoints and logs are removed", file=sys.stderr, flush=True)
+    _clear_run(checkpoint_dir, log_dir)
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    write_json(saved_path, fingerprint)
+    return None, 0
+
+
+def train(variant: Variant, train_dir: Path, val_dir: Path | None, output_dir: Path, checkpoint_dir: Path,
+          log_dir: Path, workers: int) -> dict | None:
+    """Train (or resume) one variant; writes `output_dir/model.pt` and `output_dir/summary.json`.
+
+    `val_dir` chooses the best epoch; None chooses it on the training split's holdout. Returns
+    the summary in the main process, None in the others of a multi-process run.
+    """
+    val_subset = "all" if val_dir is not None else "holdout"
+    val_dir = Path(val_dir if val_dir is not None else train_dir)
     labels = read_labels(train_dir)
     if [r["category_id"] for r in read_labels(val_dir)] != [r["category_id"] for r in labels]:
         raise InputError(f"{val_dir}/labels.csv: differs from {train_dir}/labels.csv")
@@ -85,74 +155,102 @@ def train(variant: Variant, train_dir: Path, val_dir: Path, output_dir: Path, ch
     # A variant that asked the scheduler for a GPU warns when it lands where CUDA is unusable.
     accelerator = resolve_accelerator("gpu" if variant.gpu and variant.accelerator == "auto" else variant.accelerator)
     precision = resolve_precision(variant.precision, accelerator)
-    torch.set_num_threads(max(1, workers))
+    devices = variant.devices if accelerator == "gpu" or variant.accelerator == "cpu" else 1
+    threads = max(1, workers // devices) if accelerator == "cpu" else workers
+    torch.set_num_threads(threads)
 
     data = SegmentationDataModule(train_dir, val_dir, variant.image_size, variant.batch_size,
-                                  num_workers=min(workers, 4), seed=variant.seed)
+                                  num_workers=min(workers, 4), seed=variant.seed, val_subset=val_subset)
+    fingerprint = run_fingerprint(variant, labels, train_dir, val_dir, val_subset)
+    last, resumed_from = prepare_checkpoints(checkpoint_dir, log_dir, fingerprint)
     module = SegmentationModule(variant.architecture, variant.encoder, variant.encoder_weights, num_classes,
                                 variant.lr, variant.weight_decay, variant.schedule, variant.warmup_epochs,
                                 variant.dice_weight, variant.channels_last)
-    last = Path(checkpoint_dir) / "last.ckpt"
-    resumed_from = torch.load(last, map_location="cpu", weights_only=False)["epoch"] + 1 if last.exists() else 0
     # CSVLogger rewrites its file when a run resumes: each run segment gets its own folder.
     csv_version = f"csv-from-epoch-{resumed_from + 1}" if resumed_from else "csv"
     checkpoints = ModelCheckpoint(dirpath=checkpoint_dir, filename="best", monitor="val_miou", mode="max",
                                   save_last=True, save_top_k=1)
-    plugins = cluster_environment(variant.devices if accelerator == "gpu" else 1)
     trainer = pl.Trainer(
-        accelerator=accelerator, devices=variant.devices if accelerator == "gpu" else 1,
+        accelerator=accelerator, devices=devices, strategy="ddp" if devices > 1 else "auto",
+        use_distributed_sampler=False,  # the data module places samplers that never repeat an image
         precision=precision, max_epochs=variant.epochs, callbacks=[checkpoints],
         logger=[CSVLogger(log_dir, name="", version=csv_version),
                 TensorBoardLogger(log_dir, name="", version="tensorboard")],
-        plugins=plugins, deterministic="warn", log_every_n_steps=5, default_root_dir=checkpoint_dir,
+        plugins=cluster_environment(devices), deterministic="warn", log_every_n_steps=5,
+        default_root_dir=checkpoint_dir,
     )
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-        trainer.fit(module, datamodule=data, ckpt_path="last" if last.exists() else None)
+        trainer.fit(module, datamodule=data, ckpt_path=last)
     seconds = time.perf_counter() - start
     if trainer.interrupted:
         raise RuntimeError("training was interrupted; rerun to resume from the last checkpoint")
+    if not trainer.is_global_zero:
+        return None
 
     best = torch.load(checkpoints.best_model_path, map_location="cpu", weights_only=False)
     history = module.history
     best_epoch = max(history, key=lambda row: row["val_miou"]) if history else {}
+    train_seconds = sum(row["seconds"] for row in history)
     summary = {
         "variant": variant.name,
+        "seed": variant.seed,
         "config": variant.to_dict(),
         "epochs": trainer.current_epoch,
         "best_epoch": best_epoch.get("epoch"),
         "best_val_miou": best_epoch.get("val_miou"),
-        "train_seconds": sum(row["seconds"] for row in history),
+        "selection": {"split": val_dir.name, "subset": val_subset, "images": len(data.val_set)},
+        "train_seconds": train_seconds,
         "this_run_seconds": seconds,
         "resumed_from_epoch": resumed_from,
         "peak_memory_mb": peak_memory_mb(accelerator),
         "device": device_name(accelerator),
         "precision": precision,
+        "processes": devices,
+        **training_cost(train_seconds, accelerator, devices, workers),
         "params": count_parameters(module.model),
         "train_images": len(data.train_set),
         "val_images": len(data.val_set),
         "history": history,
     }
     state = {k.removeprefix("model."): v for k, v in best["state_dict"].items() if k.startswith("model.")}
+    last_state = {k: v.detach().cpu() for k, v in module.model.state_dict().items()}
     with atomic_path(Path(output_dir) / "model.pt") as tmp:
-        torch.save({"variant": variant.to_dict(), "labels": labels, "state_dict": state}, tmp)
+        torch.save({"variant": variant.to_dict(), "labels": labels, "state_dict": state,
+                    "epoch": best_epoch.get("epoch"), "last_state_dict": last_state,
+                    "last_epoch": trainer.current_epoch}, tmp)
     write_json(Path(output_dir) / "summary.json", summary)
     return summary
 
 
-def load_trained(path: Path, device: str = "cpu") -> tuple[torch.nn.Module, Variant, list[dict]]:
-    """A `model.pt` written by `train`, ready for inference."""
+def training_cost(seconds: float, accelerator: str, devices: int, cpus: int) -> dict:
+    """Device-hours: wall time x GPUs on GPUs, x the CPU cores the job held on CPUs."""
+    if accelerator == "gpu":
+        return {"device_hours": seconds * devices / 3600, "device_hours_unit": "GPU-hours"}
+    return {"device_hours": seconds * cpus / 3600, "device_hours_unit": "CPU core-hours"}
+
+
+def load_trained(path: Path, device: str = "cpu", epoch: str = "chosen"
+                 ) -> tuple[torch.nn.Module, Variant, list[dict], int | None]:
+    """A `model.pt` written by `train`, ready for inference: the chosen epoch's weights, or the last's.
+
+    Read with `weights_only=True`: a file from elsewhere cannot run code when loaded.
+    """
     from .model import build_model
 
     try:
-        saved = torch.load(path, map_location=device, weights_only=False)
-    except (OSError, RuntimeError) as e:
-        raise InputError(f"{path}: cannot load model: {e}") from None
-    variant = Variant(**saved["variant"])
-    model = build_model(variant.architecture, variant.encoder, None, len(saved["labels"]))
-    model.load_state_dict(saved["state_dict"])
-    return model.to(device).eval(), variant, saved["labels"]
+        saved = torch.load(path, map_location=device, weights_only=True)
+        variant = Variant(**saved["variant"])
+        state = saved["last_state_dict"] if epoch == "last" else saved["state_dict"]
+        model = build_model(variant.architecture, variant.encoder, None, len(saved["labels"]))
+        model.load_state_dict(state)
+    except FileNotFoundError:
+        raise InputError(f"{path}: model file not found") from None
+    except Exception as e:  # not a zip or pickle, a pickle carrying objects, other keys or shapes
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise InputError(f"{path}: not a model.pt written by `cocoseg train` ({reason[:200]})") from None
+    return model.to(device).eval(), variant, saved["labels"], saved.get("last_epoch" if epoch == "last" else "epoch")
 
 
 def default_workers() -> int:

@@ -5,7 +5,7 @@ Kept free of torch so the Snakefile can import it cheaply to build its wildcards
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from itertools import product
 
 from .files import InputError
@@ -46,12 +46,20 @@ class Variant:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def with_seed(self, seed: int) -> "Variant":
+        return replace(self, seed=int(seed))
 
-TRAIN_KEYS = {f.name for f in fields(Variant)} - {"architecture", "encoder", "encoder_weights", "image_size", "name"}
+
+# Settings a variant may override; the seed is not one: every variant runs every `train.seeds`.
+TRAIN_KEYS = {f.name for f in fields(Variant)} - {"architecture", "encoder", "encoder_weights", "image_size", "name",
+                                                  "seed"}
 
 
 def expand(model: dict, train: dict) -> dict[str, Variant]:
-    """The grid architecture x encoders x image sizes, with per-variant overrides by name."""
+    """The grid architecture x encoders x image sizes, with per-variant overrides by name.
+
+    Each variant is trained once per seed; the seed is set per run (`Variant.with_seed`).
+    """
     common = {key: value for key, value in train.items() if key in TRAIN_KEYS}
     variants = {}
     for encoder, size in product(model["encoders"], model["image_sizes"]):
@@ -61,5 +69,9 @@ def expand(model: dict, train: dict) -> dict[str, Variant]:
     for name, override in (model.get("overrides") or {}).items():
         if name not in variants:
             raise InputError(f"model.overrides names {name!r}, which is not a variant ({', '.join(variants)})")
+        unknown = sorted(set(override) - TRAIN_KEYS)
+        if unknown:
+            raise InputError(f"model.overrides.{name}: unknown key(s) {', '.join(unknown)}; "
+                             f"allowed: {', '.join(sorted(TRAIN_KEYS))}")
         variants[name] = Variant(**{**variants[name].to_dict(), **override, "name": name})
     return variants

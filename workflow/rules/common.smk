@@ -12,11 +12,14 @@ validate(config, schema="../schemas/config.schema.yaml")
 
 SPLITS = list(config["splits"])
 VARIANTS = expand_variants(config["model"], config["train"])
+SEEDS = [str(seed) for seed in config["train"]["seeds"]]
 EVAL_SPLITS = config["evaluate"]["splits"]
+TRAIN_SPLIT = config["train"]["train_split"]
+SELECTION = config["train"]["selection"]  # "holdout" (carved from TRAIN_SPLIT) or a split name
 RUN_COMMAND = shlex.join(["snakemake", *sys.argv[1:]])  # quoted in REPORT.md
 for key, names in (
-    ("train.train_split", [config["train"]["train_split"]]),
-    ("train.val_split", [config["train"]["val_split"]]),
+    ("train.train_split", [TRAIN_SPLIT]),
+    ("train.selection", [] if SELECTION == "holdout" else [SELECTION]),
     ("evaluate.splits", EVAL_SPLITS),
 ):
     for name in names:
@@ -28,6 +31,7 @@ wildcard_constraints:
     split="|".join(re.escape(name) for name in SPLITS),
     shard=r"\d+",
     variant="|".join(re.escape(name) for name in VARIANTS),
+    seed="|".join(re.escape(seed) for seed in SEEDS),
 
 
 def split_config(wildcards):
@@ -49,6 +53,24 @@ def mask_options():
     return options
 
 
+def holdout_options(wildcards):
+    """`cocoseg gather` flags: the training split holds images out when they choose the best epoch."""
+    holdout = config["train"]["holdout"]
+    if SELECTION != "holdout" or wildcards.split != TRAIN_SPLIT:
+        return []
+    options = ["--holdout-fraction", str(holdout["fraction"]), "--holdout-seed", str(holdout["seed"])]
+    if holdout["count"]:
+        options += ["--holdout-count", str(holdout["count"])]
+    return options
+
+
+def selection_options():
+    """`cocoseg train` flags naming the split that chooses the best epoch (none: the holdout)."""
+    if SELECTION == "holdout":
+        return []
+    return ["--val-dir", os.path.dirname(split_manifest(SELECTION))]
+
+
 def demo_split_options():
     return [
         word
@@ -58,8 +80,8 @@ def demo_split_options():
 
 
 def train_options(wildcards):
-    """`cocoseg train` flags for one variant, as a list for `{params:q}`."""
-    v = VARIANTS[wildcards.variant]
+    """`cocoseg train` flags for one variant and seed, as a list for `{params:q}`."""
+    v = VARIANTS[wildcards.variant].with_seed(wildcards.seed)
     height, width = v.image_size
     return [
         *("--name", v.name, "--architecture", v.architecture, "--encoder", v.encoder),
@@ -79,6 +101,15 @@ def variant_gpus(wildcards):
 
 def split_manifest(name):
     return f"results/masks/{name}/manifest.csv"
+
+
+def selection_inputs():
+    return [split_manifest(TRAIN_SPLIT)] + ([] if SELECTION == "holdout" else [split_manifest(SELECTION)])
+
+
+def run_outputs(pattern, **wildcards):
+    """`pattern` for every variant and seed (and any other wildcard given)."""
+    return expand(pattern, variant=VARIANTS, seed=SEEDS, **wildcards)
 
 
 def final_targets():

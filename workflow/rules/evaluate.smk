@@ -1,28 +1,28 @@
-# Metrics of each variant on each evaluation split, at the images' original size.
+# Metrics of each variant and seed on each evaluation split, at the images' original size.
 
 
 rule evaluate_variant:
     input:
-        model="results/models/{variant}/model.pt",
-        summary="results/models/{variant}/summary.json",  # training time, read beside model.pt
+        model="results/models/{variant}/seed-{seed}/model.pt",
+        summary="results/models/{variant}/seed-{seed}/summary.json",  # training time, read beside model.pt
         manifest="results/masks/{split}/manifest.csv",
     output:
-        metrics="results/eval/{variant}/{split}/metrics.json",
+        metrics="results/eval/{variant}/seed-{seed}/{split}/metrics.json",
         per_class=report(
-            "results/eval/{variant}/{split}/per_class.csv",
+            "results/eval/{variant}/seed-{seed}/{split}/per_class.csv",
             caption="../report/per_class.rst",
             category="Per variant",
             subcategory="{split}",
-            labels={"variant": "{variant}", "table": "per class"},
+            labels={"variant": "{variant}", "seed": "{seed}", "table": "per class"},
         ),
-        confusion="results/eval/{variant}/{split}/confusion.csv",
+        confusion="results/eval/{variant}/seed-{seed}/{split}/confusion.csv",
         samples=report(
-            directory("results/eval/{variant}/{split}/samples"),
+            directory("results/eval/{variant}/seed-{seed}/{split}/samples"),
             patterns=["{name}.png"],
             caption="../report/samples_variant.rst",
             category="Samples",
             subcategory="{split}",
-            labels={"variant": "{variant}", "image": "{name}"},
+            labels={"variant": "{variant}", "seed": "{seed}", "image": "{name}"},
         ),
     params:
         split_dir=lambda wc, input: os.path.dirname(input.manifest),
@@ -32,7 +32,7 @@ rule evaluate_variant:
     resources:
         gpu=variant_gpus,
     log:
-        "results/logs/evaluate/{variant}/{split}.log",
+        "results/logs/evaluate/{variant}/seed-{seed}/{split}.log",
     conda:
         "../../envs/train.yaml"
     shell:

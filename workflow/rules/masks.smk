@@ -55,10 +55,11 @@ rule gather_masks:
         images=directory("results/masks/{split}/images"),
     params:
         out_dir=lambda wc, output: os.path.dirname(output.manifest),
+        holdout=holdout_options,
     log:
         "results/logs/masks/{split}/gather.log",
     conda:
         "../../envs/masks.yaml"
     shell:
         "python -m cocoseg gather --meta {input.index:q}/meta.json --shard-dirs {input.shards:q}"
-        " --output {params.out_dir:q} --name '{wildcards.split} ' > {log} 2>&1"
+        " --output {params.out_dir:q} --name '{wildcards.split} ' {params.holdout:q} > {log} 2>&1"

@@ -3,6 +3,7 @@
 PLOT_NAMES = [
     "metrics_bars",
     "speed_accuracy",
+    "cost_accuracy",
     "per_class_iou",
     "training_curves",
     "class_frequency",
@@ -13,12 +14,18 @@ PLOT_NAMES = [
 
 rule report:
     input:
-        summaries=expand("results/models/{variant}/summary.json", variant=VARIANTS),
-        metrics=expand(
-            "results/eval/{variant}/{split}/metrics.json", variant=VARIANTS, split=EVAL_SPLITS
+        summaries=run_outputs("results/models/{variant}/seed-{seed}/summary.json"),
+        metrics=run_outputs(
+            "results/eval/{variant}/seed-{seed}/{split}/metrics.json", split=EVAL_SPLITS
         ),
-        samples=expand(
-            "results/eval/{variant}/{split}/samples", variant=VARIANTS, split=EVAL_SPLITS
+        per_class=run_outputs(
+            "results/eval/{variant}/seed-{seed}/{split}/per_class.csv", split=EVAL_SPLITS
+        ),
+        confusion=run_outputs(
+            "results/eval/{variant}/seed-{seed}/{split}/confusion.csv", split=EVAL_SPLITS
+        ),
+        samples=run_outputs(
+            "results/eval/{variant}/seed-{seed}/{split}/samples", split=EVAL_SPLITS
         ),
         manifests=expand("results/masks/{split}/manifest.csv", split=SPLITS),
         template="workflow/report/REPORT.md.jinja",
@@ -29,6 +36,7 @@ rule report:
             category="Comparison",
             labels={"table": "metrics per variant and split"},
         ),
+        per_seed="results/report/metrics_per_seed.csv",
         zoo="results/report/metrics.md",
         per_class=report(
             "results/report/per_class_iou.csv",
@@ -43,6 +51,13 @@ rule report:
             labels={"table": "dataset statistics"},
         ),
         class_share="results/report/class_pixel_share.csv",
+        per_class_per_seed="results/report/per_class_iou_per_seed.csv",
+        confusions=report(
+            "results/report/top_confusions.csv",
+            caption="../report/top_confusions.rst",
+            category="Comparison",
+            labels={"table": "most confused class pairs"},
+        ),
         plots=[
             report(
                 f"results/report/plots/{name}.png",
@@ -54,9 +69,10 @@ rule report:
         ],
         report_md="REPORT.md",
     params:
-        results=lambda wc, input: os.path.dirname(os.path.dirname(os.path.dirname(input.summaries[0]))),
+        results="results",
         out_dir=lambda wc, output: os.path.dirname(output.metrics),
         variants=list(VARIANTS),
+        seeds=SEEDS,
         eval_splits=EVAL_SPLITS,
         data_splits=SPLITS,
         command=RUN_COMMAND,
@@ -66,6 +82,7 @@ rule report:
         "../../envs/report.yaml"
     shell:
         "python -m cocoseg report --results {params.results:q} --variants {params.variants:q}"
+        " --seeds {params.seeds:q}"
         " --eval-splits {params.eval_splits:q} --data-splits {params.data_splits:q}"
         " --output-dir {params.out_dir:q} --report-md {output.report_md:q}"
         " --template {input.template:q} --command {params.command:q} > {log} 2>&1"

@@ -1,33 +1,29 @@
-# One training job per variant. Checkpoints live in results/checkpoints/<variant>/, which is
-# not a declared output: Snakemake would delete it before a rerun, and a rerun must resume.
+# One training job per variant and seed. Checkpoints live in results/checkpoints/, which is not a
+# declared output: Snakemake would delete it before a rerun, and a killed job must resume.
+# `cocoseg train` resumes only a run with the same settings and data (its fingerprint).
 
 
 rule train_variant:
     input:
-        train=split_manifest(config["train"]["train_split"]),
-        val=split_manifest(config["train"]["val_split"]),
+        selection_inputs(),
     output:
-        model="results/models/{variant}/model.pt",
-        summary="results/models/{variant}/summary.json",
+        model="results/models/{variant}/seed-{seed}/model.pt",
+        summary="results/models/{variant}/seed-{seed}/summary.json",
     params:
         options=train_options,
-        train_dir=lambda wc, input: os.path.dirname(input.train),
-        val_dir=lambda wc, input: os.path.dirname(input.val),
+        selection=selection_options(),
+        train_dir=os.path.dirname(split_manifest(TRAIN_SPLIT)),
         out_dir=lambda wc, output: os.path.dirname(output.model),
-        checkpoints=lambda wc, output: os.path.join(
-            "results", "checkpoints", os.path.basename(os.path.dirname(output.model))
-        ),
-        logs=lambda wc, output: os.path.join(
-            "results", "train_logs", os.path.basename(os.path.dirname(output.model))
-        ),
+        checkpoints="results/checkpoints/{variant}/seed-{seed}",
+        logs="results/train_logs/{variant}/seed-{seed}",
     threads: 4
     resources:
         gpu=variant_gpus,
     log:
-        "results/logs/train/{variant}.log",
+        "results/logs/train/{variant}/seed-{seed}.log",
     conda:
         "../../envs/train.yaml"
     shell:
-        "python -m cocoseg train --train-dir {params.train_dir:q} --val-dir {params.val_dir:q}"
+        "python -m cocoseg train --train-dir {params.train_dir:q} {params.selection:q}"
         " --output {params.out_dir:q} --checkpoint-dir {params.checkpoints:q}"
         " --log-dir {params.logs:q} --workers {threads} {params.options:q} > {log} 2>&1"
