@@ -11,7 +11,8 @@ from pycocotools.coco import COCO
 
 from cocoseg.convert import convert
 from cocoseg.demo import make_demo
-from cocoseg.files import FILE_MODE
+from cocoseg.files import FILE_MODE, InputError
+from cocoseg.splitfolder import read_manifest, read_manifest_rows
 
 from conftest import COCO_TINY
 
@@ -59,6 +60,34 @@ def test_masks_and_manifest_do_not_depend_on_shards_or_workers(demo, tmp_path):
         assert (out / "manifest.csv").stat().st_mode & 0o777 == FILE_MODE  # not mkstemp's 0600
     assert runs[1] == runs[3] == runs[7]
     assert len([k for k in runs[1] if k.startswith("masks/")]) == 30
+
+
+def holdout_of(out: Path) -> tuple[set[str], set[str]]:
+    rows = read_manifest_rows(out / "manifest.csv")
+    return ({r["image_id"] for r in rows if r["status"] == "ok" and r["holdout"] == "1"},
+            {r["image_id"] for r in rows if r["status"] == "ok" and r["holdout"] == "0"})
+
+
+def test_holdout_is_a_seeded_draw_of_whole_images_recorded_in_the_manifest(demo, tmp_path):
+    source = (demo / "annotations" / "train.json", demo / "images" / "train")
+    draws = {}
+    for name, shards, seed in (("a", 1, 0), ("b", 5, 0), ("c", 1, 1)):
+        convert(*source, tmp_path / name, shards=shards, holdout_fraction=0.2, holdout_seed=seed)
+        draws[name] = holdout_of(tmp_path / name)
+    held, fit = draws["a"]
+    assert len(held) == 6 and len(fit) == 24 and not held & fit  # 20% of 30, disjoint, all images kept
+    assert draws["b"] == draws["a"]  # independent of the shard count
+    assert draws["c"][0] != held  # another seed, another draw
+    assert read_manifest(tmp_path / "a", "holdout") == [r for r in read_manifest(tmp_path / "a")
+                                                        if r["image_id"] in held]
+    assert {r["image_id"] for r in read_manifest(tmp_path / "a", "fit")} == fit
+    convert(*source, tmp_path / "count", holdout_count=4, holdout_seed=0)
+    assert len(holdout_of(tmp_path / "count")[0]) == 4
+
+
+def test_a_holdout_that_leaves_nothing_to_train_on_is_refused(demo, tmp_path):
+    with pytest.raises(InputError, match="holdout of 30 image"):
+        convert(demo / "annotations" / "train.json", demo / "images" / "train", tmp_path, holdout_count=30)
 
 
 def independent_painting(coco: COCO, image_id: int) -> np.ndarray:

@@ -8,19 +8,22 @@ import pytest
 from PIL import Image
 
 from cocoseg.files import write_csv, write_json
-from cocoseg.report import PLOTS, build, pareto_front
+from cocoseg.report import PLOTS, build, pareto_front, shown_classes, top_confusions
+from cocoseg.splitfolder import manifest_row, write_labels, write_manifest
 
 from conftest import REPO
 
-LABELS = [[0, "", "background"], [1, 3, "disc"], [2, 8, "square"]]
-# variant -> (mIoU, images/s): "b" is slower and less accurate than "a", so off the front.
-VARIANTS = {"v-a-64": (0.80, 40.0), "v-b-64": (0.70, 30.0), "v-c-96": (0.90, 20.0)}
+LABELS = [[1, 3, "disc"], [2, 8, "square"]]
+# variant -> (mIoU per seed, images/s): "b" is slower and less accurate than "a", so off the front;
+# "c" leads "a" by 0.10 with a spread of 0.02 per seed: beyond noise.
+VARIANTS = {"v-a-64": ((0.79, 0.81), 40.0), "v-b-64": ((0.69, 0.71), 30.0), "v-c-96": ((0.89, 0.91), 20.0)}
+SEEDS = ["0", "1"]
 SECTIONS = ["## Summary", "## Comparison", "## Design choices", "## Edge-case handling",
             "## Model architecture and improvements", "## Training resources and time",
             "## Per-class IoU", "## Sample predictions"]
 
 
-def fixture_results(root: Path) -> Path:
+def fixture_results(root: Path, variants=VARIANTS, seeds=SEEDS, selection=("train", "holdout")) -> Path:
     results = root / "results"
     for split, skipped in (("train", 0), ("val", 1)):
         d = results / "masks" / split
@@ -31,64 +34,100 @@ def fixture_results(root: Path) -> Path:
             mask[3, :2] = 2
             mask[2, 4] = 255
             Image.fromarray(mask).save((d / "masks").mkdir(parents=True, exist_ok=True) or d / "masks" / f"{i}.png")
-            rows.append([i, f"{i}.jpg", 5, 4, 2, "ok", "", f"{i}.png"])
-        rows += [[9, "9.jpg", 5, 4, 1, "skipped", "image file missing", ""]] * skipped
-        write_csv(d / "manifest.csv", ["image_id", "file_name", "width", "height", "annotations", "status",
-                                       "reason", "mask"], rows)
-        write_csv(d / "labels.csv", ["label", "category_id", "name"], LABELS)
+            rows.append(manifest_row(i, f"{i}.jpg", 5, 4, 2, "ok", "", f"{i}.png", "c", holdout=split == "train" and i == 0))
+        rows += [manifest_row(9, "9.jpg", 5, 4, 1, "skipped", "image file missing")] * skipped
+        write_manifest(d / "manifest.csv", rows)
+        write_labels(d / "labels.csv", LABELS)
         write_json(d / "summary.json", {"ok": 3, "skipped": skipped, "orphan_annotations": 0})
-    for k, (name, (miou, speed)) in enumerate(VARIANTS.items()):
-        history = [{"epoch": e, "train_loss": 1 / e, "val_miou": miou * e / 2, "seconds": 10.0} for e in (1, 2)]
-        write_json(results / "models" / name / "summary.json", {
-            "config": {"architecture": "DeepLabV3Plus", "encoder": name.split("-")[1], "image_size": [64, 64],
-                       "batch_size": 4, "lr": 0.001, "weight_decay": 0.0001, "schedule": "poly",
-                       "warmup_epochs": 1, "encoder_weights": None},
-            "params": 1_000_000 * (k + 1), "epochs": 2, "train_seconds": 20.0 + k, "device": "cpu (test)",
-            "precision": "32-true", "peak_memory_mb": 100.0 + k, "history": history})
-        ev = results / "eval" / name / "val"
-        write_json(ev / "metrics.json", {"miou": miou, "mdice": miou + 0.05, "pixel_accuracy": 0.95,
-                                         "inference_images_per_s": speed, "inference_peak_memory_mb": 50.0})
-        write_csv(ev / "per_class.csv", ["label", "category_id", "name", "iou", "dice", "label_pixels",
-                                         "predicted_pixels"],
-                  [[0, "", "background", 0.9, 0.95, 10, 10], [1, 3, "disc", miou, 0.8, 5, 5],
-                   [2, 8, "square", "", "", 0, 0]])
-        write_csv(ev / "confusion.csv", ["label", 0, 1, 2], [[0, 8, 2, 0], [1, 1, 4, 0], [2, 0, 0, 0]])
-        (ev / "samples").mkdir(parents=True)
-        Image.fromarray(np.full((8, 24, 3), 80 * k, np.uint8)).save(ev / "samples" / "0.png")
+    for k, (name, (mious, speed)) in enumerate(variants.items()):
+        for seed, miou in zip(seeds, mious):
+            history = [{"epoch": e, "train_loss": 1 / e, "val_miou": miou * e / 2, "seconds": 10.0} for e in (1, 2)]
+            write_json(results / "models" / name / f"seed-{seed}" / "summary.json", {
+                "config": {"architecture": "DeepLabV3Plus", "encoder": name.split("-")[1], "image_size": [64, 64],
+                           "batch_size": 4, "lr": 0.001, "weight_decay": 0.0001, "schedule": "poly",
+                           "warmup_epochs": 1, "encoder_weights": None},
+                "params": 1_000_000 * (k + 1), "epochs": 2, "train_seconds": 360.0 * (k + 1),
+                "device_hours": 0.2 * (k + 1), "device_hours_unit": "CPU core-hours", "device": "cpu (test)",
+                "selection": {"split": selection[0], "subset": selection[1], "images": 1},
+                "precision": "32-true", "peak_memory_mb": 100.0 + k, "history": history})
+            ev = results / "eval" / name / f"seed-{seed}" / "val"
+            write_json(ev / "metrics.json", {"miou": miou, "mdice": miou + 0.05, "pixel_accuracy": 0.95,
+                                             "epoch": 2, "last_epoch_miou": miou - 0.01,
+                                             "inference_images_per_s": speed, "inference_peak_memory_mb": 50.0})
+            write_csv(ev / "per_class.csv", ["label", "category_id", "name", "iou", "dice", "label_pixels",
+                                             "predicted_pixels"],
+                      [[0, "", "background", 0.9, 0.95, 10, 10], [1, 3, "disc", miou, 0.8, 5, 5],
+                       [2, 8, "square", "", "", 0, 0]])
+            write_csv(ev / "confusion.csv", ["label", 0, 1, 2], [[0, 8, 2, 0], [1, 1, 4, 0], [2, 0, 0, 0]])
+            (ev / "samples").mkdir(parents=True)
+            Image.fromarray(np.full((8, 24, 3), 80 * k, np.uint8)).save(ev / "samples" / "0.png")
     return results
+
+
+def build_report(tmp_path, **fixture):
+    results = fixture_results(tmp_path, **fixture)
+    seeds = fixture.get("seeds", SEEDS)
+    build(results, list(fixture.get("variants", VARIANTS)), seeds, ["val"], ["train", "val"], results / "report",
+          tmp_path / "REPORT.md", REPO / "workflow" / "report" / "REPORT.md.jinja", "snakemake --cores all")
+    return results / "report", (tmp_path / "REPORT.md").read_text()
 
 
 @pytest.fixture
 def built(tmp_path):
-    results = fixture_results(tmp_path)
-    build(results, list(VARIANTS), ["val"], ["train", "val"], results / "report", tmp_path / "REPORT.md",
-          REPO / "workflow" / "report" / "REPORT.md.jinja", "snakemake --cores all")
-    return results / "report", (tmp_path / "REPORT.md").read_text()
+    return build_report(tmp_path)
 
 
-def test_metrics_table_holds_the_fixture_numbers_and_the_pareto_front(built):
+def test_metrics_table_holds_mean_and_std_over_seeds_and_the_pareto_front(built):
     report_dir, _ = built
     table = pd.read_csv(report_dir / "metrics.csv").set_index("variant")
-    for name, (miou, speed) in VARIANTS.items():
-        assert table.loc[name, "miou"] == pytest.approx(miou)
-        assert table.loc[name, "inference_images_per_s"] == pytest.approx(speed)
+    for name, (mious, speed) in VARIANTS.items():
+        assert table.loc[name, "miou_mean"] == pytest.approx(np.mean(mious))
+        assert table.loc[name, "miou_std"] == pytest.approx(np.std(mious, ddof=1), rel=1e-5)
+        assert table.loc[name, "last_epoch_miou_mean"] == pytest.approx(np.mean(mious) - 0.01)
+        assert table.loc[name, "inference_images_per_s_mean"] == pytest.approx(speed)
+        assert table.loc[name, "seeds"] == 2 and table.loc[name, "selected_on"] == "train (holdout)"
     assert table["pareto"].to_dict() == {"v-a-64": True, "v-b-64": False, "v-c-96": True}
     assert table.loc["v-c-96", "params_m"] == pytest.approx(3.0)
+    # cost: 0.6 core-hours for c; 0.9 mIoU / 0.6 h
+    assert table.loc["v-c-96", "device_hours_mean"] == pytest.approx(0.6)
+    assert table.loc["v-c-96", "miou_per_device_hour"] == pytest.approx(0.9 / 0.6)
+    per_seed = pd.read_csv(report_dir / "metrics_per_seed.csv")
+    assert len(per_seed) == 6 and sorted(per_seed["seed"].unique()) == [0, 1]
     zoo = (report_dir / "metrics.md").read_text()
-    assert zoo.startswith("| Method | Backbone | Crop size |") and "| 0.900 |" in zoo
+    assert zoo.startswith("| Method | Backbone | Crop size |") and "| 0.900 ± 0.014 |" in zoo
+    assert "0.600 CPU core-hours" in zoo and "| train (holdout) |" in zoo
 
 
 def test_per_class_and_dataset_tables(built):
     report_dir, _ = built
     classes = pd.read_csv(report_dir / "per_class_iou.csv").set_index("class")
     assert classes.loc["disc", "v-b-64"] == pytest.approx(0.70)
+    assert classes.loc["disc", "v-b-64 std"] == pytest.approx(np.std([0.69, 0.71], ddof=1), rel=1e-5)
     assert np.isnan(classes.loc["square", "v-a-64"])  # absent class stays empty, not 0
+    assert len(pd.read_csv(report_dir / "per_class_iou_per_seed.csv")) == 3 * 2 * 3
     stats = pd.read_csv(report_dir / "dataset_stats.csv").set_index("split")
     assert stats.loc["val", "skipped"] == 1 and stats.loc["val", "skip_reasons"] == "image file missing (1)"
-    assert stats.loc["train", "instances"] == 6
+    assert stats.loc["train", "instances"] == 6 and stats.loc["train", "held_out"] == 1
     shares = pd.read_csv(report_dir / "class_pixel_share.csv").set_index("class")
     # train masks: disc 1+2+3 = 6 px, square 2 px each = 6 px, background 20*3 - 12 - 3 ignore = 45
     assert shares.loc["disc", "train"] == pytest.approx(6 / 57, rel=1e-5)
+
+
+def test_top_confused_pairs(built):
+    report_dir, text = built
+    pairs = pd.read_csv(report_dir / "top_confusions.csv")
+    first = pairs[pairs["variant"] == "v-a-64"].iloc[0]
+    # background: 8 right, 2 as disc -> 20% of its pixels, 2 px per seed x 2 seeds
+    assert (first["label"], first["predicted"], first["pixels"]) == ("background", "disc", 4)
+    assert first["share"] == pytest.approx(0.2)
+    assert "| v-a-64 | val | background | disc | 0.200 | 4 |" in text
+
+
+def test_top_confusions_rank_shares_and_skip_the_diagonal():
+    confusion = np.array([[90, 10, 0], [30, 60, 10], [0, 0, 5]])
+    pairs = top_confusions(confusion, ["a", "b", "c"], k=5)
+    assert pairs[["label", "predicted"]].values.tolist() == [["b", "a"], ["a", "b"], ["b", "c"]]
+    assert pairs["share"].tolist() == pytest.approx([0.3, 0.1, 0.1])
 
 
 def test_every_plot_is_written(built):
@@ -105,10 +144,38 @@ def test_report_has_every_section_and_variant_with_numbers_from_results(built):
         assert section in text
     for name in VARIANTS:
         assert text.count(name) >= 3
-    assert "the best variant is **v-c-96**: mIoU 0.900" in text
-    assert "Pareto front (no other variant both faster and more accurate): v-a-64, v-c-96." in text
-    assert "(results/report/plots/samples.png)" in text
+    assert "the best variant is **v-c-96**: mIoU 0.900 ± 0.014" in text
+    assert "Its lead over v-a-64 (0.100 mIoU) is **beyond seed noise**" in text
+    assert "Pareto front (no other variant both faster and more accurate, on means): v-a-64, v-c-96." in text
+    assert "chosen on images the scores do not come from" in text
+    assert "Selection and scoring used the same images" not in text
+    assert "(results/report/plots/samples.png)" in text and "(results/report/plots/cost_accuracy.png)" in text
     assert "`snakemake --cores all`" in text
+
+
+def test_a_lead_within_seed_noise_is_called_so(tmp_path):
+    close = {"v-a-64": ((0.70, 0.90), 40.0), "v-b-64": ((0.78, 0.80), 30.0)}
+    _, text = build_report(tmp_path, variants=close)
+    assert "Its lead over v-b-64 (0.010 mIoU) is **within seed noise**" in text
+
+
+def test_one_seed_says_no_spread_is_available(tmp_path):
+    one = {name: (mious[:1], speed) for name, (mious, speed) in VARIANTS.items()}
+    report_dir, text = build_report(tmp_path, variants=one, seeds=["0"])
+    assert "with one seed per\n  variant no spread is available" in text
+    assert "| 0.890 |" in (report_dir / "metrics.md").read_text()  # no "± nan"
+
+
+def test_selection_on_the_scored_split_is_flagged(tmp_path):
+    _, text = build_report(tmp_path, selection=("val", "all"))
+    assert "**Selection and scoring used the same images**" in text
+
+
+def test_many_classes_plot_the_most_and_least_frequent(tmp_path):
+    frequency = pd.Series({f"c{i}": float(i) for i in range(80)})
+    shown, note = shown_classes(frequency)
+    assert len(shown) == 30 and shown[0] == "c79" and shown[-1] == "c0" and "of 80 classes" in note
+    assert shown_classes(frequency.iloc[:10])[0] == [f"c{i}" for i in range(9, -1, -1)]
 
 
 def test_pareto_front_on_ties_and_duplicates():

@@ -22,6 +22,7 @@ from slurm_cluster import ClusterUnavailable, SlurmCluster
 from test_workflow import TEST_CONFIG, snakemake, workflow_copy
 
 VARIANT = "deeplabv3plus-resnet18-64"
+RUN = f"{VARIANT}/seed-0"
 # What the 2-CPU test node can hold, in place of the profile's sizes for real GPU nodes; the
 # first status check after 2 s instead of 40 s. Everything else comes from profiles/slurm.
 NODE_FIT = [
@@ -32,7 +33,7 @@ NODE_FIT = [
     "--default-resources", "mem_mb=1000", "runtime=10",
 ]
 REMOTE_JOBS = {("mask_shard", "train_0"), ("mask_shard", "train_1"), ("mask_shard", "train_2"),
-               ("mask_shard", "val_0"), ("train_variant", VARIANT), ("evaluate_variant", f"{VARIANT}_val")}
+               ("mask_shard", "val_0"), ("train_variant", f"{VARIANT}_0"), ("evaluate_variant", f"{VARIANT}_0_val")}
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +47,8 @@ def cluster(tmp_path_factory):
 
 def gpu_config(path: Path, **train) -> Path:
     config = yaml.safe_load(TEST_CONFIG.read_text())
-    config["train"].update(gpu=True, **train)  # the jobs ask SLURM for a GPU (gres on the test node)
+    # The jobs ask SLURM for a GPU (gres on the test node); one seed keeps the test short.
+    config["train"].update(gpu=True, seeds=[0], **train)
     path.write_text(yaml.safe_dump(config))
     return path
 
@@ -91,7 +93,7 @@ def test_every_remote_job_goes_through_sbatch_and_completes(cluster, slurm_run):
 
 def test_training_job_asks_for_gpu_cpus_memory_and_time(cluster, slurm_run):
     _, _, log = slurm_run
-    job = cluster.job(submitted(log)[("train_variant", VARIANT)][-1])
+    job = cluster.job(submitted(log)[("train_variant", f"{VARIANT}_0")][-1])
     assert "cpu=2" in job["TRES"] and "mem=2000M" in job["TRES"]
     assert job["TresPerJob"] == "gres:gpu:1"
     assert job["TimeLimit"] == "00:30:00"
@@ -109,7 +111,7 @@ def test_results_equal_a_local_run(slurm_run, tmp_path):
             assert (workdir / "results/masks" / split / name).read_bytes() == (local / "results/masks" / split / name).read_bytes()
         for mask in (local / "results/masks" / split / "masks").glob("*.png"):
             assert (workdir / "results/masks" / split / "masks" / mask.name).read_bytes() == mask.read_bytes()
-    evaluation = f"results/eval/{VARIANT}/val"
+    evaluation = f"results/eval/{RUN}/val"
     remote, here = (json.loads((d / evaluation / "metrics.json").read_text()) for d in (workdir, local))
     assert remote["miou"] == here["miou"] and remote["pixel_accuracy"] == here["pixel_accuracy"]
     assert (workdir / evaluation / "per_class.csv").read_bytes() == (local / evaluation / "per_class.csv").read_bytes()
@@ -117,10 +119,10 @@ def test_results_equal_a_local_run(slurm_run, tmp_path):
 
 def test_cancelled_training_job_is_resubmitted_and_resumes(cluster, slurm_run, tmp_path):
     workdir, _, _ = slurm_run
-    shutil.rmtree(workdir / "results" / "checkpoints" / VARIANT)
+    shutil.rmtree(workdir / "results" / "checkpoints" / RUN)
     config = gpu_config(tmp_path / "longer.yaml", epochs=8)
     process = slurm_snakemake(cluster, workdir, config, background=True)
-    last = workdir / "results" / "checkpoints" / VARIANT / "last.ckpt"
+    last = workdir / "results" / "checkpoints" / RUN / "last.ckpt"
     deadline = time.time() + 400
     while not last.exists() and process.poll() is None and time.time() < deadline:
         time.sleep(0.1)
@@ -131,8 +133,8 @@ def test_cancelled_training_job_is_resubmitted_and_resumes(cluster, slurm_run, t
     output, _ = process.communicate(timeout=600)
     assert process.returncode == 0, output[-4000:]
     assert cluster.job(training[0])["JobState"] == "CANCELLED"
-    assert len(submitted(output)[("train_variant", VARIANT)]) == 2
-    summary = json.loads((workdir / "results" / "models" / VARIANT / "summary.json").read_text())
+    assert len(submitted(output)[("train_variant", f"{VARIANT}_0")]) == 2
+    summary = json.loads((workdir / "results" / "models" / RUN / "summary.json").read_text())
     assert summary["epochs"] == 8 and 1 <= summary["resumed_from_epoch"] < 8
     assert [row["epoch"] for row in summary["history"]] == list(range(1, 9))
     assert (workdir / "REPORT.md").read_text().count(VARIANT) >= 3

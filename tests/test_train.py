@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from cocoseg.convert import convert
 from cocoseg.data import load_mask, load_rgb
 from cocoseg.demo import make_demo
 from cocoseg.evaluate import evaluate
+from cocoseg.splitfolder import checksum
 from cocoseg.train import resolve_accelerator, resolve_precision, train
 from cocoseg.variants import Variant
 
@@ -159,3 +161,158 @@ def test_precision_and_device_fall_back_on_a_machine_without_cuda():
             assert resolve_accelerator("gpu") == "cpu"
         assert "CUDA is not usable" in str(caught[0].message)
         assert resolve_accelerator("auto") == "cpu"
+
+
+def cli_train(data, out, *extra, val_dir=None):
+    """`cocoseg train` in a subprocess (a multi-process run starts its other processes from the command)."""
+    command = [sys.executable, "-m", "cocoseg", "train", "--train-dir", str(data / "train"),
+               "--output", str(out), "--epochs", "2", "--img-size", "64", "--batch-size", "4", "--workers", "2",
+               *(["--val-dir", str(val_dir)] if val_dir else []), *extra]
+    return command
+
+
+def weights(path):
+    import torch
+    return torch.load(path, weights_only=True)["state_dict"]
+
+
+def test_changed_setting_retrains_from_epoch_zero_and_unchanged_resumes(data, tmp_path, capfd):
+    import torch
+    first = run_train(data, tmp_path, epochs=1)
+    first_weights = weights(tmp_path / "model.pt")
+    again = run_train(data, tmp_path, epochs=1)  # same inputs: resumes the finished run
+    assert again["resumed_from_epoch"] == 1 and [r["epoch"] for r in again["history"]] == [1]
+    capfd.readouterr()
+    changed = run_train(data, tmp_path, epochs=1, lr=0.05)
+    assert "training from epoch 0" in capfd.readouterr().err
+    assert changed["resumed_from_epoch"] == 0 and changed["config"]["lr"] == 0.05
+    assert changed["history"][0]["train_loss"] != first["history"][0]["train_loss"]
+    new_weights = weights(tmp_path / "model.pt")
+    assert any(not torch.equal(first_weights[k], new_weights[k]) for k in first_weights)
+    assert not (tmp_path / "logs" / "csv-from-epoch-2").exists()
+
+
+def test_the_reason_for_a_fresh_start_is_one_line_naming_the_change(data, tmp_path, capfd):
+    run_train(data, tmp_path, epochs=1)
+    capfd.readouterr()
+    run_train(data, tmp_path, epochs=1, lr=0.05)
+    lines = [line for line in capfd.readouterr().err.splitlines() if "training from epoch 0" in line]
+    assert len(lines) == 1 and "changed: settings.lr" in lines[0]
+
+
+def test_changed_masks_retrain(data, tmp_path, capfd):
+    copy = tmp_path / "data"
+    for split in ("train", "val"):
+        shutil.copytree(data / split, copy / split, symlinks=True)
+    run_train(copy, tmp_path / "run", epochs=1)
+    manifest = (copy / "train" / "manifest.csv").read_text().splitlines()
+    first = manifest[1].split(",")
+    mask = copy / "train" / "masks" / first[7]
+    pixels = np.array(Image.open(mask))
+    pixels[:4, :4] = 1
+    Image.fromarray(pixels).save(mask)
+    first[8] = checksum(mask.read_bytes())
+    manifest[1] = ",".join(first)
+    (copy / "train" / "manifest.csv").write_text("\n".join(manifest) + "\n")
+    capfd.readouterr()
+    summary = run_train(copy, tmp_path / "run", epochs=1)
+    assert summary["resumed_from_epoch"] == 0
+    assert "changed: train_split" in capfd.readouterr().err
+
+
+def test_damaged_checkpoint_is_set_aside_and_training_starts_afresh(data, tmp_path, capfd):
+    run_train(data, tmp_path, epochs=1)
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    last.write_bytes(last.read_bytes()[:1000])  # a copy cut short
+    capfd.readouterr()
+    summary = run_train(data, tmp_path, epochs=1)
+    err = capfd.readouterr().err
+    assert summary["resumed_from_epoch"] == 0 and "last.ckpt is damaged" in err
+    assert list((tmp_path / "checkpoints").glob("last.ckpt.damaged-*"))
+
+
+@pytest.mark.parametrize("content", [b"not a model\n", b"\x80\x04K\x01."])
+def test_a_file_that_is_not_a_model_gives_one_line(tmp_path, content, capsys):
+    bogus = tmp_path / "model.pt"
+    bogus.write_bytes(content)
+    (tmp_path / "images").mkdir()
+    assert main(["predict", "--checkpoint", str(bogus), "--images", str(tmp_path / "images"),
+                 "--output", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and f"{bogus}: not a model.pt written by `cocoseg train`" in err
+
+
+def test_a_model_file_that_would_run_code_is_refused(trained, tmp_path, capsys):
+    import torch
+    out, _ = trained
+    saved = torch.load(out / "model.pt", weights_only=True)
+    saved["variant"] = Exploit()
+    torch.save(saved, tmp_path / "model.pt")
+    (tmp_path / "images").mkdir()
+    assert main(["predict", "--checkpoint", str(tmp_path / "model.pt"), "--images", str(tmp_path / "images"),
+                 "--output", str(tmp_path / "out")]) == 2
+    assert "not a model.pt written by `cocoseg train`" in capsys.readouterr().err
+    assert not (tmp_path / "exploited").exists()
+
+
+class Exploit:
+    def __reduce__(self):
+        return (os.mkdir, (os.path.join(os.getcwd(), "exploited"),))
+
+
+@pytest.fixture(scope="module")
+def holdout_data(tmp_path_factory):
+    """A 13-image train split holding 5 images out: an odd count, which two processes cannot split evenly."""
+    root = tmp_path_factory.mktemp("holdout")
+    make_demo(root / "demo", {"train": 13}, seed=2)
+    convert(root / "demo" / "annotations" / "train.json", root / "demo" / "images" / "train", root / "train",
+            holdout_count=5, holdout_seed=3)
+    return root
+
+
+def test_holdout_is_left_out_of_training_and_chooses_the_epoch(holdout_data, tmp_path):
+    variant = Variant(**{**TINY, "epochs": 1})
+    summary = train(variant, holdout_data / "train", None, tmp_path, tmp_path / "c", tmp_path / "l", workers=1)
+    assert summary["train_images"] == 8 and summary["val_images"] == 5
+    assert summary["selection"] == {"split": "train", "subset": "holdout", "images": 5}
+
+
+def test_two_processes_validate_each_image_once_and_match_one_process(holdout_data, tmp_path):
+    """DDP on CPU (gloo): the summed confusion matrix counts each of the 5 held-out images once."""
+    import pytorch_lightning as pl
+    import torch
+    from cocoseg.data import SegmentationDataModule
+    from cocoseg.model import SegmentationModule
+
+    result = subprocess.run(cli_train(holdout_data, tmp_path, "--accelerator", "cpu", "--devices", "2",
+                                      "--epochs", "1"), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["processes"] == 2 and summary["val_images"] == 5
+    saved = torch.load(tmp_path / "model.pt", weights_only=True)
+    module = SegmentationModule("DeepLabV3Plus", "resnet18", None, 6, 1e-3, 1e-4)
+    module.model.load_state_dict(saved["state_dict"])
+    data = SegmentationDataModule(holdout_data / "train", holdout_data / "train", (64, 64), 4, num_workers=0,
+                                  seed=0, val_subset="holdout")
+    trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
+                         use_distributed_sampler=False)
+    one_process = trainer.validate(module, datamodule=data, verbose=False)[0]["val_miou"]
+    # Lightning logs float32: the same confusion matrix gives the same float32 value, bit for bit.
+    assert np.float32(one_process) == np.float32(summary["best_val_miou"])
+
+
+def test_a_killed_two_process_run_resumes(holdout_data, tmp_path):
+    command = cli_train(holdout_data, tmp_path, "--accelerator", "cpu", "--devices", "2", "--epochs", "3")
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 240
+    while not last.exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert last.exists() and not (tmp_path / "summary.json").exists()
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["epochs"] == 3 and 1 <= summary["resumed_from_epoch"] < 3
+    assert [row["epoch"] for row in summary["history"]] == [1, 2, 3]

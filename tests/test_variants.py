@@ -25,6 +25,13 @@ def test_overrides_apply_by_name_and_unknown_names_are_refused():
         expand({**MODEL, "overrides": {"deeplabv3plus-resnet99-128": {}}}, {})
 
 
+def test_an_unknown_override_key_is_named_and_the_seed_is_set_per_run():
+    with pytest.raises(InputError, match=r"overrides.deeplabv3plus-resnet18-128: unknown key\(s\) lrr, seed"):
+        expand({**MODEL, "overrides": {"deeplabv3plus-resnet18-128": {"lrr": 1, "seed": 3}}}, {})
+    variant = expand(MODEL, {"seeds": [0, 1]})["deeplabv3plus-resnet18-128"]
+    assert variant.with_seed("1").seed == 1 and variant.with_seed(1).name == variant.name
+
+
 @pytest.mark.parametrize("size", [100, (128, 120), 0])
 def test_sizes_must_divide_by_the_output_stride(size):
     with pytest.raises(InputError, match="multiples of 16"):

@@ -1,5 +1,6 @@
 """The Snakemake workflow itself: lint, config validation, and the data stage on the demo config."""
 
+import csv
 import json
 import os
 import shutil
@@ -55,10 +56,11 @@ def test_test_config_runs_end_to_end_and_masks_match_the_cli(tmp_path):
         assert (workdir / "results" / "logs" / "masks" / split / "gather.log").read_text().strip()
 
         cli_out = tmp_path / f"cli-{split}"
+        holdout = ["--holdout-fraction", "0.15"] if split == "train" else []  # the default selection
         subprocess.run([sys.executable, "-m", "cocoseg", "masks",
                         "--annotations", str(workdir / "results" / "demo" / "annotations" / f"{split}.json"),
                         "--images", str(workdir / "results" / "demo" / "images" / split),
-                        "--output", str(cli_out)], check=True, capture_output=True)
+                        "--output", str(cli_out), *holdout], check=True, capture_output=True)
         for name in ("manifest.csv", "labels.csv"):
             assert (out / name).read_bytes() == (cli_out / name).read_bytes()
         for mask in (cli_out / "masks").iterdir():
@@ -67,12 +69,20 @@ def test_test_config_runs_end_to_end_and_masks_match_the_cli(tmp_path):
     assert "train shard 3/3: 8 images" in train_log
 
     variant = "deeplabv3plus-resnet18-64"
-    summary = json.loads((workdir / "results" / "models" / variant / "summary.json").read_text())
-    assert summary["epochs"] == 1 and summary["train_images"] == 24
-    assert (workdir / "results" / "checkpoints" / variant / "last.ckpt").exists()
-    metrics = json.loads((workdir / "results" / "eval" / variant / "val" / "metrics.json").read_text())
-    assert metrics["images"] == 9 and metrics["variant"] == variant
-    assert len(list((workdir / "results" / "eval" / variant / "val" / "samples").glob("*.png"))) == 2
+    held_out = [row for row in csv.DictReader(open(workdir / "results" / "masks" / "train" / "manifest.csv"))
+                if row["holdout"] == "1"]
+    assert len(held_out) == 4  # 15% of 24, rounded up
+    for seed in (0, 1):
+        run = f"{variant}/seed-{seed}"
+        summary = json.loads((workdir / "results" / "models" / run / "summary.json").read_text())
+        assert summary["epochs"] == 1 and summary["train_images"] == 20 and summary["seed"] == seed
+        assert summary["selection"] == {"split": "train", "subset": "holdout", "images": 4}
+        assert (workdir / "results" / "checkpoints" / run / "last.ckpt").exists()
+        metrics = json.loads((workdir / "results" / "eval" / run / "val" / "metrics.json").read_text())
+        assert metrics["images"] == 9 and metrics["variant"] == variant and metrics["seed"] == seed
+        assert len(list((workdir / "results" / "eval" / run / "val" / "samples").glob("*.png"))) == 2
+    per_seed = list(csv.DictReader(open(workdir / "results" / "report" / "metrics_per_seed.csv")))
+    assert sorted(row["seed"] for row in per_seed) == ["0", "1"]
 
     report = (workdir / "REPORT.md").read_text()
     assert f"the best variant is **{variant}**" in report

@@ -173,7 +173,7 @@ def top_confusions(confusion: np.ndarray, names: list[str], k: int = TOP_CONFUSI
     np.fill_diagonal(shares, 0)
     order = np.argsort(-shares, axis=None, kind="stable")[:k]
     rows = [(names[i], names[j], shares[i, j], int(counts[i, j])) for i, j in zip(*np.unravel_index(order, shares.shape))
-            if counts[i, j] > 0]
+            if shares[i, j] > 0]
     return pd.DataFrame(rows, columns=["label", "predicted", "share", "pixels"])
 
 

@@ -82,13 +82,16 @@ def count_parameters(model: torch.nn.Module) -> int:
 
 
 def run_fingerprint(variant: Variant, labels: list[dict], train_dir: Path, val_dir: Path, val_subset: str) -> dict:
-    """Everything that determines a run's weights; a checkpoint resumes only under the same one."""
-    return {
+    """Everything that determines a run's weights; a checkpoint resumes only under the same one.
+
+    Returned as it reads back from JSON (lists, not tuples), so a saved copy compares equal.
+    """
+    return json.loads(json.dumps({
         "settings": {k: v for k, v in variant.to_dict().items() if k != "name"},
         "labels": [[row["label"], row["category_id"], row["name"]] for row in labels],
         "train_split": content_digest(train_dir, "fit"),
         "selection_split": f"{val_subset}:{content_digest(val_dir, val_subset)}",
-    }
+    }))
 
 
 def _changes(saved: dict, current: dict) -> str:
@@ -240,7 +243,9 @@ def load_trained(path: Path, device: str = "cpu", epoch: str = "chosen"
     from .model import build_model
 
     try:
-        saved = torch.load(path, map_location=device, weights_only=True)
+        with warnings.catch_warnings():  # torch warns about legacy pickles before failing on them
+            warnings.simplefilter("ignore")
+            saved = torch.load(path, map_location=device, weights_only=True)
         variant = Variant(**saved["variant"])
         state = saved["last_state_dict"] if epoch == "last" else saved["state_dict"]
         model = build_model(variant.architecture, variant.encoder, None, len(saved["labels"]))

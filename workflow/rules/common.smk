@@ -64,11 +64,9 @@ def holdout_options(wildcards):
     return options
 
 
-def selection_options():
+def selection_options(wildcards, input):
     """`cocoseg train` flags naming the split that chooses the best epoch (none: the holdout)."""
-    if SELECTION == "holdout":
-        return []
-    return ["--val-dir", os.path.dirname(split_manifest(SELECTION))]
+    return [word for manifest in input.selection for word in ("--val-dir", os.path.dirname(manifest))]
 
 
 def demo_split_options():
@@ -104,7 +102,13 @@ def split_manifest(name):
 
 
 def selection_inputs():
-    return [split_manifest(TRAIN_SPLIT)] + ([] if SELECTION == "holdout" else [split_manifest(SELECTION)])
+    """The manifest of the split that chooses the best epoch, unless the holdout does."""
+    return [] if SELECTION == "holdout" else [split_manifest(SELECTION)]
+
+
+def results_root(wildcards, input):
+    """`results/` of the report's inputs (results/models/<variant>/seed-<n>/summary.json)."""
+    return os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(input.summaries[0]))))
 
 
 def run_outputs(pattern, **wildcards):

@@ -69,7 +69,7 @@ rule report:
         ],
         report_md="REPORT.md",
     params:
-        results="results",
+        results=results_root,
         out_dir=lambda wc, output: os.path.dirname(output.metrics),
         variants=list(VARIANTS),
         seeds=SEEDS,

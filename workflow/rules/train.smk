@@ -5,14 +5,15 @@
 
 rule train_variant:
     input:
-        selection_inputs(),
+        train=split_manifest(TRAIN_SPLIT),
+        selection=selection_inputs(),
     output:
         model="results/models/{variant}/seed-{seed}/model.pt",
         summary="results/models/{variant}/seed-{seed}/summary.json",
     params:
         options=train_options,
-        selection=selection_options(),
-        train_dir=os.path.dirname(split_manifest(TRAIN_SPLIT)),
+        selection=selection_options,
+        train_dir=lambda wc, input: os.path.dirname(input.train),
         out_dir=lambda wc, output: os.path.dirname(output.model),
         checkpoints="results/checkpoints/{variant}/seed-{seed}",
         logs="results/train_logs/{variant}/seed-{seed}",
