@@ -25,6 +25,10 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 
 
+onstart:
+    record_lock_owner(".snakemake")
+
+
 rule all:
     input:
         final_targets(),

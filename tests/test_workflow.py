@@ -4,8 +4,10 @@ import csv
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -17,7 +19,7 @@ TEST_CONFIG = REPO / ".test" / "config" / "config.yaml"
 
 
 def workflow_copy(tmp_path: Path) -> Path:
-    for name in ("Snakefile", "config", "workflow", "envs"):
+    for name in ("Snakefile", "config", "workflow", "envs", "profiles"):
         src = REPO / name
         (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / name)
     return tmp_path
@@ -90,3 +92,42 @@ def test_test_config_runs_end_to_end_and_masks_match_the_cli(tmp_path):
     html = snakemake(workdir, "--configfile", str(TEST_CONFIG), "--report", "report.html")
     assert html.returncode == 0, html.stderr[-3000:]
     assert (workdir / "report.html").stat().st_size > 100_000
+
+
+def test_a_missing_path_in_the_config_stops_before_any_job(tmp_path):
+    workdir = workflow_copy(tmp_path)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(TEST_CONFIG.read_text().replace("images: results/demo/images/train", "images: /nowhere/train2017"))
+    result = snakemake(workdir, "--configfile", str(bad))
+    assert result.returncode != 0
+    assert "config splits.train.images: /nowhere/train2017 does not exist" in result.stderr
+    assert not (workdir / "results").exists()
+
+
+def test_committed_example_outputs_never_satisfy_another_config(tmp_path):
+    workdir = workflow_copy(tmp_path)
+    shutil.copy(REPO / "REPORT.md", workdir / "REPORT.md")
+    shutil.copytree(REPO / "results" / "report", workdir / "results" / "report")
+    result = snakemake(workdir, "-n", "--configfile", str(TEST_CONFIG))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Nothing to be done" not in result.stdout + result.stderr
+    assert "train_variant" in result.stdout and "report" in result.stdout
+
+
+@pytest.mark.slow
+def test_a_plain_rerun_recovers_from_a_killed_run(tmp_path):
+    workdir = workflow_copy(tmp_path)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    process = subprocess.Popen([*SNAKEMAKE, "--cores", "2", "--configfile", str(TEST_CONFIG)], cwd=workdir,
+                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    training = workdir / "results" / "logs" / "train"
+    deadline = time.time() + 240
+    while not (training.exists() and any(training.rglob("*.log"))) and time.time() < deadline:
+        time.sleep(0.1)
+    time.sleep(1)
+    os.killpg(process.pid, signal.SIGKILL)  # the whole run: Snakemake and its jobs
+    process.wait()
+    assert list((workdir / ".snakemake" / "locks").iterdir())  # what a crash leaves
+    result = snakemake(workdir, "--configfile", str(TEST_CONFIG))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (workdir / "REPORT.md").exists()

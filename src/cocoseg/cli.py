@@ -211,8 +211,8 @@ def run(args: argparse.Namespace) -> None:
     elif args.command == "predict":
         from .evaluate import predict
 
-        count = predict(args.checkpoint, args.images, args.output, threads=args.workers)
-        print(f"{count} images -> {args.output}", file=sys.stderr)
+        written, skipped = predict(args.checkpoint, args.images, args.output, threads=args.workers)
+        print(f"{written} image{'s' * (written != 1)} written, {skipped} skipped -> {args.output}", file=sys.stderr)
     elif args.command == "report":
         from .report import build
 
@@ -222,12 +222,19 @@ def run(args: argparse.Namespace) -> None:
         convert.gather_split(args.meta, args.shard_dirs, args.output, name=args.name, **_holdout(args))
 
 
+def one_line(error: InputError) -> str:
+    """The message itself, also when a data-loader worker raised it (torch then adds its traceback)."""
+    last = str(error).strip().splitlines()[-1]
+    prefix = f"{InputError.__module__}.{InputError.__qualname__}: "
+    return last.removeprefix(prefix) if "Original Traceback" in str(error) else str(error)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         run(args)
     except InputError as e:
-        print(f"cocoseg: error: {e}", file=sys.stderr)
+        print(f"cocoseg: error: {one_line(e)}", file=sys.stderr)
         return 2
     return 0
 

@@ -104,6 +104,8 @@ def load_split(path: str | os.PathLike, classes=None, max_images: int | None = N
             raise InputError(f"{path}: not a COCO instance file: key '{key}' is missing")
         if not isinstance(data[key], list):
             raise InputError(f"{path}: '{key}' is not a list")
+    if not data["categories"]:
+        raise InputError(f"{path}: no categories: a file without categories cannot give class masks")
     labels = label_map(path, data["categories"], classes)
     category_ids = sorted(c["id"] for c in data["categories"])
 

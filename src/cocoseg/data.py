@@ -7,6 +7,7 @@ chosen on another split or on the training split's `holdout` subset.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # albumentations calls home at import
@@ -22,20 +23,53 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from .coco import IGNORE
 from .files import InputError
+from .images import load_rgb
 from .splitfolder import read_manifest
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # ImageNet, as the encoders expect
 
 
-def load_rgb(path: Path) -> np.ndarray:
-    """Any mode (L, RGBA, CMYK, P) as RGB; EXIF orientation is not applied, as in COCO's annotations."""
-    with Image.open(path) as im:
-        return np.asarray(im.convert("RGB"))
-
-
 def load_mask(path: Path) -> np.ndarray:
     with Image.open(path) as im:
         return np.array(im)
+
+
+def _missing(split_dir: Path, folder: str, name: str) -> InputError:
+    return InputError(f"{split_dir}: {folder}/{name}: missing (rerun the mask stage)")
+
+
+def check_files_exist(split_dir: Path, rows: list[dict]) -> None:
+    """Stop before any work when a listed file has gone (a stat each: cheap next to decoding)."""
+    for row in rows:
+        for folder, name in (("images", row["file_name"]), ("masks", row["mask"])):
+            if not (Path(split_dir) / folder / name).exists():
+                raise _missing(split_dir, folder, name)
+
+
+def load_sample(split_dir: Path, row: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Image and mask of one manifest row; InputError naming the file when either went bad.
+
+    Files can change after the mask stage (deleted, cut short, replaced): the run stops with one
+    line rather than train on, or score, something other than what the manifest lists.
+    """
+    size = (int(row["height"]), int(row["width"]))
+    arrays = []
+    for folder, name, load in (("images", row["file_name"], load_rgb), ("masks", row["mask"], load_mask)):
+        path = Path(split_dir) / folder / name
+        where = f"{split_dir}: {folder}/{name}"
+        if not path.exists():
+            raise _missing(split_dir, folder, name)
+        try:
+            array = load(path)
+        except InputError:
+            raise
+        except Exception as e:  # truncated, not an image, unreadable
+            raise InputError(f"{where}: unreadable ({e})") from None
+        if array.shape[:2] != size:
+            raise InputError(f"{where}: differs from the manifest in size ({array.shape[1]}x{array.shape[0]}, "
+                             f"not {size[1]}x{size[0]}; rerun the mask stage)")
+        arrays.append(array)
+    return arrays[0], arrays[1]
 
 
 def train_transform(size: tuple[int, int], seed: int) -> A.Compose:
@@ -75,14 +109,13 @@ class SegmentationDataset(Dataset):
         self.split_dir = Path(split_dir)
         self.rows = read_manifest(split_dir, subset)
         self.transform = transform
+        check_files_exist(self.split_dir, self.rows)
 
     def __len__(self) -> int:
         return len(self.rows)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        row = self.rows[index]
-        image = load_rgb(self.split_dir / "images" / row["file_name"])
-        mask = load_mask(self.split_dir / "masks" / row["mask"])
+        image, mask = load_sample(self.split_dir, self.rows[index])
         out = self.transform(image=image, mask=mask)
         return out["image"], out["mask"].long()
 
@@ -143,6 +176,9 @@ class SegmentationDataModule(pl.LightningDataModule):
         rank, world = self._world()
         # drop_last: DeepLabV3+'s ASPP pooling has BatchNorm, which fails on a batch of 1 (SMP#778).
         batch = min(self.batch_size, len(self.train_set) // world)
+        if batch < self.batch_size and rank == 0:
+            print(f"batch size {self.batch_size} is larger than the {len(self.train_set)} training images"
+                  f"{f' over {world} processes' if world > 1 else ''}: batches of {batch}", file=sys.stderr, flush=True)
         sampler = DistributedSampler(self.train_set, world, rank, shuffle=True, seed=self.seed,
                                      drop_last=True) if world > 1 else None
         return self._loader(self.train_set, batch, sampler=sampler, shuffle=sampler is None, drop_last=True)

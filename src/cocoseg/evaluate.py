@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .data import eval_transform, load_mask, load_rgb, read_manifest
+from .data import check_files_exist, eval_transform, load_sample, read_manifest
+from .images import load_rgb
 from .files import InputError, atomic_path, write_bytes, write_csv, write_json
 from .metrics import confusion_matrix, scores
 from .png import encode_mask_png
@@ -64,7 +65,7 @@ class Predictor:
 
 def _images_and_masks(split_dir: Path, rows: list[dict]):
     for row in rows:
-        yield row, load_rgb(Path(split_dir) / "images" / row["file_name"]), load_mask(Path(split_dir) / "masks" / row["mask"])
+        yield row, *load_sample(split_dir, row)
 
 
 def evaluate(model_path: Path, split_dir: Path, output_dir: Path, samples: int = 6, threads: int = 1) -> dict:
@@ -77,10 +78,11 @@ def evaluate(model_path: Path, split_dir: Path, output_dir: Path, samples: int =
     predictor = Predictor(model_path, threads)
     num_classes = len(predictor.labels)
     rows = read_manifest(split_dir)
+    check_files_exist(split_dir, rows)
     colours = palette(num_classes)
     output_dir = Path(output_dir)
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.long)
-    predictor(load_rgb(Path(split_dir) / "images" / rows[0]["file_name"]))  # warm-up, not timed
+    predictor(load_sample(split_dir, rows[0])[0])  # warm-up, not timed
     if predictor.device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     seconds = 0.0
@@ -138,8 +140,11 @@ def _round(value: float) -> float | str:
     return "" if np.isnan(value) else round(float(value), 6)
 
 
-def predict(model_path: Path, images_dir: Path, output_dir: Path, threads: int = 1) -> int:
-    """Masks and overlays for every image in a folder (recursively); returns the count."""
+def predict(model_path: Path, images_dir: Path, output_dir: Path, threads: int = 1) -> tuple[int, int]:
+    """Masks and overlays for every image in a folder (recursively); returns (written, skipped).
+
+    An unreadable image, or one above the pixel limit, is skipped with its reason on stderr.
+    """
     images_dir, output_dir = Path(images_dir), Path(output_dir)
     if not images_dir.is_dir():
         raise InputError(f"{images_dir}: image folder not found")
@@ -148,15 +153,21 @@ def predict(model_path: Path, images_dir: Path, output_dir: Path, threads: int =
     predictor = Predictor(model_path, threads)
     colours = palette(len(predictor.labels))
     paths = sorted(p for p in Path(images_dir).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    skipped = 0
     for path in paths:
         relative = path.relative_to(images_dir).with_suffix(".png")
         try:
             image = load_rgb(path)
+        except InputError as e:
+            print(f"skipped {e}", file=sys.stderr)
+            skipped += 1
+            continue
         except OSError as e:
             print(f"skipped {path}: unreadable ({e})", file=sys.stderr)
+            skipped += 1
             continue
         prediction = predictor(image)
         write_bytes(Path(output_dir) / "masks" / relative, encode_mask_png(prediction))
         with atomic_path(Path(output_dir) / "overlays" / relative) as tmp:
             Image.fromarray(overlay(image, prediction, colours)).save(tmp, format="PNG")
-    return len(paths)
+    return len(paths) - skipped, skipped

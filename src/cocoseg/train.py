@@ -185,6 +185,7 @@ def train(variant: Variant, train_dir: Path, val_dir: Path | None, output_dir: P
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        warnings.filterwarnings("ignore", message=".*exists and is not empty.*")  # our fingerprint.json
         trainer.fit(module, datamodule=data, ckpt_path=last)
     seconds = time.perf_counter() - start
     if trainer.interrupted:

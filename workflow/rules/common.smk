@@ -5,7 +5,13 @@ import sys
 
 from snakemake.utils import validate
 
+from cocoseg.images import MAX_PIXELS_VARIABLE
 from cocoseg.variants import expand as expand_variants
+from cocoseg.workflow_checks import (
+    clear_stale_locks,
+    missing_config_paths,
+    record_lock_owner,
+)
 
 
 validate(config, schema="../schemas/config.schema.yaml")
@@ -25,6 +31,16 @@ for key, names in (
     for name in names:
         if name not in SPLITS:
             raise ValueError(f"config {key}: {name!r} is not one of splits ({', '.join(SPLITS)})")
+DEMO_OUTPUTS = {
+    path
+    for split in config["demo"]["splits"]
+    for path in (f"results/demo/annotations/{split}.json", f"results/demo/images/{split}")
+}
+for problem in missing_config_paths(config["splits"], DEMO_OUTPUTS):
+    raise ValueError(problem)
+os.environ[MAX_PIXELS_VARIABLE] = str(config["max_pixels"])  # every job inherits the one limit
+if cleared := clear_stale_locks(".snakemake"):
+    print(f"cocoseg: {cleared}", file=sys.stderr)
 
 
 wildcard_constraints:
@@ -117,4 +133,8 @@ def run_outputs(pattern, **wildcards):
 
 
 def final_targets():
-    return ["REPORT.md"]
+    """Outputs only a run of this config makes (the committed demo REPORT.md alone never satisfies it)."""
+    return [
+        *run_outputs("results/eval/{variant}/seed-{seed}/{split}/metrics.json", split=EVAL_SPLITS),
+        "REPORT.md",
+    ]

@@ -1,0 +1,55 @@
+"""Checks the workflow runs before any job: config paths that exist, and locks left by a crash.
+
+Imported by the Snakefile, so kept free of torch and other heavy imports.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+from pathlib import Path
+
+LOCK_OWNER = "cocoseg-lock-owner.json"  # in .snakemake/: which process holds the locks
+
+
+def missing_config_paths(splits: dict, produced: set[str]) -> list[str]:
+    """One line per split path the config names that neither exists nor is made by a rule."""
+    return [f"config splits.{name}.{key}: {split[key]} does not exist"
+            for name, split in splits.items() for key in ("annotations", "images")
+            if split[key] not in produced and not os.path.exists(split[key])]
+
+
+def record_lock_owner(state_dir: Path) -> None:
+    """Write which process holds Snakemake's locks, so a later run can tell that it died."""
+    state_dir = Path(state_dir)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    (state_dir / LOCK_OWNER).write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid()}))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def clear_stale_locks(state_dir: Path) -> str | None:
+    """Remove the locks of a run that was killed (same host, its process gone); say what was done.
+
+    Locks of a live run, of a run on another host, or without a recorded owner are kept, so
+    two runs never write the same files at once.
+    """
+    locks, owner_file = Path(state_dir) / "locks", Path(state_dir) / LOCK_OWNER
+    if not locks.is_dir() or not any(locks.iterdir()) or not owner_file.is_file():
+        return None
+    owner = json.loads(owner_file.read_text())
+    if owner.get("host") != socket.gethostname() or _alive(int(owner.get("pid", 0))):
+        return None
+    shutil.rmtree(locks)
+    owner_file.unlink()
+    return f"removed the locks of a run that ended without cleaning up (process {owner['pid']})"
