@@ -62,6 +62,7 @@ def bare_rate(args, data: SegmentationDataModule, num_classes: int) -> tuple[flo
     loader = data.train_dataloader()
 
     def step(images, masks):
+        images, masks = module.on_after_batch_transfer((images, masks), 0)
         optimizer.zero_grad(set_to_none=True)
         loss = module.loss(module(images), masks)
         loss.backward()
@@ -107,14 +108,14 @@ def main() -> None:
         for split in ("train", "val"):
             convert(root / "demo" / "annotations" / f"{split}.json", root / "demo" / "images" / split, root / split)
         data = SegmentationDataModule(root / "train", root / "val", (args.size, args.size), args.batch,
-                                      num_workers=min(args.threads, 4), seed=0)
+                                      num_workers=args.threads, seed=0)
         data.setup()
         num_classes = 6
         lightning = lightning_rate(args, data, num_classes)
         bare, step_only = bare_rate(args, data, num_classes)
         loading = loader_rate(args, data)
     print(f"{args.encoder} at {args.size}px, batch {args.batch}, {args.images} images, fp32 on CPU, "
-          f"{args.threads} threads, loader workers {min(args.threads, 4)}; epochs 2-{args.epochs} timed")
+          f"{args.threads} threads, loader workers {args.threads}; epochs 2-{args.epochs} timed")
     print(f"{'measure':<34} {'images/s':>9} {'ratio':>22}")
     print(f"{'bare PyTorch loop':<34} {bare:9.1f}")
     print(f"{'Lightning pipeline':<34} {lightning:9.1f} {lightning / bare:13.2f}x bare loop")

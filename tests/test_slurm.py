@@ -76,7 +76,6 @@ def submitted(log: str) -> dict[tuple[str, str], list[str]]:
 def slurm_run(cluster, tmp_path_factory):
     root = tmp_path_factory.mktemp("slurm-run")
     workdir = workflow_copy(root)
-    shutil.copytree(REPO / "profiles", workdir / "profiles")
     config = gpu_config(root / "config.yaml")
     result = slurm_snakemake(cluster, workdir, config, "--verbose")  # verbose: the plugin logs each sbatch call
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]

@@ -2,6 +2,10 @@
 
 Training reads a split's `fit` subset (its usable images less any holdout); the best epoch is
 chosen on another split or on the training split's `holdout` subset.
+
+Loader workers hand over uint8 images and masks; conversion to float and normalisation happen
+after the batch reaches the model's device (`normalize`), where a GPU does them for free and
+a quarter of the bytes cross the bus.
 """
 
 from __future__ import annotations
@@ -17,7 +21,6 @@ import cv2
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from albumentations.pytorch import ToTensorV2
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
@@ -27,6 +30,18 @@ from .images import load_rgb
 from .splitfolder import read_manifest
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # ImageNet, as the encoders expect
+
+
+def normalize(images: torch.Tensor) -> torch.Tensor:
+    """uint8 NCHW images -> float32 normalised with ImageNet's mean and std, on their own device."""
+    mean = torch.tensor(MEAN, device=images.device).view(1, 3, 1, 1) * 255
+    std = torch.tensor(STD, device=images.device).view(1, 3, 1, 1) * 255
+    return (images.float() - mean) / std
+
+
+def to_tensor(image: np.ndarray) -> torch.Tensor:
+    """HWC uint8 array -> CHW uint8 tensor (no copy)."""
+    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
 
 
 def load_mask(path: Path) -> np.ndarray:
@@ -83,8 +98,6 @@ def train_transform(size: tuple[int, int], seed: int) -> A.Compose:
         A.RandomCrop(height=height, width=width),
         A.HorizontalFlip(p=0.5),
         A.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.02, p=0.5),
-        A.Normalize(mean=MEAN, std=STD),
-        ToTensorV2(),
     ], seed=seed)
 
 
@@ -99,8 +112,6 @@ def eval_transform(size: tuple[int, int]) -> A.Compose:
         A.LongestMaxSize(max_size=max(height, width)),
         A.PadIfNeeded(min_height=height, min_width=width, position="top_left",
                       border_mode=cv2.BORDER_CONSTANT, fill=0, fill_mask=IGNORE),
-        A.Normalize(mean=MEAN, std=STD),
-        ToTensorV2(),
     ])
 
 
@@ -115,9 +126,10 @@ class SegmentationDataset(Dataset):
         return len(self.rows)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """uint8 image (CHW) and uint8 mask (HW); see `normalize`."""
         image, mask = load_sample(self.split_dir, self.rows[index])
         out = self.transform(image=image, mask=mask)
-        return out["image"], out["mask"].long()
+        return to_tensor(out["image"]), torch.from_numpy(out["mask"])
 
 
 def _reseed_worker(worker_id: int) -> None:
@@ -188,7 +200,7 @@ class SegmentationDataModule(pl.LightningDataModule):
         return self._loader(self.val_set, self.batch_size, sampler=EachOnceSampler(len(self.val_set), rank, world))
 
     def _loader(self, dataset: Dataset, batch_size: int, **kwargs) -> DataLoader:
-        return DataLoader(dataset, batch_size=batch_size, num_workers=self.num_workers,
-                          persistent_workers=self.num_workers > 0,
-                          worker_init_fn=_reseed_worker if self.num_workers else None,
+        workers = self.num_workers
+        return DataLoader(dataset, batch_size=batch_size, num_workers=workers, persistent_workers=workers > 0,
+                          prefetch_factor=4 if workers else None, worker_init_fn=_reseed_worker if workers else None,
                           pin_memory=torch.cuda.is_available(), **kwargs)

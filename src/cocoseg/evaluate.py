@@ -12,8 +12,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from torch.utils.data import DataLoader, Dataset
 
-from .data import check_files_exist, eval_transform, load_sample, read_manifest
+from .data import check_files_exist, eval_transform, load_sample, normalize, read_manifest, to_tensor
 from .images import load_rgb
 from .files import InputError, atomic_path, write_bytes, write_csv, write_json
 from .metrics import confusion_matrix, scores
@@ -52,7 +53,7 @@ class Predictor:
         height, width = image.shape[:2]
         scale = max(self.variant.image_size) / max(height, width)
         resized = (round(height * scale), round(width * scale))
-        tensor = self.transform(image=image)["image"].unsqueeze(0).to(self.device)
+        tensor = normalize(to_tensor(self.transform(image=image)["image"])[None].to(self.device))
         with torch.inference_mode():
             logits = self.model(tensor)[:, :, : resized[0], : resized[1]]
             logits = F.interpolate(logits.float(), size=(height, width), mode="bilinear", align_corners=False)
@@ -63,9 +64,27 @@ class Predictor:
             torch.cuda.synchronize()
 
 
-def _images_and_masks(split_dir: Path, rows: list[dict]):
-    for row in rows:
-        yield row, *load_sample(split_dir, row)
+class SplitSamples(Dataset):
+    """Rows of a split with their image and mask at original size, read in loader workers."""
+
+    def __init__(self, split_dir: Path, rows: list[dict]):
+        self.split_dir, self.rows = Path(split_dir), rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: int) -> tuple[dict, np.ndarray, np.ndarray]:
+        return (self.rows[index], *load_sample(self.split_dir, self.rows[index]))
+
+
+def _as_is(sample):
+    return sample
+
+
+def _images_and_masks(split_dir: Path, rows: list[dict], workers: int):
+    """Decoding in `workers` processes overlaps inference; samples come in manifest order."""
+    return DataLoader(SplitSamples(split_dir, rows), batch_size=None, num_workers=workers, collate_fn=_as_is,
+                      prefetch_factor=4 if workers else None)
 
 
 def evaluate(model_path: Path, split_dir: Path, output_dir: Path, samples: int = 6, threads: int = 1) -> dict:
@@ -86,7 +105,7 @@ def evaluate(model_path: Path, split_dir: Path, output_dir: Path, samples: int =
     if predictor.device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     seconds = 0.0
-    for index, (row, image, truth) in enumerate(_images_and_masks(split_dir, rows)):
+    for index, (row, image, truth) in enumerate(_images_and_masks(split_dir, rows, threads)):
         predictor.synchronize()
         start = time.perf_counter()
         prediction = predictor(image)
@@ -101,7 +120,7 @@ def evaluate(model_path: Path, split_dir: Path, output_dir: Path, samples: int =
     peak_memory = peak_memory_mb("gpu" if predictor.device == "cuda" else "cpu")
     last = Predictor(model_path, threads, epoch="last")
     last_confusion = torch.zeros_like(confusion)
-    for _, image, truth in _images_and_masks(split_dir, rows):
+    for _, image, truth in _images_and_masks(split_dir, rows, threads):
         last_confusion += confusion_matrix(torch.from_numpy(truth), torch.from_numpy(last(image)), num_classes)
     last_result = scores(last_confusion)
     summary = Path(model_path).with_name("summary.json")  # written beside model.pt by `cocoseg train`

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from .coco import IGNORE
+from .data import normalize
 from .metrics import confusion_matrix, scores
 
 
@@ -51,6 +52,11 @@ class SegmentationModule(pl.LightningModule):
         if self.hparams.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         return self.model(images)
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        """uint8 from the loader -> normalised float images and long masks, on the device."""
+        images, masks = batch
+        return normalize(images), masks.long()
 
     def loss(self, logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         logits = logits.float()  # Dice sums overflow fp16 (SMP#463): losses in fp32

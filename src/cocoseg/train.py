@@ -163,7 +163,7 @@ def train(variant: Variant, train_dir: Path, val_dir: Path | None, output_dir: P
     torch.set_num_threads(threads)
 
     data = SegmentationDataModule(train_dir, val_dir, variant.image_size, variant.batch_size,
-                                  num_workers=min(workers, 4), seed=variant.seed, val_subset=val_subset)
+                                  num_workers=threads, seed=variant.seed, val_subset=val_subset)
     fingerprint = run_fingerprint(variant, labels, train_dir, val_dir, val_subset)
     last, resumed_from = prepare_checkpoints(checkpoint_dir, log_dir, fingerprint)
     module = SegmentationModule(variant.architecture, variant.encoder, variant.encoder_weights, num_classes,

@@ -1,0 +1,89 @@
+"""Encoder weights: named ones (`imagenet`) fetched once, or a local file, always checked first.
+
+Compute nodes are often offline, so the workflow fetches named weights on the submitting
+machine (`cocoseg weights`) into a file that training jobs load without a network. A file from
+elsewhere is read with `weights_only=True`: it cannot run code when loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import warnings
+from pathlib import Path
+
+import segmentation_models_pytorch as smp
+import torch
+from torch import nn
+
+from .files import InputError, atomic_path
+
+WEIGHT_SUFFIXES = (".pt", ".pth", ".bin")
+
+
+def is_weights_file(value: str | None) -> bool:
+    """A path (as opposed to a name SMP knows, such as `imagenet`)."""
+    return bool(value) and (value.endswith(WEIGHT_SUFFIXES) or "/" in value or os.sep in value)
+
+
+def file_checksum(path: str | os.PathLike) -> str:
+    digest = hashlib.blake2b(digest_size=12)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """A state dict of tensors from `path`; InputError naming the file otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: encoder weights file not found")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # not a torch file, or a pickle carrying objects
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise InputError(f"{path}: not a state dict saved by torch.save ({reason[:200]})") from None
+    if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise InputError(f"{path}: not a state dict of tensors (save one with torch.save(model.encoder.state_dict()))")
+    return state
+
+
+def load_encoder_weights(model: nn.Module, path: Path, encoder: str) -> None:
+    """Load a file's tensors into `model.encoder`, every key and shape matching."""
+    try:
+        model.encoder.load_state_dict(read_state_dict(path))
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()[0]
+        raise InputError(f"{path}: does not fit the {encoder} encoder ({first[:200]})") from None
+
+
+def build_model(architecture: str, encoder: str, encoder_weights: str | None, num_classes: int) -> nn.Module:
+    """Any SMP architecture by name; weights from a file, or by name (SMP downloads them)."""
+    from_file = is_weights_file(encoder_weights)
+    model = smp.create_model(arch=architecture, encoder_name=encoder,
+                             encoder_weights=None if from_file else encoder_weights, in_channels=3,
+                             classes=num_classes)
+    if from_file:
+        load_encoder_weights(model, Path(encoder_weights), encoder)
+    return model
+
+
+def prepare(architecture: str, encoder: str, weights: str, output: Path) -> None:
+    """Write `weights` for `encoder` as a checked state-dict file that loads without a network."""
+    if is_weights_file(weights):
+        model = build_model(architecture, encoder, weights, num_classes=1)
+    else:
+        os.environ.setdefault("TORCH_HOME", str(Path(output).parent / "cache"))
+        os.environ.setdefault("HF_HOME", str(Path(output).parent / "cache"))
+        try:
+            model = build_model(architecture, encoder, weights, num_classes=1)
+        except Exception as e:  # no network, unknown name, a hub error
+            reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise InputError(f"encoder weights {weights!r} for {encoder}: cannot be fetched ({reason[:200]}); "
+                             f"set model.encoder_weights to a file holding torch.save(model.encoder.state_dict())"
+                             ) from None
+    with atomic_path(output) as tmp:
+        torch.save(model.encoder.state_dict(), tmp)
