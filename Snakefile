@@ -9,6 +9,7 @@ min_version("9.0")
 localrules:
     all,
     demo_dataset,
+    encoder_weights,
     index_split,
     gather_masks,
     report,
@@ -20,6 +21,7 @@ configfile: "config/config.yaml"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/demo.smk"
 include: "workflow/rules/masks.smk"
+include: "workflow/rules/weights.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"

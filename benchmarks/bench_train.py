@@ -4,7 +4,7 @@ against the model step, on the same model, data and precision, in one invocation
     python benchmarks/bench_train.py [--encoder resnet18] [--size 128] [--batch 8] [--epochs 3] [--threads N]
 
 Data: the synthetic demo split (written to a temporary folder, then converted to masks).
-Goals (issue 3): Lightning within 10% of the bare loop; the loader at least 2x the model step.
+Goals: Lightning within 10% of the bare loop; the loader at least 2x the model step.
 The first epoch of each run is warm-up and not counted.
 """
 

@@ -87,6 +87,15 @@ def test_evaluation_counts_every_original_pixel(data, trained, tmp_path):
     assert again["miou"] == metrics["miou"]
 
 
+def test_evaluation_metrics_do_not_depend_on_loader_workers(data, trained, tmp_path):
+    out, _ = trained
+    one = evaluate(out / "model.pt", data / "val", tmp_path / "one", samples=0, threads=1)
+    two = evaluate(out / "model.pt", data / "val", tmp_path / "two", samples=0, threads=2)
+    assert (one["miou"], one["last_epoch_miou"], one["pixel_accuracy"]) == \
+        (two["miou"], two["last_epoch_miou"], two["pixel_accuracy"])
+    assert (tmp_path / "one" / "confusion.csv").read_bytes() == (tmp_path / "two" / "confusion.csv").read_bytes()
+
+
 def test_predict_on_any_folder(trained, tmp_path, capsys):
     out, _ = trained
     save_image(tmp_path / "in" / "a.jpg", 50, 40)

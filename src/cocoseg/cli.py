@@ -135,11 +135,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="variant name (default <architecture>-<encoder>-<size>)")
     p.add_argument("--architecture")
     p.add_argument("--encoder")
-    p.add_argument("--encoder-weights", "--encoder_weights", help="imagenet, or none for random init")
+    p.add_argument("--encoder-weights", "--encoder_weights",
+                   help="imagenet (downloaded by SMP), a file from `cocoseg weights`, or none for random init")
     p.add_argument("--schedule", choices=["poly", "cosine"])
     p.add_argument("--precision", help="auto, 32-true, bf16-mixed, 16-mixed")
     p.add_argument("--accelerator", choices=["auto", "cpu", "gpu"])
     p.add_argument("--channels-last", choices=["true", "false"])
+
+    p = sub.add_parser("weights", help="fetch named encoder weights (or check a file) into a file that loads offline")
+    p.add_argument("--architecture", default="DeepLabV3Plus")
+    p.add_argument("--encoder", required=True)
+    p.add_argument("--weights", required=True, help="a name SMP knows (imagenet, ...) or a state-dict file")
+    p.add_argument("--output", required=True, type=Path)
 
     p = sub.add_parser("evaluate", help="metrics of a trained model on a mask-stage folder")
     p.add_argument("--model", required=True, type=Path, help="model.pt written by `cocoseg train`")
@@ -201,6 +208,11 @@ def run(args: argparse.Namespace) -> None:
                               compress_level=args.compress_level, name=args.name)
     elif args.command == "train":
         _train(args)
+    elif args.command == "weights":
+        from .weights import prepare
+
+        prepare(args.architecture, args.encoder, args.weights, args.output)
+        print(f"{args.encoder} encoder weights ({args.weights}) -> {args.output}", file=sys.stderr)
     elif args.command == "evaluate":
         from .evaluate import evaluate
 

@@ -13,12 +13,7 @@ from torch import nn
 from .coco import IGNORE
 from .data import normalize
 from .metrics import confusion_matrix, scores
-
-
-def build_model(architecture: str, encoder: str, encoder_weights: str | None, num_classes: int) -> nn.Module:
-    """Any SMP architecture by name; `encoder_weights="imagenet"` downloads on first use."""
-    return smp.create_model(arch=architecture, encoder_name=encoder, encoder_weights=encoder_weights,
-                            in_channels=3, classes=num_classes)
+from .weights import build_model
 
 
 def lr_factor(step: int, total_steps: int, warmup_steps: int, schedule: str) -> float:

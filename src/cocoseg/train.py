@@ -29,6 +29,7 @@ from .files import InputError, atomic_path, write_json
 from .model import SegmentationModule
 from .splitfolder import content_digest, read_labels
 from .variants import Variant
+from .weights import file_checksum, is_weights_file
 
 FINGERPRINT = "fingerprint.json"  # beside the checkpoints: what the run they belong to was trained on
 
@@ -91,6 +92,7 @@ def run_fingerprint(variant: Variant, labels: list[dict], train_dir: Path, val_d
         "labels": [[row["label"], row["category_id"], row["name"]] for row in labels],
         "train_split": content_digest(train_dir, "fit"),
         "selection_split": f"{val_subset}:{content_digest(val_dir, val_subset)}",
+        "encoder_weights": file_checksum(variant.encoder_weights) if is_weights_file(variant.encoder_weights) else None,
     }))
 
 
@@ -241,7 +243,7 @@ def load_trained(path: Path, device: str = "cpu", epoch: str = "chosen"
 
     Read with `weights_only=True`: a file from elsewhere cannot run code when loaded.
     """
-    from .model import build_model
+    from .weights import build_model
 
     try:
         with warnings.catch_warnings():  # torch warns about legacy pickles before failing on them

@@ -6,6 +6,7 @@ import sys
 from snakemake.utils import validate
 
 from cocoseg.images import MAX_PIXELS_VARIABLE
+from cocoseg.weights import is_weights_file
 from cocoseg.variants import expand as expand_variants
 from cocoseg.workflow_checks import (
     clear_stale_locks,
@@ -38,6 +39,9 @@ DEMO_OUTPUTS = {
 }
 for problem in missing_config_paths(config["splits"], DEMO_OUTPUTS):
     raise ValueError(problem)
+WEIGHTS = config["model"]["encoder_weights"]
+if is_weights_file(WEIGHTS) and not os.path.isfile(WEIGHTS):
+    raise ValueError(f"config model.encoder_weights: {WEIGHTS} does not exist")
 os.environ[MAX_PIXELS_VARIABLE] = str(config["max_pixels"])  # every job inherits the one limit
 if cleared := clear_stale_locks(".snakemake"):
     print(f"cocoseg: {cleared}", file=sys.stderr)
@@ -48,6 +52,7 @@ wildcard_constraints:
     shard=r"\d+",
     variant="|".join(re.escape(name) for name in VARIANTS),
     seed="|".join(re.escape(seed) for seed in SEEDS),
+    encoder="|".join(re.escape(name) for name in config["model"]["encoders"]),
 
 
 def split_config(wildcards):
@@ -93,13 +98,27 @@ def demo_split_options():
     ]
 
 
+def weights_source(wildcards):
+    """A local weights file is the input of its check; a name has none (it is fetched)."""
+    return [WEIGHTS] if is_weights_file(WEIGHTS) else []
+
+
+def train_weights(wildcards):
+    """The checked or fetched encoder weights a training job loads (none for random init)."""
+    return [f"results/weights/{VARIANTS[wildcards.variant].encoder}.pt"] if WEIGHTS else []
+
+
+def weights_options(wildcards, input):
+    return ["--encoder-weights", input.weights[0] if input.weights else "none"]
+
+
 def train_options(wildcards):
     """`cocoseg train` flags for one variant and seed, as a list for `{params:q}`."""
     v = VARIANTS[wildcards.variant].with_seed(wildcards.seed)
     height, width = v.image_size
     return [
         *("--name", v.name, "--architecture", v.architecture, "--encoder", v.encoder),
-        *("--encoder-weights", v.encoder_weights or "none", "--img-size", f"{height},{width}"),
+        *("--img-size", f"{height},{width}"),
         *("--epochs", v.epochs, "--batch-size", v.batch_size, "--lr", v.lr),
         *("--weight-decay", v.weight_decay, "--schedule", v.schedule),
         *("--warmup-epochs", v.warmup_epochs, "--dice-weight", v.dice_weight),

@@ -7,12 +7,14 @@ rule train_variant:
     input:
         train=split_manifest(TRAIN_SPLIT),
         selection=selection_inputs(),
+        weights=train_weights,
     output:
         model="results/models/{variant}/seed-{seed}/model.pt",
         summary="results/models/{variant}/seed-{seed}/summary.json",
     params:
         options=train_options,
         selection=selection_options,
+        weights=weights_options,
         train_dir=lambda wc, input: os.path.dirname(input.train),
         out_dir=lambda wc, output: os.path.dirname(output.model),
         checkpoints="results/checkpoints/{variant}/seed-{seed}",
@@ -25,6 +27,7 @@ rule train_variant:
     conda:
         "../../envs/train.yaml"
     shell:
-        "python -m cocoseg train --train-dir {params.train_dir:q} {params.selection:q}"
+        "HF_HUB_OFFLINE=1 python -m cocoseg train --train-dir {params.train_dir:q} {params.selection:q}"
+        " {params.weights:q}"
         " --output {params.out_dir:q} --checkpoint-dir {params.checkpoints:q}"
         " --log-dir {params.logs:q} --workers {threads} {params.options:q} > {log} 2>&1"

@@ -1,0 +1,20 @@
+# Encoder weights, fetched (a name such as imagenet) or checked (a file) once per encoder on the
+# submitting machine, so training jobs on offline compute nodes load a local file. Only run
+# when model.encoder_weights is set.
+
+
+rule encoder_weights:
+    input:
+        weights_source,
+    output:
+        "results/weights/{encoder}.pt",
+    params:
+        architecture=config["model"]["architecture"],
+        weights=config["model"]["encoder_weights"],
+    log:
+        "results/logs/weights/{encoder}.log",
+    conda:
+        "../../envs/train.yaml"
+    shell:
+        "python -m cocoseg weights --architecture {params.architecture:q} --encoder {wildcards.encoder:q}"
+        " --weights {params.weights:q} --output {output:q} > {log} 2>&1"
