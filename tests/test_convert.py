@@ -12,9 +12,9 @@ from pycocotools.coco import COCO
 from cocoseg.convert import convert
 from cocoseg.demo import make_demo
 from cocoseg.files import FILE_MODE, InputError
-from cocoseg.splitfolder import read_manifest, read_manifest_rows
+from cocoseg.splitfolder import read_labels, read_manifest, read_manifest_rows
 
-from conftest import COCO_TINY
+from conftest import COCO_REAL, COCO_TINY
 
 
 def tree_bytes(root: Path) -> dict[str, bytes]:
@@ -104,6 +104,25 @@ def independent_painting(coco: COCO, image_id: int) -> np.ndarray:
         if a["iscrowd"]:
             out[(coco.annToMask(a) == 1) & (out == 0)] = 255
     return out
+
+
+def test_real_coco_images_in_the_repository_give_pycocotools_masks(tmp_path):
+    """The repository's own 14 real COCO images (tests/data/coco-real), crowd RLE included."""
+    annotations = COCO_REAL / "instances.json"
+    summary = convert(annotations, COCO_REAL / "images", tmp_path / "out", workers=2, shards=3)
+    assert summary["ok"] == summary["images"] == 14 and summary["annotations"] == 269
+    coco = COCO(str(annotations))
+    seen = set()
+    for image_id, info in coco.imgs.items():
+        mask = np.asarray(Image.open(tmp_path / "out" / "masks" / Path(info["file_name"]).with_suffix(".png")))
+        assert np.array_equal(mask, independent_painting(coco, image_id)), info["file_name"]
+        seen |= set(np.unique(mask).tolist())
+    assert len(seen - {0, 255}) >= 30 and 255 in seen  # many classes, crowd regions as ignore
+    # the shard jobs count pixels per class, so the report never decodes a mask
+    counts = sum(np.bincount(np.asarray(Image.open(m)).ravel(), minlength=256)
+                 for m in (tmp_path / "out" / "masks").glob("*.png"))
+    labels = read_labels(tmp_path / "out")
+    assert summary["class_pixels"] == {row["name"]: int(counts[int(row["label"])]) for row in labels}
 
 
 @pytest.mark.skipif(not COCO_TINY.is_dir(), reason=f"real COCO subset not found at {COCO_TINY}")

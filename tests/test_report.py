@@ -38,7 +38,9 @@ def fixture_results(root: Path, variants=VARIANTS, seeds=SEEDS, selection=("trai
         rows += [manifest_row(9, "9.jpg", 5, 4, 1, "skipped", "image file missing")] * skipped
         write_manifest(d / "manifest.csv", rows)
         write_labels(d / "labels.csv", LABELS)
-        write_json(d / "summary.json", {"ok": 3, "skipped": skipped, "orphan_annotations": 0})
+        # what the mask stage counts in these masks: disc 1+2+3, square 2 x 3, background 60 - 12 - 3 ignored
+        write_json(d / "summary.json", {"ok": 3, "skipped": skipped, "orphan_annotations": 0,
+                                        "class_pixels": {"background": 45, "disc": 6, "square": 6}})
     for k, (name, (mious, speed)) in enumerate(variants.items()):
         for seed, miou in zip(seeds, mious):
             history = [{"epoch": e, "train_loss": 1 / e, "val_miou": miou * e / 2, "seconds": 10.0} for e in (1, 2)]
@@ -68,7 +70,7 @@ def build_report(tmp_path, **fixture):
     results = fixture_results(tmp_path, **fixture)
     seeds = fixture.get("seeds", SEEDS)
     build(results, list(fixture.get("variants", VARIANTS)), seeds, ["val"], ["train", "val"], results / "report",
-          tmp_path / "REPORT.md", REPO / "workflow" / "report" / "REPORT.md.jinja", "snakemake --cores all")
+          tmp_path / "REPORT.md", REPO / "workflow" / "report" / "REPORT.md.jinja", ["config/config.yaml"])
     return results / "report", (tmp_path / "REPORT.md").read_text()
 
 
@@ -150,7 +152,7 @@ def test_report_has_every_section_and_variant_with_numbers_from_results(built):
     assert "chosen on images the scores do not come from" in text
     assert "Selection and scoring used the same images" not in text
     assert "(results/report/plots/samples.png)" in text and "(results/report/plots/cost_accuracy.png)" in text
-    assert "`snakemake --cores all`" in text
+    assert "This version: `snakemake` with `config/config.yaml` on" in text
 
 
 def test_a_lead_within_seed_noise_is_called_so(tmp_path):

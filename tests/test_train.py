@@ -19,7 +19,8 @@ from cocoseg.data import load_mask, load_rgb
 from cocoseg.demo import make_demo
 from cocoseg.evaluate import evaluate
 from cocoseg.splitfolder import checksum
-from cocoseg.train import resolve_accelerator, resolve_precision, train
+from cocoseg.devices import resolve_accelerator, resolve_precision
+from cocoseg.train import train
 from cocoseg.variants import Variant
 
 from conftest import save_image

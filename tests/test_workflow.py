@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import venv
 from pathlib import Path
 
 import pytest
@@ -18,8 +19,8 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 TEST_CONFIG = REPO / ".test" / "config" / "config.yaml"
 
 
-def workflow_copy(tmp_path: Path) -> Path:
-    for name in ("Snakefile", "config", "workflow", "envs", "profiles"):
+def workflow_copy(tmp_path: Path, *extra: str) -> Path:
+    for name in ("Snakefile", "config", "workflow", "envs", "profiles", *extra):
         src = REPO / name
         (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / name)
     return tmp_path
@@ -129,5 +130,26 @@ def test_a_plain_rerun_recovers_from_a_killed_run(tmp_path):
     process.wait()
     assert list((workdir / ".snakemake" / "locks").iterdir())  # what a crash leaves
     result = snakemake(workdir, "--configfile", str(TEST_CONFIG))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (workdir / "REPORT.md").exists()
+
+
+@pytest.mark.slow
+def test_the_workflow_runs_from_its_source_tree_without_the_package_installed(tmp_path):
+    """As under --sdm conda: an environment with the third-party packages only."""
+    site = next(p for p in sys.path if p.endswith("site-packages") and Path(p).is_dir())
+    venv.create(tmp_path / "env", with_pip=False)
+    env_site = next((tmp_path / "env" / "lib").glob("python*/site-packages"))
+    (env_site / "third_party.pth").write_text(site + "\n")  # a plain path: the package's own .pth is not read
+    python = str(tmp_path / "env" / "bin" / "python")
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    env["PATH"] = f"{tmp_path / 'env' / 'bin'}{os.pathsep}{env['PATH']}"
+    probe = subprocess.run([python, "-c", "import snakemake, torch; import cocoseg"], capture_output=True, text=True,
+                           env=env, cwd=tmp_path)
+    assert "No module named 'cocoseg'" in probe.stderr
+    (tmp_path / "wf").mkdir()
+    workdir = workflow_copy(tmp_path / "wf", "src")
+    result = subprocess.run([python, "-m", "snakemake", "--cores", "2", "--configfile", str(TEST_CONFIG)],
+                            cwd=workdir, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert (workdir / "REPORT.md").exists()

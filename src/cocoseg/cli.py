@@ -49,6 +49,7 @@ def _variant(args: argparse.Namespace):
 
 def _train(args: argparse.Namespace) -> None:
     from . import train
+    from .devices import default_workers
     from .splitfolder import read_labels
 
     train_dir = args.train_dir or (args.data_path / "train" if args.data_path else None)
@@ -61,7 +62,7 @@ def _train(args: argparse.Namespace) -> None:
                          f"but --num_classes {args.num_classes}")
     output = args.output or Path("runs") / variant.name
     summary = train.train(variant, train_dir, val_dir, output, args.checkpoint_dir or output / "checkpoints",
-                          args.log_dir or output / "logs", args.workers or train.default_workers())
+                          args.log_dir or output / "logs", args.workers or default_workers())
     if summary is not None:  # None in the extra processes of a multi-process run
         print(f"{variant.name}: {summary['epochs']} epochs, best mIoU {summary['best_val_miou']:.3f} on "
               f"{summary['selection']['split']} ({summary['selection']['subset']}) at epoch {summary['best_epoch']}, "
@@ -170,8 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-dir", type=Path, default=Path("results/report"))
     p.add_argument("--report-md", type=Path, default=Path("REPORT.md"))
     p.add_argument("--template", type=Path, default=Path("workflow/report/REPORT.md.jinja"))
-    p.add_argument("--command", default="snakemake --cores all", dest="run_command",
-                   help="the command that produced the results, quoted in the report")
+    p.add_argument("--configs", nargs="+", default=["config/config.yaml"],
+                   help="the config files of the run, named in the report")
 
     p = sub.add_parser("gather", help="workflow step: assemble a split from its shards")
     p.add_argument("--meta", required=True, type=Path)
@@ -229,7 +230,7 @@ def run(args: argparse.Namespace) -> None:
         from .report import build
 
         build(args.results, args.variants, args.seeds, args.eval_splits, args.data_splits, args.output_dir,
-              args.report_md, args.template, args.run_command)
+              args.report_md, args.template, args.configs)
     elif args.command == "gather":
         convert.gather_split(args.meta, args.shard_dirs, args.output, name=args.name, **_holdout(args))
 

@@ -15,6 +15,8 @@ import time
 from multiprocessing import Pool
 from pathlib import Path
 
+import numpy as np
+
 from .coco import load_split
 from .files import InputError, hard_link, link_or_copy, write_bytes, write_json
 from .images import image_fault
@@ -23,6 +25,9 @@ from .png import encode_mask_png
 from .splitfolder import (OK, SKIPPED, checksum, draw_holdout, holdout_size, manifest_row, read_manifest_rows,
                           write_labels, write_manifest)
 
+
+
+PIXELS = "class_pixels.json"  # in a shard folder: labelled pixels per label value, summed by gather
 
 
 def log(message: str) -> None:
@@ -48,8 +53,8 @@ def index_split(annotations: Path, index_dir: Path, shards: int, classes=None,
 
 
 def convert_image(record: dict, image_dir: Path, out_dir: Path, label_of: dict[int, int],
-                  declared: set[int], link_mode: str, compress_level: int) -> dict:
-    """Write one image's mask and link; return its manifest row."""
+                  declared: set[int], link_mode: str, compress_level: int, pixels: np.ndarray) -> dict:
+    """Write one image's mask and link, add its pixels per label to `pixels`; return its manifest row."""
     status, reason, mask_name, digest = SKIPPED, record["skip"], "", ""
     if reason is None:
         source = image_dir / record["file_name"]
@@ -61,6 +66,7 @@ def convert_image(record: dict, image_dir: Path, out_dir: Path, label_of: dict[i
             reason = str(e)
         else:
             png = encode_mask_png(mask, compress_level)
+            pixels += np.bincount(mask.ravel(), minlength=256)
             write_bytes(out_dir / "masks" / record["mask"], png)
             link_or_copy(source, out_dir / "images" / record["file_name"], link_mode)
             status, reason, mask_name, digest = OK, "; ".join(notes), record["mask"], checksum(png)
@@ -76,8 +82,10 @@ def convert_shard(shard_file: Path, image_dir: Path, out_dir: Path, link_mode: s
         shard = pickle.load(f)
     label_of = {cid: label for label, cid, _ in shard["labels"]}
     declared = set(shard["category_ids"])
-    rows = [convert_image(rec, Path(image_dir), Path(out_dir), label_of, declared, link_mode, compress_level)
+    pixels = np.zeros(256, dtype=np.int64)
+    rows = [convert_image(rec, Path(image_dir), Path(out_dir), label_of, declared, link_mode, compress_level, pixels)
             for rec in shard["images"]]
+    write_json(Path(out_dir) / PIXELS, pixels.tolist())
     write_manifest(Path(out_dir) / "manifest.csv", rows)
     seconds = time.perf_counter() - start
     ok = sum(row["status"] == OK for row in rows)
@@ -95,8 +103,10 @@ def gather_split(meta_file: Path, shard_dirs: list[Path], out_dir: Path, name: s
     with open(meta_file, encoding="utf-8") as f:
         meta = json.load(f)
     out_dir = Path(out_dir)
-    rows = []
+    rows, pixels = [], np.zeros(256, dtype=np.int64)
     for shard_dir in map(Path, shard_dirs):
+        with open(shard_dir / PIXELS, encoding="utf-8") as f:
+            pixels += np.asarray(json.load(f), dtype=np.int64)
         for row in read_manifest_rows(shard_dir / "manifest.csv"):
             if row["status"] == OK:
                 hard_link(shard_dir / "masks" / row["mask"], out_dir / "masks" / row["mask"])
@@ -121,6 +131,7 @@ def gather_split(meta_file: Path, shard_dirs: list[Path], out_dir: Path, name: s
                     "seed": holdout_seed},
         "orphan_annotations": meta["orphan_annotations"],
         "classes": len(meta["labels"]),
+        "class_pixels": {name: int(pixels[label]) for label, _, name in [(0, "", "background"), *meta["labels"]]},
     }
     write_labels(out_dir / "labels.csv", meta["labels"])
     write_json(out_dir / "summary.json", summary)

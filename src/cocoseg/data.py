@@ -32,11 +32,18 @@ from .splitfolder import read_manifest
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # ImageNet, as the encoders expect
 
 
+# albumentations' Normalize arithmetic, in float32: (pixel - 255 mean) * 1 / (255 std).
+_SHIFT = torch.from_numpy(np.array(MEAN, dtype=np.float32) * 255).view(1, 3, 1, 1)
+_SCALE = torch.from_numpy(np.reciprocal(np.array(STD, dtype=np.float32) * 255)).view(1, 3, 1, 1)
+
+
 def normalize(images: torch.Tensor) -> torch.Tensor:
-    """uint8 NCHW images -> float32 normalised with ImageNet's mean and std, on their own device."""
-    mean = torch.tensor(MEAN, device=images.device).view(1, 3, 1, 1) * 255
-    std = torch.tensor(STD, device=images.device).view(1, 3, 1, 1) * 255
-    return (images.float() - mean) / std
+    """uint8 NCHW images -> float32 normalised with ImageNet's mean and std, on their own device.
+
+    The same float32 operations as albumentations' Normalize, so the numbers are bit for bit
+    those of a loader that normalises on the CPU.
+    """
+    return (images.float() - _SHIFT.to(images.device)) * _SCALE.to(images.device)
 
 
 def to_tensor(image: np.ndarray) -> torch.Tensor:

@@ -19,7 +19,8 @@ from .images import load_rgb
 from .files import InputError, atomic_path, write_bytes, write_csv, write_json
 from .metrics import confusion_matrix, scores
 from .png import encode_mask_png
-from .train import count_parameters, load_trained, peak_memory_mb, resolve_accelerator
+from .devices import count_parameters, peak_memory_mb, resolve_accelerator
+from .modelfile import load_trained
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 

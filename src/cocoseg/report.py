@@ -25,7 +25,7 @@ from PIL import Image
 
 from .coco import read_json
 from .files import atomic_path, read_csv
-from .splitfolder import OK, read_labels, read_manifest_rows
+from .splitfolder import OK, read_manifest_rows
 
 PLOTS = {
     "metrics_bars": "mIoU, mDice and pixel accuracy per variant (mean, error bars: std over seeds)",
@@ -177,19 +177,11 @@ def top_confusions(confusion: np.ndarray, names: list[str], k: int = TOP_CONFUSI
     return pd.DataFrame(rows, columns=["label", "predicted", "share", "pixels"])
 
 
-def class_pixels(split_dir: Path, manifest: list[dict]) -> pd.Series:
-    """Labelled pixels per class over every usable mask of a split (255 left out)."""
-    labels = read_labels(split_dir)
-    counts = np.zeros(256, dtype=np.int64)
-    for row in manifest:
-        if row["status"] == OK:
-            with Image.open(split_dir / "masks" / row["mask"]) as im:
-                counts += np.bincount(np.asarray(im).ravel(), minlength=256)
-    return pd.Series({label["name"]: int(counts[int(label["label"])]) for label in labels})
-
-
 def dataset_table(split_dirs: dict[str, Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Per split: images, skips with reasons, held-out images, instances; and pixel share per class."""
+    """Per split: images, skips with reasons, held-out images, instances; and pixel share per class.
+
+    Reads the manifests and summaries only: never a mask (COCO train has 118k of them).
+    """
     rows, shares = [], {}
     for split, split_dir in split_dirs.items():
         rows_of_manifest = read_manifest_rows(split_dir / "manifest.csv")
@@ -204,7 +196,7 @@ def dataset_table(split_dirs: dict[str, Path]) -> tuple[pd.DataFrame, pd.DataFra
             "orphan_annotations": summary["orphan_annotations"],
             "skip_reasons": "; ".join(f"{reason} ({n})" for reason, n in reasons.items()) or "none",
         })
-        pixels = class_pixels(split_dir, rows_of_manifest)
+        pixels = pd.Series(summary["class_pixels"], dtype="int64")  # counted by the mask stage
         shares[split] = pixels / max(1, pixels.sum())
     return pd.DataFrame(rows), pd.DataFrame(shares)
 
@@ -326,7 +318,7 @@ def _write_table(frame: pd.DataFrame, path: Path) -> None:
 
 
 def build(results: Path, variants: list[str], seeds: list[str], eval_splits: list[str], data_splits: list[str],
-          out_dir: Path, report_md: Path, template: Path, command: str) -> None:
+          out_dir: Path, report_md: Path, template: Path, configs: list[str]) -> None:
     """Write tables and plots under `out_dir` and render `report_md` from `template`."""
     results, out_dir = Path(results), Path(out_dir)
     seeds = [str(seed) for seed in seeds]
@@ -380,7 +372,7 @@ def build(results: Path, variants: list[str], seeds: list[str], eval_splits: lis
     environment = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(template).parent),
                                      undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
     text = environment.get_template(Path(template).name).render(
-        command=command, machine=machine_description(), zoo=zoo, table=table, verdicts=verdicts,
+        configs=configs, machine=machine_description(), zoo=zoo, table=table, verdicts=verdicts,
         noise_rule=NOISE_RULE, seeds=seeds, summaries={v: summaries[v, seeds[0]] for v in variants},
         variants=variants, eval_splits=eval_splits, mean_std=mean_std,
         same_images=table[table["same_images"]], datasets=markdown(datasets),

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
-import resource
 import shutil
 import sys
 import time
@@ -25,32 +23,15 @@ from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 from pytorch_lightning.plugins.environments import LightningEnvironment, SLURMEnvironment
 
 from .data import SegmentationDataModule
-from .files import InputError, atomic_path, write_json
+from .devices import count_parameters, device_name, peak_memory_mb, resolve_accelerator, resolve_precision
+from .files import InputError, write_json
 from .model import SegmentationModule
+from .modelfile import save_model
 from .splitfolder import content_digest, read_labels
 from .variants import Variant
 from .weights import file_checksum, is_weights_file
 
 FINGERPRINT = "fingerprint.json"  # beside the checkpoints: what the run they belong to was trained on
-
-
-def resolve_accelerator(accelerator: str) -> str:
-    """`auto` means the GPU when one is usable; a job given a GPU it cannot use falls back to CPU."""
-    if accelerator == "auto":
-        return "gpu" if torch.cuda.is_available() else "cpu"
-    if accelerator == "gpu" and not torch.cuda.is_available():
-        warnings.warn("a GPU was asked for but CUDA is not usable here: training on the CPU")
-        return "cpu"
-    return accelerator
-
-
-def resolve_precision(precision: str, accelerator: str) -> str:
-    """`auto`: bf16-mixed on GPUs that have it, 16-mixed on older ones, 32 on the CPU."""
-    if precision != "auto":
-        return precision
-    if accelerator == "gpu":
-        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
-    return "32-true"
 
 
 def cluster_environment(devices: int) -> list:
@@ -64,22 +45,6 @@ def cluster_environment(devices: int) -> list:
     if devices > 1 and int(os.environ.get("SLURM_NTASKS", "1")) < devices:
         return [LightningEnvironment()]
     return [SLURMEnvironment(auto_requeue=False)]
-
-
-def peak_memory_mb(accelerator: str) -> float:
-    if accelerator == "gpu":
-        return torch.cuda.max_memory_allocated() / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def device_name(accelerator: str) -> str:
-    if accelerator == "gpu":
-        return torch.cuda.get_device_name()
-    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
-
-
-def count_parameters(model: torch.nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
 
 
 def run_fingerprint(variant: Variant, labels: list[dict], train_dir: Path, val_dir: Path, val_subset: str) -> dict:
@@ -222,10 +187,8 @@ def train(variant: Variant, train_dir: Path, val_dir: Path | None, output_dir: P
     }
     state = {k.removeprefix("model."): v for k, v in best["state_dict"].items() if k.startswith("model.")}
     last_state = {k: v.detach().cpu() for k, v in module.model.state_dict().items()}
-    with atomic_path(Path(output_dir) / "model.pt") as tmp:
-        torch.save({"variant": variant.to_dict(), "labels": labels, "state_dict": state,
-                    "epoch": best_epoch.get("epoch"), "last_state_dict": last_state,
-                    "last_epoch": trainer.current_epoch}, tmp)
+    save_model(Path(output_dir) / "model.pt", variant, labels, state, best_epoch.get("epoch"), last_state,
+               trainer.current_epoch)
     write_json(Path(output_dir) / "summary.json", summary)
     return summary
 
@@ -235,31 +198,3 @@ def training_cost(seconds: float, accelerator: str, devices: int, cpus: int) -> 
     if accelerator == "gpu":
         return {"device_hours": seconds * devices / 3600, "device_hours_unit": "GPU-hours"}
     return {"device_hours": seconds * cpus / 3600, "device_hours_unit": "CPU core-hours"}
-
-
-def load_trained(path: Path, device: str = "cpu", epoch: str = "chosen"
-                 ) -> tuple[torch.nn.Module, Variant, list[dict], int | None]:
-    """A `model.pt` written by `train`, ready for inference: the chosen epoch's weights, or the last's.
-
-    Read with `weights_only=True`: a file from elsewhere cannot run code when loaded.
-    """
-    from .weights import build_model
-
-    try:
-        with warnings.catch_warnings():  # torch warns about legacy pickles before failing on them
-            warnings.simplefilter("ignore")
-            saved = torch.load(path, map_location=device, weights_only=True)
-        variant = Variant(**saved["variant"])
-        state = saved["last_state_dict"] if epoch == "last" else saved["state_dict"]
-        model = build_model(variant.architecture, variant.encoder, None, len(saved["labels"]))
-        model.load_state_dict(state)
-    except FileNotFoundError:
-        raise InputError(f"{path}: model file not found") from None
-    except Exception as e:  # not a zip or pickle, a pickle carrying objects, other keys or shapes
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise InputError(f"{path}: not a model.pt written by `cocoseg train` ({reason[:200]})") from None
-    return model.to(device).eval(), variant, saved["labels"], saved.get("last_epoch" if epoch == "last" else "epoch")
-
-
-def default_workers() -> int:
-    return len(os.sched_getaffinity(0))

@@ -1,4 +1,5 @@
-"""Checks the workflow runs before any job: config paths that exist, and locks left by a crash.
+"""What the workflow does before any job: check config paths, clear locks left by a crash, and
+export the source tree the jobs run from.
 
 Imported by the Snakefile, so kept free of torch and other heavy imports.
 """
@@ -19,6 +20,11 @@ def missing_config_paths(splits: dict, produced: set[str]) -> list[str]:
     return [f"config splits.{name}.{key}: {split[key]} does not exist"
             for name, split in splits.items() for key in ("annotations", "images")
             if split[key] not in produced and not os.path.exists(split[key])]
+
+
+def export_source_path(source: str) -> None:
+    """Put the workflow's own src/ first on PYTHONPATH, which every job inherits."""
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [source, os.environ.get("PYTHONPATH")]))
 
 
 def record_lock_owner(state_dir: Path) -> None:

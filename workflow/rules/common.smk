@@ -1,19 +1,25 @@
 import os
 import re
-import shlex
 import sys
 
 from snakemake.utils import validate
+
+# Rules and jobs run the package from this checkout's src/, installed or not (a conda env
+# created by --sdm conda holds only third-party packages).
+SOURCE = os.path.join(workflow.basedir, "src")
+sys.path.insert(0, SOURCE)
 
 from cocoseg.images import MAX_PIXELS_VARIABLE
 from cocoseg.weights import is_weights_file
 from cocoseg.variants import expand as expand_variants
 from cocoseg.workflow_checks import (
     clear_stale_locks,
+    export_source_path,
     missing_config_paths,
     record_lock_owner,
 )
 
+export_source_path(SOURCE)
 
 validate(config, schema="../schemas/config.schema.yaml")
 
@@ -22,8 +28,9 @@ VARIANTS = expand_variants(config["model"], config["train"])
 SEEDS = [str(seed) for seed in config["train"]["seeds"]]
 EVAL_SPLITS = config["evaluate"]["splits"]
 TRAIN_SPLIT = config["train"]["train_split"]
-SELECTION = config["train"]["selection"]  # "holdout" (carved from TRAIN_SPLIT) or a split name
-RUN_COMMAND = shlex.join(["snakemake", *sys.argv[1:]])  # quoted in REPORT.md
+# Where the best epoch is chosen: "holdout" (carved from TRAIN_SPLIT) or a split name.
+SELECTION = config["train"]["selection"]
+CONFIG_FILES = [os.path.relpath(path) for path in workflow.configfiles]  # named in REPORT.md
 for key, names in (
     ("train.train_split", [TRAIN_SPLIT]),
     ("train.selection", [] if SELECTION == "holdout" else [SELECTION]),
@@ -35,7 +42,10 @@ for key, names in (
 DEMO_OUTPUTS = {
     path
     for split in config["demo"]["splits"]
-    for path in (f"results/demo/annotations/{split}.json", f"results/demo/images/{split}")
+    for path in (
+        f"results/demo/annotations/{split}.json",
+        f"results/demo/images/{split}",
+    )
 }
 for problem in missing_config_paths(config["splits"], DEMO_OUTPUTS):
     raise ValueError(problem)
@@ -79,7 +89,12 @@ def holdout_options(wildcards):
     holdout = config["train"]["holdout"]
     if SELECTION != "holdout" or wildcards.split != TRAIN_SPLIT:
         return []
-    options = ["--holdout-fraction", str(holdout["fraction"]), "--holdout-seed", str(holdout["seed"])]
+    options = [
+        "--holdout-fraction",
+        str(holdout["fraction"]),
+        "--holdout-seed",
+        str(holdout["seed"]),
+    ]
     if holdout["count"]:
         options += ["--holdout-count", str(holdout["count"])]
     return options
@@ -87,7 +102,9 @@ def holdout_options(wildcards):
 
 def selection_options(wildcards, input):
     """`cocoseg train` flags naming the split that chooses the best epoch (none: the holdout)."""
-    return [word for manifest in input.selection for word in ("--val-dir", os.path.dirname(manifest))]
+    return [
+        word for manifest in input.selection for word in ("--val-dir", os.path.dirname(manifest))
+    ]
 
 
 def demo_split_options():

@@ -24,17 +24,17 @@ rule evaluate_variant:
             subcategory="{split}",
             labels={"variant": "{variant}", "seed": "{seed}", "image": "{name}"},
         ),
-    params:
-        split_dir=lambda wc, input: os.path.dirname(input.manifest),
-        out_dir=lambda wc, output: os.path.dirname(output.metrics),
-        samples=config["evaluate"]["samples"],
-    threads: 2
-    resources:
-        gpu=variant_gpus,
     log:
         "results/logs/evaluate/{variant}/seed-{seed}/{split}.log",
     conda:
         "../../envs/train.yaml"
+    threads: 2
+    resources:
+        gpu=variant_gpus,
+    params:
+        split_dir=lambda wc, input: os.path.dirname(input.manifest),
+        out_dir=lambda wc, output: os.path.dirname(output.metrics),
+        samples=config["evaluate"]["samples"],
     shell:
         "python -m cocoseg evaluate --model {input.model:q} --split-dir {params.split_dir:q}"
         " --output {params.out_dir:q} --samples {params.samples} --workers {threads} > {log} 2>&1"

@@ -7,13 +7,13 @@ rule index_split:
         annotations=lambda wc: split_config(wc)["annotations"],
     output:
         temp(directory("results/masks/{split}/index")),
-    params:
-        shards=lambda wc: split_config(wc)["shards"],
-        options=mask_options(),
     log:
         "results/logs/masks/{split}/index.log",
     conda:
         "../../envs/masks.yaml"
+    params:
+        shards=lambda wc: split_config(wc)["shards"],
+        options=mask_options(),
     shell:
         "python -m cocoseg index --annotations {input.annotations:q} --output {output:q}"
         " --shards {params.shards} {params.options:q} > {log} 2>&1"
@@ -25,13 +25,13 @@ rule mask_shard:
         images=lambda wc: split_config(wc)["images"],
     output:
         temp(directory("results/masks/{split}/shards/{shard}")),
-    params:
-        link=config["masks"]["link_images"],
-        compress_level=config["masks"]["png_compress_level"],
     log:
         "results/logs/masks/{split}/shard-{shard}.log",
     conda:
         "../../envs/masks.yaml"
+    params:
+        link=config["masks"]["link_images"],
+        compress_level=config["masks"]["png_compress_level"],
     shell:
         "python -m cocoseg shard --index-file {input.index:q}/shard-{wildcards.shard}.pkl"
         " --images {input.images:q} --output {output:q} --link {params.link}"
@@ -53,13 +53,13 @@ rule gather_masks:
         summary="results/masks/{split}/summary.json",
         masks=directory("results/masks/{split}/masks"),
         images=directory("results/masks/{split}/images"),
-    params:
-        out_dir=lambda wc, output: os.path.dirname(output.manifest),
-        holdout=holdout_options,
     log:
         "results/logs/masks/{split}/gather.log",
     conda:
         "../../envs/masks.yaml"
+    params:
+        out_dir=lambda wc, output: os.path.dirname(output.manifest),
+        holdout=holdout_options,
     shell:
         "python -m cocoseg gather --meta {input.index:q}/meta.json --shard-dirs {input.shards:q}"
         " --output {params.out_dir:q} --name '{wildcards.split} ' {params.holdout:q} > {log} 2>&1"

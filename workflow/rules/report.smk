@@ -16,17 +16,18 @@ rule report:
     input:
         summaries=run_outputs("results/models/{variant}/seed-{seed}/summary.json"),
         metrics=run_outputs(
-            "results/eval/{variant}/seed-{seed}/{split}/metrics.json", split=EVAL_SPLITS
+            "results/eval/{variant}/seed-{seed}/{split}/metrics.json",
+            split=EVAL_SPLITS,
         ),
         per_class=run_outputs(
-            "results/eval/{variant}/seed-{seed}/{split}/per_class.csv", split=EVAL_SPLITS
+            "results/eval/{variant}/seed-{seed}/{split}/per_class.csv",
+            split=EVAL_SPLITS,
         ),
         confusion=run_outputs(
-            "results/eval/{variant}/seed-{seed}/{split}/confusion.csv", split=EVAL_SPLITS
+            "results/eval/{variant}/seed-{seed}/{split}/confusion.csv",
+            split=EVAL_SPLITS,
         ),
-        samples=run_outputs(
-            "results/eval/{variant}/seed-{seed}/{split}/samples", split=EVAL_SPLITS
-        ),
+        samples=run_outputs("results/eval/{variant}/seed-{seed}/{split}/samples", split=EVAL_SPLITS),
         manifests=expand("results/masks/{split}/manifest.csv", split=SPLITS),
         template="workflow/report/REPORT.md.jinja",
     output:
@@ -68,6 +69,10 @@ rule report:
             for name in PLOT_NAMES
         ],
         report_md="REPORT.md",
+    log:
+        "results/logs/report.log",
+    conda:
+        "../../envs/report.yaml"
     params:
         results=results_root,
         out_dir=lambda wc, output: os.path.dirname(output.metrics),
@@ -75,14 +80,10 @@ rule report:
         seeds=SEEDS,
         eval_splits=EVAL_SPLITS,
         data_splits=SPLITS,
-        command=RUN_COMMAND,
-    log:
-        "results/logs/report.log",
-    conda:
-        "../../envs/report.yaml"
+        configs=CONFIG_FILES,
     shell:
         "python -m cocoseg report --results {params.results:q} --variants {params.variants:q}"
         " --seeds {params.seeds:q}"
         " --eval-splits {params.eval_splits:q} --data-splits {params.data_splits:q}"
         " --output-dir {params.out_dir:q} --report-md {output.report_md:q}"
-        " --template {input.template:q} --command {params.command:q} > {log} 2>&1"
+        " --template {input.template:q} --configs {params.configs:q} > {log} 2>&1"

@@ -11,6 +11,13 @@ rule train_variant:
     output:
         model="results/models/{variant}/seed-{seed}/model.pt",
         summary="results/models/{variant}/seed-{seed}/summary.json",
+    log:
+        "results/logs/train/{variant}/seed-{seed}.log",
+    conda:
+        "../../envs/train.yaml"
+    threads: 4
+    resources:
+        gpu=variant_gpus,
     params:
         options=train_options,
         selection=selection_options,
@@ -19,13 +26,6 @@ rule train_variant:
         out_dir=lambda wc, output: os.path.dirname(output.model),
         checkpoints="results/checkpoints/{variant}/seed-{seed}",
         logs="results/train_logs/{variant}/seed-{seed}",
-    threads: 4
-    resources:
-        gpu=variant_gpus,
-    log:
-        "results/logs/train/{variant}/seed-{seed}.log",
-    conda:
-        "../../envs/train.yaml"
     shell:
         "HF_HUB_OFFLINE=1 python -m cocoseg train --train-dir {params.train_dir:q} {params.selection:q}"
         " {params.weights:q}"

@@ -8,13 +8,13 @@ rule encoder_weights:
         weights_source,
     output:
         "results/weights/{encoder}.pt",
-    params:
-        architecture=config["model"]["architecture"],
-        weights=config["model"]["encoder_weights"],
     log:
         "results/logs/weights/{encoder}.log",
     conda:
         "../../envs/train.yaml"
+    params:
+        architecture=config["model"]["architecture"],
+        weights=config["model"]["encoder_weights"],
     shell:
         "python -m cocoseg weights --architecture {params.architecture:q} --encoder {wildcards.encoder:q}"
         " --weights {params.weights:q} --output {output:q} > {log} 2>&1"
