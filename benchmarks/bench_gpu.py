@@ -30,6 +30,7 @@ from cocoseg.convert import convert
 from cocoseg.data import SegmentationDataModule
 from cocoseg.demo import make_demo
 from cocoseg.model import SegmentationModule
+from cocoseg.variants import Variant
 
 
 class StepTimer(pl.Callback):
@@ -50,8 +51,8 @@ class StepTimer(pl.Callback):
 def measure(data, encoder: str, precision: str, channels_last: bool, compiled: bool, steps: int, batch: int,
             classes: int) -> tuple[float, float]:
     pl.seed_everything(0)
-    module = SegmentationModule("DeepLabV3Plus", encoder, None, classes, lr=1e-3, weight_decay=1e-4,
-                                channels_last=channels_last)
+    module = SegmentationModule(Variant(encoder=encoder, lr=1e-3, weight_decay=1e-4, channels_last=channels_last),
+                                classes)
     if compiled:
         module.model = torch.compile(module.model)
     timer = StepTimer(warmup=5)

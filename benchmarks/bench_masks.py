@@ -1,4 +1,4 @@
-"""Mask-stage throughput and peak memory against a seed-style baseline, same data, same run.
+"""Mask-stage throughput and peak memory against a per-annotation baseline, same data, same run.
 
     python benchmarks/bench_masks.py [--repeat 3] [--copies 3]
 
@@ -54,7 +54,7 @@ def cocoseg_stage(annotations: Path, images: Path, out: Path, workers: int) -> i
 def run_one(method: str, annotations: Path, images: Path, scratch: Path) -> dict:
     with tempfile.TemporaryDirectory(dir=scratch) as tmp:
         start = time.perf_counter()
-        if method == "seed-style":
+        if method == "per-annotation":
             n = seed_style(annotations, images, Path(tmp) / "out")
         else:
             n = cocoseg_stage(annotations, images, Path(tmp) / "out", workers=int(method.split("=")[1]))
@@ -111,7 +111,7 @@ def main() -> None:
         return
     args.scratch.mkdir(parents=True, exist_ok=True)
 
-    methods = ["seed-style", "cocoseg workers=1", "cocoseg workers=2"]
+    methods = ["per-annotation", "cocoseg workers=1", "cocoseg workers=2"]
     with tempfile.TemporaryDirectory(dir=args.scratch) as tmp:
         annotations, images, label = build_dataset(Path(tmp), args.copies)
         results = {}
@@ -123,11 +123,11 @@ def main() -> None:
                                       check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
                 runs.append(json.loads(line))
             results[method] = min(runs, key=lambda r: r["seconds"])
-    base = results["seed-style"]
+    base = results["per-annotation"]
     base_rate = base["images"] / base["seconds"]
     print(f"data: {label}, {base['images']} images; {os.cpu_count()} CPUs; best of {args.repeat} runs each; "
           f"outputs in {args.scratch}")
-    print(f"{'method':<20} {'images/s':>9} {'ms/image':>9} {'peak MiB':>9} {'vs seed-style':>14}")
+    print(f"{'method':<20} {'images/s':>9} {'ms/image':>9} {'peak MiB':>9} {'vs per-annotation':>14}")
     for method, r in results.items():
         rate = r["images"] / r["seconds"]
         print(f"{method:<20} {rate:9.0f} {1000 / rate:9.2f} {r['peak_mib']:9.0f} {rate / base_rate:13.2f}x")

@@ -25,6 +25,7 @@ from cocoseg.convert import convert
 from cocoseg.data import SegmentationDataModule
 from cocoseg.demo import make_demo
 from cocoseg.model import SegmentationModule
+from cocoseg.variants import Variant
 
 
 class EpochTimer(pl.Callback):
@@ -40,8 +41,8 @@ class EpochTimer(pl.Callback):
 
 def make_module(args, num_classes: int) -> SegmentationModule:
     pl.seed_everything(0)
-    return SegmentationModule("DeepLabV3Plus", args.encoder, None, num_classes, lr=1e-3, weight_decay=1e-4,
-                              channels_last=True)
+    return SegmentationModule(Variant(encoder=args.encoder, lr=1e-3, weight_decay=1e-4, channels_last=True),
+                              num_classes)
 
 
 def lightning_rate(args, data: SegmentationDataModule, num_classes: int) -> float:

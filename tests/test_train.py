@@ -300,7 +300,7 @@ def test_two_processes_validate_each_image_once_and_match_one_process(holdout_da
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["processes"] == 2 and summary["val_images"] == 5
     saved = torch.load(tmp_path / "model.pt", weights_only=True)
-    module = SegmentationModule("DeepLabV3Plus", "resnet18", None, 6, 1e-3, 1e-4)
+    module = SegmentationModule(Variant(**TINY), 6)
     module.model.load_state_dict(saved["state_dict"])
     data = SegmentationDataModule(holdout_data / "train", holdout_data / "train", (64, 64), 4, num_workers=0,
                                   seed=0, val_subset="holdout")

@@ -9,6 +9,7 @@ import torch
 
 from cocoseg.cli import main
 from cocoseg.model import SegmentationModule
+from cocoseg.variants import Variant
 from cocoseg.weights import build_model
 
 from test_bad_input import one_line_error
@@ -25,8 +26,8 @@ def resnet18_file(tmp_path_factory):
 
 def test_a_local_file_is_what_the_encoder_starts_from(resnet18_file):
     saved = torch.load(resnet18_file, weights_only=True)
-    module = SegmentationModule("DeepLabV3Plus", "resnet18", str(resnet18_file), 6, lr=1e-3, weight_decay=1e-4,
-                                channels_last=False)
+    module = SegmentationModule(Variant(encoder="resnet18", encoder_weights=str(resnet18_file),
+                                        channels_last=False), 6)
     loaded = module.model.encoder.state_dict()
     assert saved.keys() == loaded.keys() and all(torch.equal(saved[k], loaded[k]) for k in saved)
 

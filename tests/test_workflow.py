@@ -153,3 +153,23 @@ def test_the_workflow_runs_from_its_source_tree_without_the_package_installed(tm
                             cwd=workdir, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert (workdir / "REPORT.md").exists()
+
+
+@pytest.mark.parametrize("extra, message", [
+    ("model:\n  encoders: [resnet1800]\n",
+     "config model.encoders: 'resnet1800' is not an encoder segmentation_models_pytorch knows"),
+    ("model:\n  architecture: DeepLabV9\n", "config model.architecture: 'DeepLabV9' is not one of"),
+    ("model:\n  encoder_weights: instagram\n",
+     "config model.encoder_weights: 'instagram' is not available for resnet18"),
+    ("model:\n  overrides: {deeplabv3plus-resnet18-64: {lrr: 0.1}}\n",
+     "model.overrides.deeplabv3plus-resnet18-64: unknown key(s) lrr"),
+    ("model:\n  overrides: {deeplabv3plus-resnet50-64: {lr: 0.1}}\n",
+     "model.overrides names 'deeplabv3plus-resnet50-64', which is not a variant"),
+    ("model:\n  image_sizes: [100]\n", "100 is not a multiple of 16"),
+])
+def test_config_mistakes_stop_the_dry_run_with_the_key(tmp_path, extra, message):
+    workdir = workflow_copy(tmp_path)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(extra)
+    result = snakemake(workdir, "-n", "--configfile", str(TEST_CONFIG), str(bad))
+    assert result.returncode != 0 and message in result.stdout + result.stderr, result.stdout + result.stderr

@@ -1,4 +1,4 @@
-"""`cocoseg` command line: the stages as subcommands, plus the seed scripts' flags."""
+"""`cocoseg` command line: the stages as subcommands; underscore flags (`--data_path`) are aliases."""
 
 from __future__ import annotations
 
@@ -88,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("masks", help="COCO JSON + images -> OUT/{images,masks}, manifest.csv, labels.csv")
+    p.set_defaults(func=_masks)
     p.add_argument("--annotations", required=True, type=Path, help="COCO instances JSON")
     p.add_argument("--images", required=True, type=Path, help="folder the file_names are relative to")
     p.add_argument("--output", required=True, type=Path, help="output folder")
@@ -98,17 +99,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_holdout_options(p)
 
     p = sub.add_parser("demo", help="write the synthetic demo dataset")
+    p.set_defaults(func=_demo)
     p.add_argument("--output", required=True, type=Path)
     p.add_argument("--split", nargs=2, action="append", metavar=("NAME", "IMAGES"), required=True)
     p.add_argument("--seed", type=int, default=0)
 
     p = sub.add_parser("index", help="workflow step: parse a COCO file once, write per-shard parts")
+    p.set_defaults(func=_index)
     p.add_argument("--annotations", required=True, type=Path)
     p.add_argument("--output", required=True, type=Path, help="index folder")
     p.add_argument("--shards", type=_positive, default=1)
     _add_mask_options(p)
 
     p = sub.add_parser("shard", help="workflow step: convert one shard")
+    p.set_defaults(func=_shard)
     p.add_argument("--index-file", required=True, type=Path)
     p.add_argument("--images", required=True, type=Path)
     p.add_argument("--output", required=True, type=Path)
@@ -116,7 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compress-level", type=int, default=1, choices=range(10))
     p.add_argument("--name", default="")
 
-    p = sub.add_parser("train", help="train one variant on mask-stage folders (seed flags work)")
+    p = sub.add_parser("train", help="train one variant on mask-stage folders (underscore flags are accepted as aliases)")
+    p.set_defaults(func=_train)
     p.add_argument("--data_path", "--data-path", type=Path,
                    help="folder with train/ and val/ from `cocoseg masks` (or give --train-dir, --val-dir)")
     p.add_argument("--train-dir", type=Path)
@@ -144,12 +149,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--channels-last", choices=["true", "false"])
 
     p = sub.add_parser("weights", help="fetch named encoder weights (or check a file) into a file that loads offline")
+    p.set_defaults(func=_weights)
     p.add_argument("--architecture", default="DeepLabV3Plus")
     p.add_argument("--encoder", required=True)
     p.add_argument("--weights", required=True, help="a name SMP knows (imagenet, ...) or a state-dict file")
     p.add_argument("--output", required=True, type=Path)
 
     p = sub.add_parser("evaluate", help="metrics of a trained model on a mask-stage folder")
+    p.set_defaults(func=_evaluate)
     p.add_argument("--model", required=True, type=Path, help="model.pt written by `cocoseg train`")
     p.add_argument("--split-dir", required=True, type=Path)
     p.add_argument("--output", required=True, type=Path)
@@ -157,12 +164,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=_positive, default=1)
 
     p = sub.add_parser("predict", help="masks and overlays for any folder of images")
+    p.set_defaults(func=_predict)
     p.add_argument("--checkpoint", required=True, type=Path, help="model.pt written by `cocoseg train`")
     p.add_argument("--images", required=True, type=Path)
     p.add_argument("--output", required=True, type=Path)
     p.add_argument("--workers", type=_positive, default=1)
 
     p = sub.add_parser("report", help="comparison tables, plots and REPORT.md from a results folder")
+    p.set_defaults(func=_report)
     p.add_argument("--results", type=Path, default=Path("results"))
     p.add_argument("--variants", nargs="+", required=True)
     p.add_argument("--seeds", nargs="+", required=True)
@@ -175,6 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the config files of the run, named in the report")
 
     p = sub.add_parser("gather", help="workflow step: assemble a split from its shards")
+    p.set_defaults(func=_gather)
     p.add_argument("--meta", required=True, type=Path)
     p.add_argument("--shard-dirs", required=True, nargs="+", type=Path)
     p.add_argument("--output", required=True, type=Path)
@@ -190,49 +200,67 @@ def _holdout(args: argparse.Namespace) -> dict:
             "holdout_seed": args.holdout_seed}
 
 
-def run(args: argparse.Namespace) -> None:
-    from . import convert, demo
+def _masks(args: argparse.Namespace) -> None:
+    from .convert import convert
 
-    if args.command == "masks":
-        if not args.images.is_dir():
-            raise InputError(f"{args.images}: image folder not found")
-        convert.convert(args.annotations, args.images, args.output, workers=args.workers,
-                        classes=args.classes, max_images=args.max_images, link_mode=args.link,
-                        **_holdout(args))
-    elif args.command == "demo":
-        demo.make_demo(args.output, {name: int(count) for name, count in args.split}, seed=args.seed)
-    elif args.command == "index":
-        convert.index_split(args.annotations, args.output, args.shards, classes=args.classes,
-                            max_images=args.max_images)
-    elif args.command == "shard":
-        convert.convert_shard(args.index_file, args.images, args.output, link_mode=args.link,
-                              compress_level=args.compress_level, name=args.name)
-    elif args.command == "train":
-        _train(args)
-    elif args.command == "weights":
-        from .weights import prepare
+    if not args.images.is_dir():
+        raise InputError(f"{args.images}: image folder not found")
+    convert(args.annotations, args.images, args.output, workers=args.workers, classes=args.classes,
+            max_images=args.max_images, link_mode=args.link, **_holdout(args))
 
-        prepare(args.architecture, args.encoder, args.weights, args.output)
-        print(f"{args.encoder} encoder weights ({args.weights}) -> {args.output}", file=sys.stderr)
-    elif args.command == "evaluate":
-        from .evaluate import evaluate
 
-        m = evaluate(args.model, args.split_dir, args.output, samples=args.samples, threads=args.workers)
-        print(f"{m['variant']} on {m['split']}: mIoU {m['miou']:.3f}, mDice {m['mdice']:.3f}, "
-              f"pixel accuracy {m['pixel_accuracy']:.3f}, {m['inference_images_per_s']:.1f} images/s",
-              file=sys.stderr)
-    elif args.command == "predict":
-        from .evaluate import predict
+def _demo(args: argparse.Namespace) -> None:
+    from .demo import make_demo
 
-        written, skipped = predict(args.checkpoint, args.images, args.output, threads=args.workers)
-        print(f"{written} image{'s' * (written != 1)} written, {skipped} skipped -> {args.output}", file=sys.stderr)
-    elif args.command == "report":
-        from .report import build
+    make_demo(args.output, {name: int(count) for name, count in args.split}, seed=args.seed)
 
-        build(args.results, args.variants, args.seeds, args.eval_splits, args.data_splits, args.output_dir,
-              args.report_md, args.template, args.configs)
-    elif args.command == "gather":
-        convert.gather_split(args.meta, args.shard_dirs, args.output, name=args.name, **_holdout(args))
+
+def _index(args: argparse.Namespace) -> None:
+    from .convert import index_split
+
+    index_split(args.annotations, args.output, args.shards, classes=args.classes, max_images=args.max_images)
+
+
+def _shard(args: argparse.Namespace) -> None:
+    from .convert import convert_shard
+
+    convert_shard(args.index_file, args.images, args.output, link_mode=args.link,
+                  compress_level=args.compress_level, name=args.name)
+
+
+def _gather(args: argparse.Namespace) -> None:
+    from .convert import gather_split
+
+    gather_split(args.meta, args.shard_dirs, args.output, name=args.name, **_holdout(args))
+
+
+def _weights(args: argparse.Namespace) -> None:
+    from .weights import prepare
+
+    prepare(args.architecture, args.encoder, args.weights, args.output)
+    print(f"{args.encoder} encoder weights ({args.weights}) -> {args.output}", file=sys.stderr)
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    from .evaluate import evaluate
+
+    m = evaluate(args.model, args.split_dir, args.output, samples=args.samples, threads=args.workers)
+    print(f"{m['variant']} on {m['split']}: mIoU {m['miou']:.3f}, mDice {m['mdice']:.3f}, "
+          f"pixel accuracy {m['pixel_accuracy']:.3f}, {m['inference_images_per_s']:.1f} images/s", file=sys.stderr)
+
+
+def _predict(args: argparse.Namespace) -> None:
+    from .evaluate import predict
+
+    written, skipped = predict(args.checkpoint, args.images, args.output, threads=args.workers)
+    print(f"{written} image{'s' * (written != 1)} written, {skipped} skipped -> {args.output}", file=sys.stderr)
+
+
+def _report(args: argparse.Namespace) -> None:
+    from .report import build
+
+    build(args.results, args.variants, args.seeds, args.eval_splits, args.data_splits, args.output_dir,
+          args.report_md, args.template, args.configs)
 
 
 def one_line(error: InputError) -> str:
@@ -245,7 +273,7 @@ def one_line(error: InputError) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        run(args)
+        args.func(args)
     except InputError as e:
         print(f"cocoseg: error: {one_line(e)}", file=sys.stderr)
         return 2

@@ -13,6 +13,7 @@ from torch import nn
 from .coco import IGNORE
 from .data import normalize
 from .metrics import confusion_matrix, scores
+from .variants import Variant
 from .weights import build_model
 
 
@@ -27,16 +28,17 @@ def lr_factor(step: int, total_steps: int, warmup_steps: int, schedule: str) -> 
 
 
 class SegmentationModule(pl.LightningModule):
-    def __init__(self, architecture: str, encoder: str, encoder_weights: str | None, num_classes: int,
-                 lr: float, weight_decay: float, schedule: str = "poly", warmup_epochs: float = 1.0,
-                 dice_weight: float = 0.0, channels_last: bool = True):
+    """One variant's network, loss, optimiser and schedule; validation mIoU over the whole split."""
+
+    def __init__(self, variant: Variant, num_classes: int):
         super().__init__()
-        self.save_hyperparameters()
-        self.model = build_model(architecture, encoder, encoder_weights, num_classes)
-        if channels_last:
+        self.save_hyperparameters({"variant": variant.to_dict(), "num_classes": num_classes})
+        self.variant, self.num_classes = variant, num_classes
+        self.model = build_model(variant.architecture, variant.encoder, variant.encoder_weights, num_classes)
+        if variant.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.cross_entropy = nn.CrossEntropyLoss(ignore_index=IGNORE)
-        self.dice = smp.losses.DiceLoss("multiclass", ignore_index=IGNORE) if dice_weight else None
+        self.dice = smp.losses.DiceLoss("multiclass", ignore_index=IGNORE) if variant.dice_weight else None
         self.register_buffer("val_confusion", torch.zeros(num_classes, num_classes, dtype=torch.long),
                              persistent=False)
         self.history: list[dict] = []  # one row per epoch, kept in checkpoints for resumed runs
@@ -44,7 +46,7 @@ class SegmentationModule(pl.LightningModule):
         self._epoch_start = time.perf_counter()
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        if self.hparams.channels_last:
+        if self.variant.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         return self.model(images)
 
@@ -57,7 +59,7 @@ class SegmentationModule(pl.LightningModule):
         logits = logits.float()  # Dice sums overflow fp16 (SMP#463): losses in fp32
         loss = self.cross_entropy(logits, masks)
         if self.dice is not None:
-            loss = loss + self.hparams.dice_weight * self.dice(logits, masks)
+            loss = loss + self.variant.dice_weight * self.dice(logits, masks)
         return loss
 
     def training_step(self, batch, batch_idx):
@@ -77,7 +79,7 @@ class SegmentationModule(pl.LightningModule):
     def validation_step(self, batch, batch_idx):
         images, masks = batch
         predictions = self(images).argmax(dim=1)
-        self.val_confusion += confusion_matrix(masks, predictions, self.hparams.num_classes)
+        self.val_confusion += confusion_matrix(masks, predictions, self.num_classes)
 
     def on_validation_epoch_end(self) -> None:
         confusion = self.val_confusion
@@ -98,12 +100,12 @@ class SegmentationModule(pl.LightningModule):
         self._train_loss_sum = self._train_batches = 0.0
 
     def configure_optimizers(self):
-        optimizer = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        optimizer = torch.optim.AdamW(self.parameters(), lr=self.variant.lr, weight_decay=self.variant.weight_decay)
         total = self.trainer.estimated_stepping_batches
         steps_per_epoch = max(1, total // max(1, self.trainer.max_epochs))
-        warmup = int(self.hparams.warmup_epochs * steps_per_epoch)
+        warmup = int(self.variant.warmup_epochs * steps_per_epoch)
         schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: lr_factor(step, total, warmup, self.hparams.schedule))
+            optimizer, lambda step: lr_factor(step, total, warmup, self.variant.schedule))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:

@@ -133,9 +133,7 @@ def train(variant: Variant, train_dir: Path, val_dir: Path | None, output_dir: P
                                   num_workers=threads, seed=variant.seed, val_subset=val_subset)
     fingerprint = run_fingerprint(variant, labels, train_dir, val_dir, val_subset)
     last, resumed_from = prepare_checkpoints(checkpoint_dir, log_dir, fingerprint)
-    module = SegmentationModule(variant.architecture, variant.encoder, variant.encoder_weights, num_classes,
-                                variant.lr, variant.weight_decay, variant.schedule, variant.warmup_epochs,
-                                variant.dice_weight, variant.channels_last)
+    module = SegmentationModule(variant, num_classes)
     # CSVLogger rewrites its file when a run resumes: each run segment gets its own folder.
     csv_version = f"csv-from-epoch-{resumed_from + 1}" if resumed_from else "csv"
     checkpoints = ModelCheckpoint(dirpath=checkpoint_dir, filename="best", monitor="val_miou", mode="max",

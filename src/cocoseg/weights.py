@@ -71,6 +71,28 @@ def build_model(architecture: str, encoder: str, encoder_weights: str | None, nu
     return model
 
 
+def config_problems(variants: dict) -> list[str]:
+    """One line per setting that would fail only inside a training job, found before any job runs."""
+    architectures = {name.lower() for name in smp.MODEL_ARCHITECTURES_MAPPING}
+    encoders = smp.encoders.get_encoder_names()
+    problems = []
+    for name, v in variants.items():
+        if v.architecture.lower() not in architectures:
+            problems.append(f"config model.architecture: {v.architecture!r} is not one of "
+                            f"segmentation_models_pytorch's ({', '.join(sorted(smp.MODEL_ARCHITECTURES_MAPPING))})")
+        if v.encoder not in encoders:
+            problems.append(f"config model.encoders: {v.encoder!r} is not an encoder segmentation_models_pytorch "
+                            f"knows (for example resnet18, resnet50, mobilenet_v2, efficientnet-b0)")
+        elif v.encoder_weights and not is_weights_file(v.encoder_weights):
+            available = sorted(smp.encoders.encoders[v.encoder]["pretrained_settings"])
+            if v.encoder_weights not in available:
+                problems.append(f"config model.encoder_weights: {v.encoder_weights!r} is not available for "
+                                f"{v.encoder} ({', '.join(available) or 'none'}; or give a file)")
+        if v.gpu and v.accelerator == "cpu":
+            problems.append(f"config for {name}: gpu: true asks for a GPU that accelerator: cpu would not use")
+    return list(dict.fromkeys(problems))
+
+
 def prepare(architecture: str, encoder: str, weights: str, output: Path) -> None:
     """Write `weights` for `encoder` as a checked state-dict file that loads without a network."""
     if is_weights_file(weights):

@@ -49,6 +49,11 @@ DEMO_OUTPUTS = {
 }
 for problem in missing_config_paths(config["splits"], DEMO_OUTPUTS):
     raise ValueError(problem)
+if workflow.is_main_process:  # once, not again in every cluster job
+    from cocoseg.weights import config_problems
+
+    for problem in config_problems(VARIANTS):
+        raise ValueError(problem)
 WEIGHTS = config["model"]["encoder_weights"]
 if is_weights_file(WEIGHTS) and not os.path.isfile(WEIGHTS):
     raise ValueError(f"config model.encoder_weights: {WEIGHTS} does not exist")
