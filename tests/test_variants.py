@@ -34,7 +34,7 @@ def test_an_unknown_override_key_is_named_and_the_seed_is_set_per_run():
 
 @pytest.mark.parametrize("size", [100, (128, 120), 0])
 def test_sizes_must_divide_by_the_output_stride(size):
-    with pytest.raises(InputError, match="multiples of 16"):
+    with pytest.raises(InputError, match="multiple of 16"):
         Variant(image_size=size)
 
 

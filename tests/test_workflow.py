@@ -165,7 +165,7 @@ def test_the_workflow_runs_from_its_source_tree_without_the_package_installed(tm
      "model.overrides.deeplabv3plus-resnet18-64: unknown key(s) lrr"),
     ("model:\n  overrides: {deeplabv3plus-resnet50-64: {lr: 0.1}}\n",
      "model.overrides names 'deeplabv3plus-resnet50-64', which is not a variant"),
-    ("model:\n  image_sizes: [100]\n", "100 is not a multiple of 16"),
+    ("model:\n  image_sizes: [100]\n", "config model.image_sizes: 100: image size (100, 100): give one side"),
 ])
 def test_config_mistakes_stop_the_dry_run_with_the_key(tmp_path, extra, message):
     workdir = workflow_copy(tmp_path)

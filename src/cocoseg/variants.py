@@ -38,7 +38,8 @@ class Variant:
         size = self.image_size
         self.image_size = (int(size), int(size)) if isinstance(size, (int, float)) else tuple(int(v) for v in size)
         if len(self.image_size) != 2 or any(side % OUTPUT_STRIDE or side <= 0 for side in self.image_size):
-            raise InputError(f"image size {self.image_size}: sides must be positive multiples of {OUTPUT_STRIDE}")
+            raise InputError(f"image size {self.image_size}: give one side or [height, width], each a positive "
+                             f"multiple of {OUTPUT_STRIDE} (the output stride)")
         if not self.name:
             h, w = self.image_size
             self.name = f"{self.architecture.lower()}-{self.encoder}-{h if h == w else f'{h}x{w}'}"
@@ -63,8 +64,11 @@ def expand(model: dict, train: dict) -> dict[str, Variant]:
     common = {key: value for key, value in train.items() if key in TRAIN_KEYS}
     variants = {}
     for encoder, size in product(model["encoders"], model["image_sizes"]):
-        v = Variant(architecture=model["architecture"], encoder=encoder,
-                    encoder_weights=model["encoder_weights"], image_size=size, **common)
+        try:
+            v = Variant(architecture=model["architecture"], encoder=encoder,
+                        encoder_weights=model["encoder_weights"], image_size=size, **common)
+        except (InputError, TypeError, ValueError) as e:
+            raise InputError(f"config model.image_sizes: {size!r}: {e}") from None
         variants[v.name] = v
     for name, override in (model.get("overrides") or {}).items():
         if name not in variants:
