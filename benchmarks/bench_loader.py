@@ -1,10 +1,11 @@
 """Loader throughput per worker on real COCO JPEGs: the uint8 loader (normalisation on the device)
 against the float loader (albumentations Normalize + ToTensorV2 in the worker), same run.
 
-    python benchmarks/bench_loader.py [--coco ../shared/data/coco-tiny] [--size 512] [--passes 3]
+    python benchmarks/bench_loader.py [--coco DIR] [--size 512] [--passes 3]
 
---coco is a folder with annotations/instances_{train,val}2017.json and {train,val}2017/ (any
-COCO 2017 layout). Both splits go through `cocoseg masks` into a temporary folder; each
+--coco is the repository's 14 real COCO images (tests/data/coco-real) by default, or any folder
+in COCO 2017's layout (annotations/instances_{train,val}2017.json beside {train,val}2017/).
+Each split goes through `cocoseg masks` into a temporary folder; each
 pipeline then reads every image `--passes` times in one process (one loader worker's work:
 decode, mask decode, training augmentation, conversion), after one warm-up pass.
 Goals: >= 200 images/s per worker and >= 1.8x the float loader on a 2-core machine.
@@ -51,21 +52,24 @@ def rate(dataset, passes: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--coco", type=Path, default=REPO.parent / "shared" / "data" / "coco-tiny")
+    parser.add_argument("--coco", type=Path, default=REPO / "tests" / "data" / "coco-real")
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--passes", type=int, default=3)
     args = parser.parse_args()
-    if not (args.coco / "annotations").is_dir():
-        raise SystemExit(f"{args.coco}: no annotations/ folder; give --coco a COCO 2017 folder")
+    splits = {split: (args.coco / "annotations" / f"instances_{split}.json", args.coco / split)
+              for split in ("train2017", "val2017")}
+    splits = {name: paths for name, paths in splits.items() if paths[0].is_file()}
+    if (args.coco / "instances.json").is_file():
+        splits[args.coco.name] = (args.coco / "instances.json", args.coco / "images")
+    if not splits:
+        raise SystemExit(f"{args.coco}: neither instances.json nor annotations/instances_*2017.json")
     torch.set_num_threads(1)
     size = (args.size, args.size)
     with tempfile.TemporaryDirectory() as tmp:
         rows = []
-        for split in ("train2017", "val2017"):
-            annotations = args.coco / "annotations" / f"instances_{split}.json"
-            if annotations.exists():
-                convert(annotations, args.coco / split, Path(tmp) / split, workers=2)
-        for split in sorted(p.name for p in Path(tmp).iterdir()):
+        for split, (annotations, images) in splits.items():
+            convert(annotations, images, Path(tmp) / split, workers=2)
+        for split in splits:
             uint8 = SegmentationDataset(Path(tmp) / split, train_transform(size, seed=0))
             floats = FloatLoaderDataset(Path(tmp) / split, A.Compose(
                 [*train_transform(size, seed=0).transforms, A.Normalize(mean=MEAN, std=STD), ToTensorV2()], seed=0))
