@@ -67,8 +67,8 @@ def main() -> None:
     size = (args.size, args.size)
     with tempfile.TemporaryDirectory() as tmp:
         rows = []
-        for split, (annotations, images) in splits.items():
-            convert(annotations, images, Path(tmp) / split, workers=2)
+        for split, (instances, images) in splits.items():
+            convert(instances, images, Path(tmp) / split, workers=2)
         for split in splits:
             uint8 = SegmentationDataset(Path(tmp) / split, train_transform(size, seed=0))
             floats = FloatLoaderDataset(Path(tmp) / split, A.Compose(

@@ -11,7 +11,8 @@ from pycocotools.coco import COCO
 
 from cocoseg.convert import convert
 from cocoseg.demo import make_demo
-from cocoseg.files import FILE_MODE, InputError
+from cocoseg.common import InputError
+from cocoseg.files import FILE_MODE
 from cocoseg.splitfolder import read_labels, read_manifest, read_manifest_rows
 
 from conftest import COCO_REAL, COCO_TINY

@@ -1,7 +1,6 @@
 """Faults users meet after the first run: files that go bad, odd images, a crash, a wrong path."""
 
 import json
-import os
 import shutil
 
 import numpy as np

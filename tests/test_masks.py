@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 
-from cocoseg.coco import IGNORE, label_map
-from cocoseg.files import InputError
+from cocoseg.coco import label_map
+from cocoseg.common import IGNORE
+from cocoseg.common import InputError
 from cocoseg.masks import UnusableImage, decode_segmentation, paint_mask, rle_string_counts
 
 from conftest import CATEGORIES, square

@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO
 from slurm_cluster import ClusterUnavailable, SlurmCluster
 from test_workflow import TEST_CONFIG, snakemake, workflow_copy
 

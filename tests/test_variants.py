@@ -1,6 +1,6 @@
 import pytest
 
-from cocoseg.files import InputError
+from cocoseg.common import InputError
 from cocoseg.model import lr_factor
 from cocoseg.variants import Variant, expand
 

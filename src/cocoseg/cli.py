@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from .files import InputError
+from .common import InputError
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # albumentations calls home at import
 

@@ -14,11 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Sequence
 
-from .files import InputError, safe_relative
+from .common import MAX_CLASSES, InputError
+from .files import safe_relative
 
-BACKGROUND = 0
-IGNORE = 255
-MAX_CLASSES = 254  # labels 1..254; 0 is background and 255 is "ignore"
 
 
 @dataclass

@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from .coco import load_split
-from .files import InputError, hard_link, link_or_copy, write_bytes, write_json
+from .common import InputError
+from .files import hard_link, link_or_copy, write_bytes, write_json
 from .images import image_fault
 from .masks import UnusableImage, paint_mask
 from .png import encode_mask_png

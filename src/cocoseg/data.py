@@ -24,8 +24,8 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
-from .coco import IGNORE
-from .files import InputError
+from .common import IGNORE
+from .common import InputError
 from .images import load_rgb
 from .splitfolder import read_manifest
 

@@ -16,7 +16,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from .data import check_files_exist, eval_transform, load_sample, normalize, read_manifest, to_tensor
 from .images import load_rgb
-from .files import InputError, atomic_path, write_bytes, write_csv, write_json
+from .common import InputError
+from .files import atomic_path, write_bytes, write_csv, write_json
 from .metrics import confusion_matrix, scores
 from .png import encode_mask_png
 from .devices import count_parameters, peak_memory_mb, resolve_accelerator

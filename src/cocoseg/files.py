@@ -21,10 +21,6 @@ def _current_umask() -> int:
 FILE_MODE = 0o666 & ~_current_umask()  # what open() would give; mkstemp's 0600 would leak out
 
 
-class InputError(Exception):
-    """An input the user must fix; the CLI prints it as one line and exits non-zero."""
-
-
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to `path`, renamed onto it only if the block succeeds.

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .files import InputError
+from .common import InputError
 
 Image.MAX_IMAGE_PIXELS = None  # the limit below applies instead, before any decoding
 DEFAULT_MAX_PIXELS = 100_000_000  # 10000 x 10000; an RGB decode of that is 300 MB

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from .coco import IGNORE
+from .common import IGNORE
 
 
 @dataclass

@@ -10,7 +10,7 @@ import segmentation_models_pytorch as smp
 import torch
 from torch import nn
 
-from .coco import IGNORE
+from .common import IGNORE
 from .data import normalize
 from .metrics import confusion_matrix, scores
 from .variants import Variant

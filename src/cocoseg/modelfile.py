@@ -12,7 +12,8 @@ from pathlib import Path
 
 import torch
 
-from .files import InputError, atomic_path
+from .common import InputError
+from .files import atomic_path
 from .variants import Variant
 
 

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .files import InputError, read_csv, write_csv
+from .common import InputError
+from .files import read_csv, write_csv
 
 MANIFEST_COLUMNS = ["image_id", "file_name", "width", "height", "annotations", "status", "reason", "mask",
                     "mask_checksum", "holdout"]

@@ -24,7 +24,8 @@ from pytorch_lightning.plugins.environments import LightningEnvironment, SLURMEn
 
 from .data import SegmentationDataModule
 from .devices import count_parameters, device_name, peak_memory_mb, resolve_accelerator, resolve_precision
-from .files import InputError, write_json
+from .common import InputError
+from .files import write_json
 from .model import SegmentationModule
 from .modelfile import save_model
 from .splitfolder import content_digest, read_labels

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields, replace
 from itertools import product
 
-from .files import InputError
+from .common import InputError
 
 OUTPUT_STRIDE = 16  # DeepLabV3+ default: input sides must divide by it
 

@@ -16,7 +16,8 @@ import segmentation_models_pytorch as smp
 import torch
 from torch import nn
 
-from .files import InputError, atomic_path
+from .common import InputError
+from .files import atomic_path
 
 WEIGHT_SUFFIXES = (".pt", ".pth", ".bin")
 
