@@ -7,6 +7,12 @@ class InputError(Exception):
     """An input the user must fix; the CLI prints it as one line and exits non-zero."""
 
 
+def first_line(error: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message (or its type), short enough for a one-line error."""
+    text = str(error).strip()
+    return (text.splitlines()[0] if text else type(error).__name__)[:limit]
+
+
 BACKGROUND = 0
 IGNORE = 255  # pixels no metric counts: crowd regions, padding, unknown categories
 MAX_CLASSES = 254  # labels 1..254; 0 is background and 255 is "ignore"

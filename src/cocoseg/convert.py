@@ -26,8 +26,6 @@ from .png import encode_mask_png
 from .splitfolder import (OK, SKIPPED, checksum, draw_holdout, holdout_size, manifest_row, read_manifest_rows,
                           write_labels, write_manifest)
 
-
-
 PIXELS = "class_pixels.json"  # in a shard folder: labelled pixels per label value, summed by gather
 
 

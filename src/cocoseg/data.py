@@ -24,8 +24,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
-from .common import IGNORE
-from .common import InputError
+from .common import IGNORE, InputError
 from .images import load_rgb
 from .splitfolder import read_manifest
 
@@ -77,14 +76,13 @@ def load_sample(split_dir: Path, row: dict) -> tuple[np.ndarray, np.ndarray]:
     size = (int(row["height"]), int(row["width"]))
     arrays = []
     for folder, name, load in (("images", row["file_name"], load_rgb), ("masks", row["mask"], load_mask)):
-        path = Path(split_dir) / folder / name
         where = f"{split_dir}: {folder}/{name}"
-        if not path.exists():
-            raise _missing(split_dir, folder, name)
         try:
-            array = load(path)
+            array = load(Path(split_dir) / folder / name)
         except InputError:
             raise
+        except FileNotFoundError:  # gone since `check_files_exist`
+            raise _missing(split_dir, folder, name) from None
         except Exception as e:  # truncated, not an image, unreadable
             raise InputError(f"{where}: unreadable ({e})") from None
         if array.shape[:2] != size:

@@ -14,14 +14,14 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from .data import check_files_exist, eval_transform, load_sample, normalize, read_manifest, to_tensor
-from .images import load_rgb
 from .common import InputError
-from .files import atomic_path, write_bytes, write_csv, write_json
-from .metrics import confusion_matrix, scores
-from .png import encode_mask_png
+from .data import check_files_exist, eval_transform, load_sample, normalize, read_manifest, to_tensor
 from .devices import count_parameters, peak_memory_mb, resolve_accelerator
+from .files import atomic_path, write_bytes, write_csv, write_json
+from .images import load_rgb
+from .metrics import confusion_matrix, scores
 from .modelfile import load_trained
+from .png import encode_mask_png
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from .common import InputError
+from .common import InputError, first_line
 from .files import atomic_path
 from .variants import Variant
 
@@ -44,6 +44,5 @@ def load_trained(path: Path, device: str = "cpu", epoch: str = "chosen"
     except FileNotFoundError:
         raise InputError(f"{path}: model file not found") from None
     except Exception as e:  # not a zip or pickle, a pickle carrying objects, other keys or shapes
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise InputError(f"{path}: not a model.pt written by `cocoseg train` ({reason[:200]})") from None
+        raise InputError(f"{path}: not a model.pt written by `cocoseg train` ({first_line(e)})") from None
     return model.to(device).eval(), variant, saved["labels"], saved.get("last_epoch" if epoch == "last" else "epoch")

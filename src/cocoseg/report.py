@@ -166,10 +166,16 @@ def per_class_tables(per_class: dict[tuple[str, str, str], pd.DataFrame], single
     return long.drop(columns="column"), wide[[c for name in mean.columns for c in (name, f"{name} std")]]
 
 
+def label_shares(confusion: np.ndarray) -> np.ndarray:
+    """Each row of a confusion matrix as shares of that label's pixels."""
+    counts = np.asarray(confusion, dtype=np.float64)
+    return counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+
+
 def top_confusions(confusion: np.ndarray, names: list[str], k: int = TOP_CONFUSIONS) -> pd.DataFrame:
     """The k largest off-diagonal shares of a confusion matrix: label -> predicted, share of the label's pixels."""
-    counts = np.asarray(confusion, dtype=np.float64)
-    shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    counts = np.asarray(confusion)
+    shares = label_shares(counts)
     np.fill_diagonal(shares, 0)
     order = np.argsort(-shares, axis=None, kind="stable")[:k]
     rows = [(names[i], names[j], shares[i, j], int(counts[i, j])) for i, j in zip(*np.unravel_index(order, shares.shape))
@@ -253,10 +259,9 @@ def plot_cost_accuracy(table: pd.DataFrame, path: Path) -> None:
     _save(fig, path)
 
 
-def plot_per_class_iou(per_class: pd.DataFrame, frequency: pd.Series, path: Path) -> None:
-    means = per_class[[c for c in per_class.columns if not c.endswith(" std")]].astype(float)
-    shown, note = shown_classes(frequency.reindex(means.index).fillna(0))
-    means = means.loc[shown]
+def plot_per_class_iou(per_class: pd.DataFrame, shown: list[str], note: str, path: Path) -> None:
+    """Mean IoU of the `shown` classes (see `shown_classes`), in that order."""
+    means = per_class.loc[shown, [c for c in per_class.columns if not c.endswith(" std")]].astype(float)
     fig, ax = plt.subplots(figsize=(2 + 1.2 * means.shape[1], 1 + 0.22 * means.shape[0]))
     sns.heatmap(means, annot=means.shape[0] <= MANY_CLASSES, fmt=".2f", vmin=0, vmax=1, cmap="viridis", ax=ax)
     ax.set(xlabel="", ylabel="class, most frequent first", title=f"IoU, mean over seeds{note}")
@@ -284,9 +289,8 @@ def plot_class_frequency(shares: pd.DataFrame, path: Path) -> None:
 
 
 def plot_confusion(confusion: np.ndarray, names: list[str], title: str, path: Path) -> None:
-    counts = np.asarray(confusion, dtype=np.float64)
-    normalised = pd.DataFrame(counts / np.maximum(counts.sum(axis=1, keepdims=True), 1), index=names, columns=names)
-    shown, note = shown_classes(pd.Series(counts.sum(axis=1), index=names), limit=20)
+    normalised = pd.DataFrame(label_shares(confusion), index=names, columns=names)
+    shown, note = shown_classes(pd.Series(np.asarray(confusion).sum(axis=1), index=names), limit=20)
     normalised = normalised.loc[shown, shown]
     fig, ax = plt.subplots(figsize=(1.5 + 0.45 * len(shown), 1 + 0.4 * len(shown)))
     sns.heatmap(normalised, vmin=0, vmax=1, cmap="Blues", annot=len(shown) <= 15, fmt=".2f", ax=ax)
@@ -354,11 +358,12 @@ def build(results: Path, variants: list[str], seeds: list[str], eval_splits: lis
     verdicts = {split: verdict(part) for split, part in table.groupby("split", sort=False)}
     best = verdicts[eval_splits[0]]["best"]
     frequency = shares[eval_splits[0]] if eval_splits[0] in shares else shares.iloc[:, 0]
+    shown, note = shown_classes(frequency.reindex(classes.index).fillna(0))
     plots = out_dir / "plots"
     plot_metrics_bars(runs, plots / "metrics_bars.png")
     plot_speed_accuracy(table, plots / "speed_accuracy.png")
     plot_cost_accuracy(table, plots / "cost_accuracy.png")
-    plot_per_class_iou(classes, frequency, plots / "per_class_iou.png")
+    plot_per_class_iou(classes, shown, note, plots / "per_class_iou.png")
     plot_training_curves(summaries, plots / "training_curves.png")
     plot_class_frequency(shares, plots / "class_frequency.png")
     plot_confusion(summed[best["variant"], best["split"]], names,
@@ -366,19 +371,18 @@ def build(results: Path, variants: list[str], seeds: list[str], eval_splits: lis
     plot_samples({v: run_path(results, "eval", v, seeds[0]) / eval_splits[0] / "samples" for v in variants},
                  plots / "samples.png")
 
-    shown, note = shown_classes(frequency.reindex(classes.index).fillna(0))
     class_table = classes.loc[shown].round(3).astype(object).where(classes.loc[shown].notna(), "-")
     relative = Path(os.path.relpath(out_dir, Path(report_md).parent))
     environment = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(template).parent),
                                      undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
     text = environment.get_template(Path(template).name).render(
         configs=configs, machine=machine_description(), zoo=zoo, table=table, verdicts=verdicts,
-        noise_rule=NOISE_RULE, seeds=seeds, summaries={v: summaries[v, seeds[0]] for v in variants},
+        noise_rule=NOISE_RULE, summaries={v: summaries[v, seeds[0]] for v in variants},
         variants=variants, eval_splits=eval_splits, mean_std=mean_std,
         same_images=table[table["same_images"]], datasets=markdown(datasets),
         class_table=markdown(class_table.rename_axis("class").reset_index()), class_note=note,
         confusions=markdown(confused.assign(share=confused["share"].map("{:.3f}".format))),
-        plots={name: (relative / "plots" / f"{name}.png").as_posix() for name in PLOTS}, plot_titles=PLOTS,
+        plots={name: (relative / "plots" / f"{name}.png").as_posix() for name in PLOTS},
         tables={name: (relative / name).as_posix() for name in tables},
         pareto=list(table.loc[table["pareto"], "variant"]),
     )

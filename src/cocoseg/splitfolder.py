@@ -26,7 +26,6 @@ MANIFEST_COLUMNS = ["image_id", "file_name", "width", "height", "annotations", "
                     "mask_checksum", "holdout"]
 LABEL_COLUMNS = ["label", "category_id", "name"]
 OK, SKIPPED = "ok", "skipped"
-SUBSETS = ("all", "fit", "holdout")  # every usable image; those trained on; those held out of training
 
 
 def checksum(data: bytes) -> str:
@@ -63,7 +62,8 @@ def read_labels(split_dir: Path) -> list[dict]:
 
 
 def read_manifest(split_dir: Path, subset: str = "all") -> list[dict]:
-    """The usable images of a split (or of one of its subsets), in manifest order."""
+    """The usable images of a split in manifest order: `all`, those trained on (`fit`), or those
+    held out of training (`holdout`)."""
     path = Path(split_dir) / "manifest.csv"
     if not path.is_file():
         raise InputError(f"{path}: not found (is {split_dir} a `cocoseg masks` output folder?)")

@@ -22,15 +22,15 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 from pytorch_lightning.plugins.environments import LightningEnvironment, SLURMEnvironment
 
+from .common import InputError
 from .data import SegmentationDataModule
 from .devices import count_parameters, device_name, peak_memory_mb, resolve_accelerator, resolve_precision
-from .common import InputError
 from .files import write_json
 from .model import SegmentationModule
 from .modelfile import save_model
 from .splitfolder import content_digest, read_labels
-from .variants import Variant
-from .weights import file_checksum, is_weights_file
+from .variants import Variant, is_weights_file
+from .weights import file_checksum
 
 FINGERPRINT = "fingerprint.json"  # beside the checkpoints: what the run they belong to was trained on
 
@@ -63,8 +63,9 @@ def run_fingerprint(variant: Variant, labels: list[dict], train_dir: Path, val_d
 
 
 def _changes(saved: dict, current: dict) -> str:
-    keys = [f"{part}.{k}" for part in ("settings",) for k in current[part]
-            if saved.get(part, {}).get(k) != current[part][k]]
+    """Which parts of a fingerprint differ, settings named one by one."""
+    settings = saved.get("settings", {})
+    keys = [f"settings.{k}" for k, v in current["settings"].items() if settings.get(k) != v]
     keys += [part for part in current if part != "settings" and saved.get(part) != current[part]]
     return ", ".join(keys) or "unknown"
 

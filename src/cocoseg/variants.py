@@ -5,12 +5,19 @@ Kept free of torch so the Snakefile can import it cheaply to build its wildcards
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, field, fields, replace
 from itertools import product
 
 from .common import InputError
 
 OUTPUT_STRIDE = 16  # DeepLabV3+ default: input sides must divide by it
+WEIGHT_SUFFIXES = (".pt", ".pth", ".bin")
+
+
+def is_weights_file(value: str | None) -> bool:
+    """`encoder_weights` names a file (as opposed to weights SMP knows by name, such as `imagenet`)."""
+    return bool(value) and (value.endswith(WEIGHT_SUFFIXES) or "/" in value or os.sep in value)
 
 
 @dataclass

@@ -16,16 +16,9 @@ import segmentation_models_pytorch as smp
 import torch
 from torch import nn
 
-from .common import InputError
+from .common import InputError, first_line
 from .files import atomic_path
-
-WEIGHT_SUFFIXES = (".pt", ".pth", ".bin")
-
-
-def is_weights_file(value: str | None) -> bool:
-    """A path (as opposed to a name SMP knows, such as `imagenet`)."""
-    return bool(value) and (value.endswith(WEIGHT_SUFFIXES) or "/" in value or os.sep in value)
-
+from .variants import is_weights_file
 
 def file_checksum(path: str | os.PathLike) -> str:
     digest = hashlib.blake2b(digest_size=12)
@@ -45,8 +38,7 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
             warnings.simplefilter("ignore")
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # not a torch file, or a pickle carrying objects
-        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise InputError(f"{path}: not a state dict saved by torch.save ({reason[:200]})") from None
+        raise InputError(f"{path}: not a state dict saved by torch.save ({first_line(e)})") from None
     if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise InputError(f"{path}: not a state dict of tensors (save one with torch.save(model.encoder.state_dict()))")
     return state
@@ -57,8 +49,7 @@ def load_encoder_weights(model: nn.Module, path: Path, encoder: str) -> None:
     try:
         model.encoder.load_state_dict(read_state_dict(path))
     except RuntimeError as e:
-        first = str(e).strip().splitlines()[0]
-        raise InputError(f"{path}: does not fit the {encoder} encoder ({first[:200]})") from None
+        raise InputError(f"{path}: does not fit the {encoder} encoder ({first_line(e)})") from None
 
 
 def build_model(architecture: str, encoder: str, encoder_weights: str | None, num_classes: int) -> nn.Module:
@@ -104,8 +95,7 @@ def prepare(architecture: str, encoder: str, weights: str, output: Path) -> None
         try:
             model = build_model(architecture, encoder, weights, num_classes=1)
         except Exception as e:  # no network, unknown name, a hub error
-            reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
-            raise InputError(f"encoder weights {weights!r} for {encoder}: cannot be fetched ({reason[:200]}); "
+            raise InputError(f"encoder weights {weights!r} for {encoder}: cannot be fetched ({first_line(e)}); "
                              f"set model.encoder_weights to a file holding torch.save(model.encoder.state_dict())"
                              ) from None
     with atomic_path(output) as tmp:

@@ -12,14 +12,21 @@ import shutil
 import socket
 from pathlib import Path
 
+from .variants import is_weights_file
+
 LOCK_OWNER = "cocoseg-lock-owner.json"  # in .snakemake/: which process holds the locks
 
 
-def missing_config_paths(splits: dict, produced: set[str]) -> list[str]:
-    """One line per split path the config names that neither exists nor is made by a rule."""
-    return [f"config splits.{name}.{key}: {split[key]} does not exist"
-            for name, split in splits.items() for key in ("annotations", "images")
-            if split[key] not in produced and not os.path.exists(split[key])]
+def missing_config_paths(config: dict, produced: set[str]) -> list[str]:
+    """One line per path the config names (split files and folders, an encoder-weights file)
+    that neither exists nor is made by a rule."""
+    paths = {f"splits.{name}.{key}": split[key] for name, split in config["splits"].items()
+             for key in ("annotations", "images")}
+    weights = config["model"]["encoder_weights"]
+    if is_weights_file(weights):
+        paths["model.encoder_weights"] = weights
+    return [f"config {key}: {path} does not exist" for key, path in paths.items()
+            if path not in produced and not os.path.exists(path)]
 
 
 def export_source_path(source: str) -> None:

@@ -10,8 +10,8 @@ SOURCE = os.path.join(workflow.basedir, "src")
 sys.path.insert(0, SOURCE)
 
 from cocoseg.images import MAX_PIXELS_VARIABLE
-from cocoseg.weights import is_weights_file
 from cocoseg.variants import expand as expand_variants
+from cocoseg.variants import is_weights_file
 from cocoseg.workflow_checks import (
     clear_stale_locks,
     export_source_path,
@@ -47,7 +47,7 @@ DEMO_OUTPUTS = {
         f"results/demo/images/{split}",
     )
 }
-for problem in missing_config_paths(config["splits"], DEMO_OUTPUTS):
+for problem in missing_config_paths(config, DEMO_OUTPUTS):
     raise ValueError(problem)
 if workflow.is_main_process:  # once, not again in every cluster job
     from cocoseg.weights import config_problems
@@ -55,8 +55,6 @@ if workflow.is_main_process:  # once, not again in every cluster job
     for problem in config_problems(VARIANTS):
         raise ValueError(problem)
 WEIGHTS = config["model"]["encoder_weights"]
-if is_weights_file(WEIGHTS) and not os.path.isfile(WEIGHTS):
-    raise ValueError(f"config model.encoder_weights: {WEIGHTS} does not exist")
 os.environ[MAX_PIXELS_VARIABLE] = str(config["max_pixels"])  # every job inherits the one limit
 if cleared := clear_stale_locks(".snakemake"):
     print(f"cocoseg: {cleared}", file=sys.stderr)
