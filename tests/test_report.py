@@ -150,6 +150,7 @@ def test_report_has_every_section_and_variant_with_numbers_from_results(built):
     assert "Its lead over v-a-64 (0.100 mIoU) is **beyond seed noise**" in text
     assert "Pareto front (no other variant both faster and more accurate, on means): v-a-64, v-c-96." in text
     assert "chosen on images the scores do not come from" in text
+    assert "held out of training (and never\nscored)" in text and "trained once per seed (here\n  2)" in text
     assert "Selection and scoring used the same images" not in text
     assert "(results/report/plots/samples.png)" in text and "(results/report/plots/cost_accuracy.png)" in text
     assert "This version: `snakemake` with `config/config.yaml` on" in text
@@ -171,6 +172,8 @@ def test_one_seed_says_no_spread_is_available(tmp_path):
 def test_selection_on_the_scored_split_is_flagged(tmp_path):
     _, text = build_report(tmp_path, selection=("val", "all"))
     assert "**Selection and scoring used the same images**" in text
+    assert "held out of training (and never" not in text  # the design notes say what this run did
+    assert "this run chose the best epoch on the\n  scored split itself" in text
 
 
 def test_many_classes_plot_the_most_and_least_frequent(tmp_path):
