@@ -23,7 +23,7 @@ from cocoseg.devices import resolve_accelerator, resolve_precision
 from cocoseg.train import train
 from cocoseg.variants import Variant
 
-from conftest import save_image
+from conftest import CodeOnLoad, save_image
 
 TINY = dict(encoder="resnet18", image_size=64, epochs=2, batch_size=4, lr=3e-3, seed=5)
 
@@ -256,18 +256,13 @@ def test_a_model_file_that_would_run_code_is_refused(trained, tmp_path, capsys):
     import torch
     out, _ = trained
     saved = torch.load(out / "model.pt", weights_only=True)
-    saved["variant"] = Exploit()
+    saved["variant"] = CodeOnLoad(tmp_path / "exploited")
     torch.save(saved, tmp_path / "model.pt")
     (tmp_path / "images").mkdir()
     assert main(["predict", "--checkpoint", str(tmp_path / "model.pt"), "--images", str(tmp_path / "images"),
                  "--output", str(tmp_path / "out")]) == 2
     assert "not a model.pt written by `cocoseg train`" in capsys.readouterr().err
     assert not (tmp_path / "exploited").exists()
-
-
-class Exploit:
-    def __reduce__(self):
-        return (os.mkdir, (os.path.join(os.getcwd(), "exploited"),))
 
 
 @pytest.fixture(scope="module")

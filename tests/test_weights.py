@@ -12,6 +12,7 @@ from cocoseg.model import SegmentationModule
 from cocoseg.variants import Variant
 from cocoseg.weights import build_model
 
+from conftest import CodeOnLoad
 from test_bad_input import one_line_error
 from test_workflow import TEST_CONFIG, snakemake, workflow_copy
 
@@ -52,14 +53,9 @@ def test_bad_weights_files_give_one_line(resnet18_file, tmp_path, capsys):
     torch.save({"epochs": 3}, tmp_path / "plain.pt")
     check(tmp_path / "plain.pt", "not a state dict of tensors")
     check(resnet18_file, "does not fit the mobilenet_v2 encoder", encoder="mobilenet_v2")
-    torch.save({"weight": Exploit()}, tmp_path / "exploit.pt")
+    torch.save({"weight": CodeOnLoad(tmp_path / "exploited")}, tmp_path / "exploit.pt")
     check(tmp_path / "exploit.pt", "not a state dict saved by torch.save")
     assert not (tmp_path / "exploited").exists()
-
-
-class Exploit:
-    def __reduce__(self):
-        return (os.mkdir, (os.path.join(os.getcwd(), "exploited"),))
 
 
 def test_weights_that_cannot_be_fetched_say_how_to_give_a_file(tmp_path):
