@@ -86,6 +86,8 @@ def test_evaluation_counts_every_original_pixel(data, trained, tmp_path):
     assert len(list((tmp_path / "samples").glob("*.png"))) == 2
     again = evaluate(out / "model.pt", data / "val", tmp_path / "again", samples=0)
     assert again["miou"] == metrics["miou"]
+    evaluate(out / "model.pt", data / "val", tmp_path, samples=1)  # the same folder, fewer panels
+    assert len(list((tmp_path / "samples").glob("*.png"))) == 1
 
 
 def test_evaluation_metrics_do_not_depend_on_loader_workers(data, trained, tmp_path):

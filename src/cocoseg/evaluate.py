@@ -102,6 +102,8 @@ def evaluate(model_path: Path, split_dir: Path, output_dir: Path, samples: int =
     check_files_exist(split_dir, rows)
     colours = palette(num_classes)
     output_dir = Path(output_dir)
+    for stale in (output_dir / "samples").glob("*.png"):  # panels of an earlier evaluation here
+        stale.unlink()
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.long)
     predictor(load_sample(split_dir, rows[0])[0])  # warm-up, not timed
     if predictor.device == "cuda":
