@@ -1,14 +1,21 @@
-"""Loader throughput per worker on real COCO JPEGs: the uint8 loader (normalisation on the device)
-against the float loader (albumentations Normalize + ToTensorV2 in the worker), same run.
+"""Loader throughput per worker on real COCO JPEGs: today's loader against the earlier one, same run.
 
-    python benchmarks/bench_loader.py [--coco DIR] [--size 512] [--passes 3]
+    python benchmarks/bench_loader.py [--coco DIR] [--size 512] [--batch 16] [--passes 3]
+
+Today's loader: torchvision JPEG decode, uint8 HWC images and masks out of the worker,
+normalisation on the device. The earlier loader: Pillow decode, albumentations Normalize +
+ToTensorV2 in the worker, float32 CHW images and int64 masks (as the first training code had it).
+Both run the same training augmentation with the same seed.
 
 --coco is the repository's 14 real COCO images (tests/data/coco-real) by default, or any folder
 in COCO 2017's layout (annotations/instances_{train,val}2017.json beside {train,val}2017/).
-Each split goes through `cocoseg masks` into a temporary folder; each
-pipeline then reads every image `--passes` times in one process (one loader worker's work:
-decode, mask decode, training augmentation, conversion), after one warm-up pass.
-Goals: >= 200 images/s per worker and >= 1.8x the float loader on a 2-core machine.
+Each split goes through `cocoseg masks` into a temporary folder. Two measures per loader:
+- "worker": a DataLoader with one worker process and batches of `--batch`, as training builds it,
+  read in the main process: decoding, augmentation, batching and the hand-over to the training
+  process, which is what one worker delivers;
+- "in-process": the dataset's items read in this process (decode and augmentation only).
+Each after a warm-up pass, over `--passes` passes. Goals: >= 200 images/s per worker and >= 1.8x
+the earlier loader on a 2-core machine.
 """
 
 from __future__ import annotations
@@ -22,26 +29,60 @@ from pathlib import Path
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 import albumentations as A
+import numpy as np
 import torch
 from albumentations.pytorch import ToTensorV2
+from PIL import Image
+from torch.utils.data import DataLoader
 
 from cocoseg.convert import convert
-from cocoseg.data import MEAN, STD, SegmentationDataset, load_sample, normalize, train_transform
+from cocoseg.data import MEAN, STD, SegmentationDataModule, SegmentationDataset, load_mask, normalize, train_transform
+from cocoseg.images import to_rgb
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-class FloatLoaderDataset(SegmentationDataset):
-    """The earlier loader: float32 normalisation and tensor conversion in the worker."""
+class EarlierDataset(SegmentationDataset):
+    """The earlier loader's worker: Pillow decode, float32 normalisation and int64 masks."""
 
     def __getitem__(self, index: int):
-        image, mask = load_sample(self.split_dir, self.rows[index])
-        out = self.transform(image=image, mask=mask)
+        row = self.rows[index]
+        with Image.open(self.split_dir / "images" / row["file_name"]) as im:
+            image = to_rgb(im)
+        out = self.transform(image=image, mask=load_mask(self.split_dir / "masks" / row["mask"]))
         return out["image"], out["mask"].long()
 
 
-def rate(dataset, passes: int) -> float:
-    for index in range(len(dataset)):  # warm-up: page cache, lazy imports
+def _earlier_worker_init(worker_id: int) -> None:
+    info = torch.utils.data.get_worker_info()
+    info.dataset.transform.set_random_seed(torch.initial_seed() % 2**32)
+
+
+def earlier_loader(split_dir: Path, size: tuple[int, int], batch: int) -> DataLoader:
+    transform = A.Compose([*train_transform(size, seed=0).transforms, A.Normalize(mean=MEAN, std=STD), ToTensorV2()],
+                          seed=0)
+    return DataLoader(EarlierDataset(split_dir, transform), batch_size=batch, num_workers=1, persistent_workers=True,
+                      worker_init_fn=_earlier_worker_init, shuffle=True, drop_last=True)
+
+
+def todays_loader(split_dir: Path, size: tuple[int, int], batch: int) -> DataLoader:
+    data = SegmentationDataModule(split_dir, split_dir, size, batch, num_workers=1, seed=0)
+    data.setup()
+    return data.train_dataloader()
+
+
+def loader_rate(loader: DataLoader, passes: int) -> float:
+    for _ in loader:  # warm-up: worker start, page cache, lazy imports
+        pass
+    images, start = 0, time.perf_counter()
+    for _ in range(passes):
+        for batch_images, _masks in loader:
+            images += len(batch_images)
+    return images / (time.perf_counter() - start)
+
+
+def item_rate(dataset, passes: int) -> float:
+    for index in range(len(dataset)):
         dataset[index]
     start = time.perf_counter()
     for _ in range(passes):
@@ -54,6 +95,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--coco", type=Path, default=REPO / "tests" / "data" / "coco-real")
     parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--passes", type=int, default=3)
     args = parser.parse_args()
     splits = {split: (args.coco / "annotations" / f"instances_{split}.json", args.coco / split)
@@ -65,25 +107,31 @@ def main() -> None:
         raise SystemExit(f"{args.coco}: neither instances.json nor annotations/instances_*2017.json")
     torch.set_num_threads(1)
     size = (args.size, args.size)
+    rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        rows = []
         for split, (instances, images) in splits.items():
             convert(instances, images, Path(tmp) / split, workers=2)
         for split in splits:
-            uint8 = SegmentationDataset(Path(tmp) / split, train_transform(size, seed=0))
-            floats = FloatLoaderDataset(Path(tmp) / split, A.Compose(
-                [*train_transform(size, seed=0).transforms, A.Normalize(mean=MEAN, std=STD), ToTensorV2()], seed=0))
-            rows.append((split, len(uint8), rate(floats, args.passes), rate(uint8, args.passes)))
-        images = next(iter(SegmentationDataset(Path(tmp) / rows[0][0], train_transform(size, seed=0))))[0][None]
+            split_dir = Path(tmp) / split
+            batch = min(args.batch, len(SegmentationDataset(split_dir, train_transform(size, 0))))
+            earlier, today = earlier_loader(split_dir, size, batch), todays_loader(split_dir, size, batch)
+            rows.append((split, len(today.dataset), loader_rate(earlier, args.passes), loader_rate(today, args.passes),
+                         item_rate(earlier.dataset, args.passes), item_rate(today.dataset, args.passes)))
+            del earlier, today  # stop the workers before the next split
+        images = torch.from_numpy(np.zeros((1, *size, 3), np.uint8))
         start = time.perf_counter()
         for _ in range(20):
             normalize(images)
         normalise_ms = (time.perf_counter() - start) / 20 * 1000
-    print(f"Loader work per image at {args.size} px, one process, one thread ({args.coco}):")
-    print(f"{'split':<10} {'images':>6} {'float loader img/s':>19} {'uint8 loader img/s':>19} {'ratio':>7}")
-    for split, count, old, new in rows:
-        print(f"{split:<10} {count:6d} {old:19.1f} {new:19.1f} {new / old:6.2f}x")
-    print(f"normalise one image on this CPU after transfer (what a GPU does instead): {normalise_ms:.2f} ms")
+    print(f"Images/s at {args.size} px ({args.coco}); worker: one loader worker, batches of {args.batch}, "
+          f"read in the main process; in-process: decode and augmentation in one thread")
+    print("| split | images | earlier loader, worker | today's loader, worker | ratio | earlier, in-process | "
+          "today's, in-process | ratio |")
+    print("|---|---|---|---|---|---|---|---|")
+    for split, count, old, new, old_items, new_items in rows:
+        print(f"| {split} | {count} | {old:.1f} | {new:.1f} | {new / old:.2f}x | {old_items:.1f} | {new_items:.1f} | "
+              f"{new_items / old_items:.2f}x |")
+    print(f"normalising one image on this CPU after the transfer (what a GPU does instead): {normalise_ms:.2f} ms")
 
 
 if __name__ == "__main__":

@@ -28,14 +28,14 @@ def test_device_normalisation_equals_the_float_loader(tmp_path):
         old = float_path(make())
         for index, row in enumerate(new.rows):
             image, mask = new[index]
-            assert image.dtype == torch.uint8 and mask.dtype == torch.uint8 and image.shape[0] == 3
+            assert image.dtype == torch.uint8 and mask.dtype == torch.uint8 and image.shape[-1] == 3
             expected = old(**dict(zip(("image", "mask"), load_sample(tmp_path / "s", row))))
             assert torch.equal(normalize(image[None])[0], expected["image"])  # bit for bit
             assert torch.equal(mask, expected["mask"].to(torch.uint8))
 
 
 def test_normalize_matches_imagenet_statistics():
-    images = torch.tensor([0, 128, 255], dtype=torch.uint8).view(1, 1, 1, 3).expand(1, 3, 1, 3)
+    images = torch.tensor([0, 128, 255], dtype=torch.uint8).view(1, 1, 3, 1).expand(1, 1, 3, 3)
     out = normalize(images)
     for channel, (mean, std) in enumerate(zip(MEAN, STD)):
         assert np.allclose(out[0, channel, 0].numpy(), (np.array([0, 128, 255]) / 255 - mean) / std, atol=1e-6)

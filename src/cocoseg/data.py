@@ -30,6 +30,10 @@ from .splitfolder import read_manifest
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # ImageNet, as the encoders expect
 
+# Loader workers already fill the job's CPUs: an OpenCV thread pool in each would oversubscribe
+# them. Set here, before any worker is forked: changing it inside a forked worker can deadlock.
+cv2.setNumThreads(1)
+
 
 # albumentations' Normalize arithmetic, in float32: (pixel - 255 mean) * 1 / (255 std).
 _SHIFT = torch.from_numpy(np.array(MEAN, dtype=np.float32) * 255).view(1, 3, 1, 1)
@@ -37,17 +41,19 @@ _SCALE = torch.from_numpy(np.reciprocal(np.array(STD, dtype=np.float32) * 255)).
 
 
 def normalize(images: torch.Tensor) -> torch.Tensor:
-    """uint8 NCHW images -> float32 normalised with ImageNet's mean and std, on their own device.
+    """uint8 NHWC images -> float32 NCHW normalised with ImageNet's mean and std, on their own device.
 
     The same float32 operations as albumentations' Normalize, so the numbers are bit for bit
-    those of a loader that normalises on the CPU.
+    those of a loader that normalises on the CPU. Loaders hand over HWC as decoded (no
+    transposing copy in the worker); the result is channels-last in memory, as the models run.
     """
+    images = images.permute(0, 3, 1, 2)
     return (images.float() - _SHIFT.to(images.device)) * _SCALE.to(images.device)
 
 
-def to_tensor(image: np.ndarray) -> torch.Tensor:
-    """HWC uint8 array -> CHW uint8 tensor (no copy)."""
-    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
+def as_tensor(image: np.ndarray) -> torch.Tensor:
+    """HWC uint8 array -> contiguous HWC uint8 tensor, which batches with a plain copy."""
+    return torch.from_numpy(np.ascontiguousarray(image))
 
 
 def load_mask(path: Path) -> np.ndarray:
@@ -131,10 +137,10 @@ class SegmentationDataset(Dataset):
         return len(self.rows)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """uint8 image (CHW) and uint8 mask (HW); see `normalize`."""
+        """uint8 image (HWC) and uint8 mask (HW); see `normalize`."""
         image, mask = load_sample(self.split_dir, self.rows[index])
         out = self.transform(image=image, mask=mask)
-        return to_tensor(out["image"]), torch.from_numpy(out["mask"])
+        return as_tensor(out["image"]), torch.from_numpy(out["mask"])
 
 
 def _reseed_worker(worker_id: int) -> None:

@@ -15,7 +15,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from .common import InputError
-from .data import check_files_exist, eval_transform, load_sample, normalize, read_manifest, to_tensor
+from .data import as_tensor, check_files_exist, eval_transform, load_sample, normalize, read_manifest
 from .devices import count_parameters, peak_memory_mb, resolve_accelerator
 from .files import atomic_path, write_bytes, write_csv, write_json
 from .images import load_rgb
@@ -55,7 +55,7 @@ class Predictor:
         height, width = image.shape[:2]
         scale = max(self.variant.image_size) / max(height, width)
         resized = (round(height * scale), round(width * scale))
-        tensor = normalize(to_tensor(self.transform(image=image)["image"])[None].to(self.device))
+        tensor = normalize(as_tensor(self.transform(image=image)["image"])[None].to(self.device)).contiguous()
         with torch.inference_mode():
             logits = self.model(tensor)[:, :, : resized[0], : resized[1]]
             logits = F.interpolate(logits.float(), size=(height, width), mode="bilinear", align_corners=False)

@@ -46,9 +46,8 @@ class SegmentationModule(pl.LightningModule):
         self._epoch_start = time.perf_counter()
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        if self.variant.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        return self.model(images)
+        memory_format = torch.channels_last if self.variant.channels_last else torch.contiguous_format
+        return self.model(images.contiguous(memory_format=memory_format))
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         """uint8 from the loader -> normalised float images and long masks, on the device."""
