@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -36,8 +37,11 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from cocoseg.convert import convert
-from cocoseg.data import MEAN, STD, SegmentationDataModule, SegmentationDataset, load_mask, normalize, train_transform
+from cocoseg.data import (MEAN, STD, SegmentationDataModule, SegmentationDataset, load_mask, normalize, train_longest_side,
+                          train_transform)
 from cocoseg.images import to_rgb
+from cocoseg.png import encode_mask_png
+from cocoseg.splitfolder import read_manifest_rows, write_manifest
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -91,12 +95,32 @@ def item_rate(dataset, passes: int) -> float:
     return passes * len(dataset) / (time.perf_counter() - start)
 
 
+def enlarged_split(split_dir: Path, out: Path, factor: int) -> Path:
+    """A copy of a split folder with every image and mask `factor` times larger (bilinear, nearest)."""
+    (out / "images").mkdir(parents=True)
+    (out / "masks").mkdir()
+    shutil.copy(split_dir / "labels.csv", out / "labels.csv")
+    rows = read_manifest_rows(split_dir / "manifest.csv")
+    for row in rows:
+        if row["status"] != "ok":
+            continue
+        with Image.open(split_dir / "images" / row["file_name"]) as im:
+            im.convert("RGB").resize((im.width * factor, im.height * factor), Image.BILINEAR).save(
+                out / "images" / row["file_name"], quality=92)
+        mask = load_mask(split_dir / "masks" / row["mask"])
+        (out / "masks" / row["mask"]).write_bytes(encode_mask_png(np.kron(mask, np.ones((factor, factor), np.uint8))))
+        row["width"], row["height"] = int(row["width"]) * factor, int(row["height"]) * factor
+    write_manifest(out / "manifest.csv", rows)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--coco", type=Path, default=REPO / "tests" / "data" / "coco-real")
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--passes", type=int, default=3)
+    parser.add_argument("--enlarge", type=int, default=4, help="factor for the large-image table (0: none)")
     args = parser.parse_args()
     splits = {split: (args.coco / "annotations" / f"instances_{split}.json", args.coco / split)
               for split in ("train2017", "val2017")}
@@ -118,6 +142,12 @@ def main() -> None:
             rows.append((split, len(today.dataset), loader_rate(earlier, args.passes), loader_rate(today, args.passes),
                          item_rate(earlier.dataset, args.passes), item_rate(today.dataset, args.passes)))
             del earlier, today  # stop the workers before the next split
+        if args.enlarge:
+            split = next(iter(splits))
+            large = enlarged_split(Path(tmp) / split, Path(tmp) / "enlarged", args.enlarge)
+            full = SegmentationDataset(large, train_transform(size, 0))
+            reduced = SegmentationDataset(large, train_transform(size, 0), reduce_to=train_longest_side(size))
+            large_rows = (split, len(full), item_rate(full, args.passes), item_rate(reduced, args.passes))
         images = torch.from_numpy(np.zeros((1, *size, 3), np.uint8))
         start = time.perf_counter()
         for _ in range(20):
@@ -131,6 +161,14 @@ def main() -> None:
     for split, count, old, new, old_items, new_items in rows:
         print(f"| {split} | {count} | {old:.1f} | {new:.1f} | {new / old:.2f}x | {old_items:.1f} | {new_items:.1f} | "
               f"{new_items / old_items:.2f}x |")
+    if args.enlarge:
+        split, count, full_rate, reduced_rate = large_rows
+        print(f"\nImages {args.enlarge}x larger ({split}), today's loader in-process: full decode against reduced "
+              f"decode (JPEG DCT scaling to the {train_longest_side(size)} px training needs)")
+        print("| split | images | full decode | reduced decode | ratio |")
+        print("|---|---|---|---|---|")
+        print(f"| {split} x{args.enlarge} | {count} | {full_rate:.1f} | {reduced_rate:.1f} | "
+              f"{reduced_rate / full_rate:.2f}x |")
     print(f"normalising one image on this CPU after the transfer (what a GPU does instead): {normalise_ms:.2f} ms")
 
 

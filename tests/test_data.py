@@ -10,11 +10,13 @@ import torch
 from albumentations.pytorch import ToTensorV2
 from PIL import Image
 
+from cocoseg.common import InputError
 from cocoseg.convert import convert
 from cocoseg.data import MEAN, STD, SegmentationDataset, eval_transform, load_sample, normalize, train_transform
 from cocoseg.demo import make_demo
 from cocoseg.images import load_rgb
-from conftest import COCO_REAL
+from cocoseg.splitfolder import read_labels, read_manifest
+from conftest import COCO_REAL, ann
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
@@ -81,3 +83,47 @@ def test_loader_workers_use_one_opencv_thread_each():
     cv2.resize(np.zeros((64, 64, 3), np.uint8), (32, 32))  # the parent's pool in use before the fork
     loader = torch.utils.data.DataLoader(_OpenCVThreads(), batch_size=None, num_workers=1, timeout=60)
     assert list(loader) == [1]
+
+
+def _large_split(tmp_path, coco_dir, factor: int):
+    """One real photo enlarged `factor` times, with one rectangle of category 17."""
+    with Image.open(COCO_REAL / "images" / "000000005001.jpg") as im:
+        large = im.resize((im.width * factor, im.height * factor), Image.BILINEAR)
+    width, height = large.size
+    entry = {"id": 1, "file_name": "large.jpg", "width": width, "height": height}
+    polygon = [w * factor for w in (40, 40, 300, 40, 300, 200, 40, 200)]
+    path, images = coco_dir([entry], [ann(1, 1, 17, [polygon])], make_files=False)
+    large.save(images / "large.jpg", quality=92)
+    convert(path, images, tmp_path / "split")
+    return tmp_path / "split", read_manifest(tmp_path / "split")[0]
+
+
+def test_large_images_decode_reduced_for_training_with_their_mask_aligned(tmp_path, coco_dir):
+    split, row = _large_split(tmp_path, coco_dir, factor=4)  # 2560x1920
+    image, mask = load_sample(split, row, reduce_to=640)
+    assert image.shape == (480, 640, 3) and mask.shape == (480, 640)
+    full_image, full_mask = load_sample(split, row)
+    assert full_image.shape == (1920, 2560, 3)
+    expected_mask = cv2.resize(full_mask, (640, 480), interpolation=cv2.INTER_NEAREST)
+    assert np.array_equal(mask, expected_mask)  # the labels sit where they did
+    label = next(int(row["label"]) for row in read_labels(split) if row["category_id"] == "17")
+    assert set(np.unique(mask)) == {0, label} and abs((mask == label).sum() / (260 * 160) - 1) < 0.02
+    expected_image = cv2.resize(full_image, (640, 480), interpolation=cv2.INTER_AREA).astype(int)
+    assert np.abs(image.astype(int) - expected_image).mean() < 2  # DCT-scaled decode: the same picture
+
+
+def test_images_below_twice_the_training_size_decode_in_full(tmp_path, coco_dir):
+    split, row = _large_split(tmp_path, coco_dir, factor=2)  # 1280x960: longest side < 2 x 700
+    image, mask = load_sample(split, row, reduce_to=700)
+    full_image, full_mask = load_sample(split, row)
+    assert np.array_equal(image, full_image) and np.array_equal(mask, full_mask)
+
+
+def test_a_replaced_image_is_refused_also_when_decoded_reduced(tmp_path, coco_dir):
+    split, row = _large_split(tmp_path, coco_dir, factor=4)
+    with Image.open(split / "images" / row["file_name"]) as im:  # the same picture at half the size
+        half = im.resize((im.width // 2, im.height // 2))
+    (split / "images" / row["file_name"]).unlink()  # a symlink to the source: replace the link, not the source
+    half.save(split / "images" / row["file_name"], quality=92)
+    with pytest.raises(InputError, match="images/large.jpg: differs from the manifest in size"):
+        load_sample(split, row, reduce_to=640)

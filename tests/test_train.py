@@ -15,9 +15,10 @@ from PIL import Image
 
 from cocoseg.cli import main
 from cocoseg.convert import convert
-from cocoseg.data import load_mask, load_rgb
+from cocoseg.data import load_mask
 from cocoseg.demo import make_demo
 from cocoseg.evaluate import evaluate
+from cocoseg.images import load_rgb
 from cocoseg.splitfolder import checksum
 from cocoseg.devices import resolve_accelerator, resolve_precision
 from cocoseg.train import train

@@ -10,6 +10,7 @@ a quarter of the bytes cross the bus.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from pathlib import Path
@@ -25,7 +26,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from .common import IGNORE, InputError
-from .images import load_rgb
+from .images import read_rgb
 from .splitfolder import read_manifest
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # ImageNet, as the encoders expect
@@ -73,29 +74,50 @@ def check_files_exist(split_dir: Path, rows: list[dict]) -> None:
                 raise _missing(split_dir, folder, name)
 
 
-def load_sample(split_dir: Path, row: dict) -> tuple[np.ndarray, np.ndarray]:
+def _read(split_dir: Path, folder: str, name: str, load):
+    try:
+        return load(Path(split_dir) / folder / name)
+    except InputError:
+        raise
+    except FileNotFoundError:  # gone since `check_files_exist`
+        raise _missing(split_dir, folder, name) from None
+    except Exception as e:  # truncated, not an image, unreadable
+        raise InputError(f"{split_dir}: {folder}/{name}: unreadable ({e})") from None
+
+
+def _check_size(split_dir: Path, folder: str, name: str, width: int, height: int, row: dict) -> None:
+    if (width, height) != (int(row["width"]), int(row["height"])):
+        raise InputError(f"{split_dir}: {folder}/{name}: differs from the manifest in size ({width}x{height}, "
+                         f"not {row['width']}x{row['height']}; rerun the mask stage)")
+
+
+def load_sample(split_dir: Path, row: dict, reduce_to: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Image and mask of one manifest row; InputError naming the file when either went bad.
 
     Files can change after the mask stage (deleted, cut short, replaced): the run stops with one
     line rather than train on, or score, something other than what the manifest lists.
+    With `reduce_to`, an image whose longest side is at least twice that comes back with its
+    mask at longest side `reduce_to` (JPEGs decoded reduced, see `read_rgb`; area-averaged image,
+    nearest-label mask), as training needs no more.
     """
-    size = (int(row["height"]), int(row["width"]))
-    arrays = []
-    for folder, name, load in (("images", row["file_name"], load_rgb), ("masks", row["mask"], load_mask)):
-        where = f"{split_dir}: {folder}/{name}"
-        try:
-            array = load(Path(split_dir) / folder / name)
-        except InputError:
-            raise
-        except FileNotFoundError:  # gone since `check_files_exist`
-            raise _missing(split_dir, folder, name) from None
-        except Exception as e:  # truncated, not an image, unreadable
-            raise InputError(f"{where}: unreadable ({e})") from None
-        if array.shape[:2] != size:
-            raise InputError(f"{where}: differs from the manifest in size ({array.shape[1]}x{array.shape[0]}, "
-                             f"not {size[1]}x{size[0]}; rerun the mask stage)")
-        arrays.append(array)
-    return arrays[0], arrays[1]
+    image, (width, height) = _read(split_dir, "images", row["file_name"], lambda path: read_rgb(path, reduce_to))
+    _check_size(split_dir, "images", row["file_name"], width, height, row)
+    mask = _read(split_dir, "masks", row["mask"], load_mask)
+    _check_size(split_dir, "masks", row["mask"], mask.shape[1], mask.shape[0], row)
+    if reduce_to and max(width, height) >= 2 * reduce_to:
+        scale = reduce_to / max(width, height)
+        size = (round(width * scale), round(height * scale))
+        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        mask = cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST)
+    return image, mask
+
+
+RANDOM_SCALE = 0.25  # training scales images by 1 +- this around the variant's size
+
+
+def train_longest_side(size: tuple[int, int]) -> int:
+    """The longest image side training can use: the variant's size at the largest random scale."""
+    return math.ceil(max(size) * (1 + RANDOM_SCALE))
 
 
 def train_transform(size: tuple[int, int], seed: int) -> A.Compose:
@@ -103,7 +125,7 @@ def train_transform(size: tuple[int, int], seed: int) -> A.Compose:
     height, width = size
     return A.Compose([
         A.LongestMaxSize(max_size=max(height, width)),
-        A.RandomScale(scale_limit=(-0.25, 0.25), p=1.0),
+        A.RandomScale(scale_limit=(-RANDOM_SCALE, RANDOM_SCALE), p=1.0),
         A.PadIfNeeded(min_height=height, min_width=width, border_mode=cv2.BORDER_CONSTANT,
                       fill=0, fill_mask=IGNORE),
         A.RandomCrop(height=height, width=width),
@@ -127,10 +149,12 @@ def eval_transform(size: tuple[int, int]) -> A.Compose:
 
 
 class SegmentationDataset(Dataset):
-    def __init__(self, split_dir: Path, transform: A.Compose, subset: str = "all"):
+    """A split's images and masks through `transform`; `reduce_to` as in `load_sample`."""
+
+    def __init__(self, split_dir: Path, transform: A.Compose, subset: str = "all", reduce_to: int | None = None):
         self.split_dir = Path(split_dir)
         self.rows = read_manifest(split_dir, subset)
-        self.transform = transform
+        self.transform, self.reduce_to = transform, reduce_to
         check_files_exist(self.split_dir, self.rows)
 
     def __len__(self) -> int:
@@ -138,7 +162,7 @@ class SegmentationDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         """uint8 image (HWC) and uint8 mask (HW); see `normalize`."""
-        image, mask = load_sample(self.split_dir, self.rows[index])
+        image, mask = load_sample(self.split_dir, self.rows[index], self.reduce_to)
         out = self.transform(image=image, mask=mask)
         return as_tensor(out["image"]), torch.from_numpy(out["mask"])
 
@@ -186,7 +210,8 @@ class SegmentationDataModule(pl.LightningDataModule):
         self.num_workers, self.seed = num_workers, seed
 
     def setup(self, stage: str | None = None) -> None:
-        self.train_set = SegmentationDataset(self.train_dir, train_transform(self.image_size, self.seed), "fit")
+        self.train_set = SegmentationDataset(self.train_dir, train_transform(self.image_size, self.seed), "fit",
+                                             reduce_to=train_longest_side(self.image_size))
         self.val_set = SegmentationDataset(self.val_dir, eval_transform(self.image_size), self.val_subset)
         if len(self.train_set) < 2:
             raise InputError(f"{self.train_dir}: {len(self.train_set)} usable image(s); training needs 2")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -42,32 +43,45 @@ def to_rgb(im: Image.Image) -> np.ndarray:
 
 
 def decode_jpeg(path: Path) -> np.ndarray | None:
-    """RGB pixels of a JPEG through torchvision, or None where it refuses the file.
+    """RGB pixels of a colour or grey JPEG through OpenCV, or None where it refuses the file.
 
-    Both it and Pillow use libjpeg-turbo: the pixels are the same (checked on COCO's colour,
-    grey and CMYK files) and decoding takes about 15% less time, which counts in loader workers.
-    Imported here so that the mask stage, which never decodes, does not load torch.
+    OpenCV and Pillow both use libjpeg-turbo: the pixels are the same (checked on COCO's colour
+    and grey files) and decoding takes about 12% less time, which counts in loader workers. EXIF
+    orientation is ignored, as in COCO's annotations. Imported here so that the mask stage,
+    which never decodes, starts without OpenCV.
     """
-    from torchvision.io import ImageReadMode, read_file
-    from torchvision.io import decode_jpeg as torchvision_decode_jpeg
+    import cv2
 
-    try:
-        return torchvision_decode_jpeg(read_file(str(path)), mode=ImageReadMode.RGB).permute(1, 2, 0).numpy()
-    except RuntimeError:  # truncated or malformed: Pillow decides, with its own message
-        return None
+    # None for truncated or malformed files: Pillow then decides, with its own message
+    return cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_COLOR_RGB | cv2.IMREAD_IGNORE_ORIENTATION)
+
+
+def read_rgb(path: Path, reduce_to: int | None = None) -> tuple[np.ndarray, tuple[int, int]]:
+    """An image file as RGB uint8 (HWC, contiguous), and the file's full (width, height).
+
+    With `reduce_to`, a JPEG whose longest side is at least twice that decodes at 1/2, 1/4 or
+    1/8 scale (libjpeg's DCT scaling), its longest side still >= `reduce_to`: images far larger
+    than the training crops then cost a fraction of a full decode.
+    InputError when the image is above the pixel limit.
+    """
+    with Image.open(path) as im:
+        size = im.size
+        fault = pixel_fault(*size)
+        if fault:
+            raise InputError(f"{path}: {fault}")
+        if im.format == "JPEG" and reduce_to and max(size) >= 2 * reduce_to:
+            scale = reduce_to / max(size)
+            im.draft(im.mode, (math.ceil(size[0] * scale), math.ceil(size[1] * scale)))
+        elif im.format == "JPEG" and im.mode in ("RGB", "L"):  # CMYK: Pillow's conversion
+            pixels = decode_jpeg(path)
+            if pixels is not None:
+                return pixels, size
+        return to_rgb(im), size
 
 
 def load_rgb(path: Path) -> np.ndarray:
-    """An image file as RGB uint8 (HWC, contiguous); InputError when it is above the pixel limit."""
-    with Image.open(path) as im:
-        fault = pixel_fault(*im.size)
-        if fault:
-            raise InputError(f"{path}: {fault}")
-        if im.format == "JPEG" and im.mode in ("RGB", "L", "CMYK"):
-            pixels = decode_jpeg(path)
-            if pixels is not None:
-                return pixels
-        return to_rgb(im)
+    """An image file as RGB uint8 (HWC, contiguous), at full size; see `read_rgb`."""
+    return read_rgb(path)[0]
 
 
 def _ends_with_eoi(path: Path) -> bool:
