@@ -1,11 +1,12 @@
-"""Loader throughput per worker on real COCO JPEGs: today's loader against the earlier one, same run.
+"""Loader throughput per worker on real COCO JPEGs: cocoseg's uint8 loader against a float loader, same run.
 
     python benchmarks/bench_loader.py [--coco DIR] [--size 512] [--batch 16] [--passes 10] [--enlarge 4]
 
-Today's loader: torchvision JPEG decode, uint8 HWC images and masks out of the worker,
-normalisation on the device. The earlier loader: Pillow decode, albumentations Normalize +
-ToTensorV2 in the worker, float32 CHW images and int64 masks (as the first training code had it).
-Both run the same training augmentation with the same seed.
+The uint8 loader (cocoseg's): OpenCV JPEG decode, uint8 HWC images and masks out of the
+worker, normalisation on the device. The float loader (the common albumentations recipe): Pillow
+decode, Normalize + ToTensorV2 in the worker, float32 CHW images and int64 masks. Both run the
+same training augmentation with the same seed. A second table reads the first split enlarged
+`--enlarge` times through the uint8 loader, decoding JPEGs in full against reduced (DCT scaling).
 
 --coco is the repository's 14 real COCO images (tests/data/coco-real) by default, or any folder
 in COCO 2017's layout (annotations/instances_{train,val}2017.json beside {train,val}2017/).
@@ -15,7 +16,7 @@ Each split goes through `cocoseg masks` into a temporary folder. Two measures pe
   process, which is what one worker delivers;
 - "in-process": the dataset's items read in this process (decode and augmentation only).
 Each after a warm-up pass, over `--passes` passes. Goals: >= 200 images/s per worker and >= 1.8x
-the earlier loader on a 2-core machine.
+the float loader on a 2-core machine.
 """
 
 from __future__ import annotations
@@ -46,8 +47,8 @@ from cocoseg.splitfolder import read_manifest_rows, write_manifest
 REPO = Path(__file__).resolve().parents[1]
 
 
-class EarlierDataset(SegmentationDataset):
-    """The earlier loader's worker: Pillow decode, float32 normalisation and int64 masks."""
+class FloatDataset(SegmentationDataset):
+    """The float loader's items: Pillow decode, float32 normalisation and int64 masks."""
 
     def __getitem__(self, index: int):
         row = self.rows[index]
@@ -57,19 +58,19 @@ class EarlierDataset(SegmentationDataset):
         return out["image"], out["mask"].long()
 
 
-def _earlier_worker_init(worker_id: int) -> None:
+def _float_worker_init(worker_id: int) -> None:
     info = torch.utils.data.get_worker_info()
     info.dataset.transform.set_random_seed(torch.initial_seed() % 2**32)
 
 
-def earlier_loader(split_dir: Path, size: tuple[int, int], batch: int) -> DataLoader:
+def float_loader(split_dir: Path, size: tuple[int, int], batch: int) -> DataLoader:
     transform = A.Compose([*train_transform(size, seed=0).transforms, A.Normalize(mean=MEAN, std=STD), ToTensorV2()],
                           seed=0)
-    return DataLoader(EarlierDataset(split_dir, transform), batch_size=batch, num_workers=1, persistent_workers=True,
-                      worker_init_fn=_earlier_worker_init, shuffle=True, drop_last=True)
+    return DataLoader(FloatDataset(split_dir, transform), batch_size=batch, num_workers=1, persistent_workers=True,
+                      worker_init_fn=_float_worker_init, shuffle=True, drop_last=True)
 
 
-def todays_loader(split_dir: Path, size: tuple[int, int], batch: int) -> DataLoader:
+def uint8_loader(split_dir: Path, size: tuple[int, int], batch: int) -> DataLoader:
     data = SegmentationDataModule(split_dir, split_dir, size, batch, num_workers=1, seed=0)
     data.setup()
     return data.train_dataloader()
@@ -138,10 +139,10 @@ def main() -> None:
         for split in splits:
             split_dir = Path(tmp) / split
             batch = min(args.batch, len(SegmentationDataset(split_dir, train_transform(size, 0))))
-            earlier, today = earlier_loader(split_dir, size, batch), todays_loader(split_dir, size, batch)
-            rows.append((split, len(today.dataset), loader_rate(earlier, args.passes), loader_rate(today, args.passes),
-                         item_rate(earlier.dataset, args.passes), item_rate(today.dataset, args.passes)))
-            del earlier, today  # stop the workers before the next split
+            floats, uint8 = float_loader(split_dir, size, batch), uint8_loader(split_dir, size, batch)
+            rows.append((split, len(uint8.dataset), loader_rate(floats, args.passes), loader_rate(uint8, args.passes),
+                         item_rate(floats.dataset, args.passes), item_rate(uint8.dataset, args.passes)))
+            del floats, uint8  # stop the workers before the next split
         if args.enlarge:
             split = next(iter(splits))
             large = enlarged_split(Path(tmp) / split, Path(tmp) / "enlarged", args.enlarge)
@@ -155,15 +156,15 @@ def main() -> None:
         normalise_ms = (time.perf_counter() - start) / 20 * 1000
     print(f"Images/s at {args.size} px ({args.coco}); worker: one loader worker, batches of {args.batch}, "
           f"read in the main process; in-process: decode and augmentation in one thread")
-    print("| split | images | earlier loader, worker | today's loader, worker | ratio | earlier, in-process | "
-          "today's, in-process | ratio |")
+    print("| split | images | float loader, worker | uint8 loader, worker | ratio | float, in-process | "
+          "uint8, in-process | ratio |")
     print("|---|---|---|---|---|---|---|---|")
     for split, count, old, new, old_items, new_items in rows:
         print(f"| {split} | {count} | {old:.1f} | {new:.1f} | {new / old:.2f}x | {old_items:.1f} | {new_items:.1f} | "
               f"{new_items / old_items:.2f}x |")
     if args.enlarge:
         split, count, full_rate, reduced_rate = large_rows
-        print(f"\nImages {args.enlarge}x larger ({split}), today's loader in-process: full decode against reduced "
+        print(f"\nImages {args.enlarge}x larger ({split}), uint8 loader in-process: full decode against reduced "
               f"decode (JPEG DCT scaling to the {train_longest_side(size)} px training needs)")
         print("| split | images | full decode | reduced decode | ratio |")
         print("|---|---|---|---|---|")
