@@ -1,7 +1,7 @@
 """Training throughput on one GPU, end to end: real loader, real model, Lightning.
 
     python benchmarks/bench_gpu.py [--encoders resnet50 resnet18] [--size 512] [--batch 16]
-                                   [--steps 30] [--workers N] [--compile]
+                                   [--steps 30] [--workers N] [--compile] [--cpu]
 
 DeepLabV3+ per encoder at `--size`, batch `--batch`: fp32 against bf16-mixed, channels-last on
 and off (and with --compile, torch.compile on the bf16 channels-last setting). Each setting
@@ -9,7 +9,9 @@ trains `--steps` timed steps after 5 warm-up steps, on the synthetic demo data u
 crop size by the training augmentation (small images: decoding is cheaper than real photos).
 Prints one table: images/s, ratio to fp32 of the same encoder, peak CUDA memory. About 2-4
 minutes on an H100-class GPU. Goals: >= 250 images/s for resnet50 at 512 in bf16, and bf16
->= 1.8x fp32. Exits with status 2 and one line where no CUDA GPU is usable.
+>= 1.8x fp32. Exits with status 2 and one line where no CUDA GPU is usable. `--cpu` runs the
+same code on the CPU (with small `--size` and `--steps`) to check the script where no GPU is;
+its figures say nothing about GPUs, and peak memory is then the process's resident peak.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import torch
 from cocoseg.convert import convert
 from cocoseg.data import SegmentationDataModule
 from cocoseg.demo import make_demo
+from cocoseg.devices import device_name, peak_memory_mb
 from cocoseg.model import SegmentationModule
 from cocoseg.variants import Variant
 
@@ -40,7 +43,8 @@ class StepTimer(pl.Callback):
         self.warmup, self.start, self.steps, self.seconds = warmup, 0.0, 0, 0.0
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
-        torch.cuda.synchronize()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
         if batch_idx + 1 == self.warmup:
             self.start = time.perf_counter()
         elif batch_idx + 1 > self.warmup:
@@ -48,21 +52,22 @@ class StepTimer(pl.Callback):
             self.seconds = time.perf_counter() - self.start
 
 
-def measure(data, encoder: str, precision: str, channels_last: bool, compiled: bool, steps: int, batch: int,
-            classes: int) -> tuple[float, float]:
+def measure(data, accelerator: str, encoder: str, precision: str, channels_last: bool, compiled: bool, steps: int,
+            batch: int, classes: int) -> tuple[float, float]:
     pl.seed_everything(0)
     module = SegmentationModule(Variant(encoder=encoder, lr=1e-3, weight_decay=1e-4, channels_last=channels_last),
                                 classes)
     if compiled:
         module.model = torch.compile(module.model)
     timer = StepTimer(warmup=5)
-    torch.cuda.reset_peak_memory_stats()
-    trainer = pl.Trainer(accelerator="gpu", devices=1, precision=precision, max_steps=steps + 5, logger=False,
+    if accelerator == "gpu":
+        torch.cuda.reset_peak_memory_stats()
+    trainer = pl.Trainer(accelerator=accelerator, devices=1, precision=precision, max_steps=steps + 5, logger=False,
                          enable_checkpointing=False, enable_progress_bar=False, limit_val_batches=0,
                          num_sanity_val_steps=0, callbacks=[timer], enable_model_summary=False,
                          use_distributed_sampler=False)
     trainer.fit(module, datamodule=data)
-    return timer.steps * batch / timer.seconds, torch.cuda.max_memory_allocated() / 2**20
+    return timer.steps * batch / timer.seconds, peak_memory_mb(accelerator)
 
 
 def main() -> int:
@@ -73,10 +78,12 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--workers", type=int, default=min(8, len(os.sched_getaffinity(0))))
     parser.add_argument("--compile", action="store_true", help="also time torch.compile (bf16, channels-last)")
+    parser.add_argument("--cpu", action="store_true", help="run on the CPU to check the script (figures mean nothing)")
     args = parser.parse_args()
-    if not torch.cuda.is_available():
+    if not (args.cpu or torch.cuda.is_available()):
         print("bench_gpu: no usable CUDA GPU here; run it on a GPU machine", file=sys.stderr)
         return 2
+    accelerator = "cpu" if args.cpu else "gpu"
 
     torch.backends.cudnn.benchmark = True
     settings = [("32-true", False, False), ("32-true", True, False), ("bf16-mixed", False, False),
@@ -94,10 +101,11 @@ def main() -> int:
         for encoder in args.encoders:
             fp32 = None
             for precision, channels_last, compiled in settings:
-                speed, memory = measure(data, encoder, precision, channels_last, compiled, args.steps, args.batch, 6)
+                speed, memory = measure(data, accelerator, encoder, precision, channels_last, compiled, args.steps,
+                                        args.batch, 6)
                 fp32 = fp32 or speed
                 rows.append((encoder, precision, channels_last, compiled, speed, speed / fp32, memory))
-    print(f"DeepLabV3+ training on {torch.cuda.get_device_name()}, {args.size} px, batch {args.batch}, "
+    print(f"DeepLabV3+ training on {device_name(accelerator)}, {args.size} px, batch {args.batch}, "
           f"{args.steps} timed steps, {args.workers} loader workers, torch {torch.__version__}")
     print("| encoder | precision | channels-last | compile | images/s | vs fp32 | peak MiB |")
     print("|---|---|---|---|---|---|---|")

@@ -26,3 +26,15 @@ def test_loader_benchmark_prints_its_table():
     assert len(rows) == 1
     cells = [cell.strip() for cell in rows[0].strip("|").split("|")]
     assert cells[1] == "14" and all(float(cell) > 0 for cell in (cells[2], cells[3], cells[5], cells[6]))
+
+
+def test_gpu_benchmark_runs_its_settings_on_the_cpu():
+    """`--cpu` runs the GPU benchmark's code end to end, so a GPU's time is not lost to a broken script."""
+    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_gpu.py"), "--cpu", "--encoders", "resnet18",
+                             "--size", "64", "--batch", "2", "--steps", "2", "--workers", "1"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = [line.strip("|").split("|") for line in result.stdout.splitlines() if line.startswith("| resnet18 |")]
+    settings = [(cells[1].strip(), cells[2].strip()) for cells in rows]
+    assert settings == [("32-true", "no"), ("32-true", "yes"), ("bf16-mixed", "no"), ("bf16-mixed", "yes")]
+    assert all(float(cells[4]) > 0 for cells in rows)
