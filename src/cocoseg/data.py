@@ -106,7 +106,7 @@ def load_sample(split_dir: Path, row: dict, reduce_to: int | None = None) -> tup
     _check_size(split_dir, "masks", row["mask"], mask.shape[1], mask.shape[0], row)
     if reduce_to and max(width, height) >= 2 * reduce_to:
         scale = reduce_to / max(width, height)
-        size = (round(width * scale), round(height * scale))
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
         image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
         mask = cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST)
     return image, mask
