@@ -26,7 +26,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from .common import IGNORE, InputError
-from .images import read_rgb
+from .images import is_reduced, read_rgb
 from .splitfolder import read_manifest
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # ImageNet, as the encoders expect
@@ -96,15 +96,15 @@ def load_sample(split_dir: Path, row: dict, reduce_to: int | None = None) -> tup
 
     Files can change after the mask stage (deleted, cut short, replaced): the run stops with one
     line rather than train on, or score, something other than what the manifest lists.
-    With `reduce_to`, an image whose longest side is at least twice that comes back with its
-    mask at longest side `reduce_to` (JPEGs decoded reduced, see `read_rgb`; area-averaged image,
-    nearest-label mask), as training needs no more.
+    With `reduce_to`, an image whose longest side is at least twice that (`is_reduced`) comes
+    back with its mask at longest side `reduce_to` (JPEGs decoded reduced, see `read_rgb`;
+    area-averaged image, nearest-label mask), as training needs no more.
     """
     image, (width, height) = _read(split_dir, "images", row["file_name"], lambda path: read_rgb(path, reduce_to))
     _check_size(split_dir, "images", row["file_name"], width, height, row)
     mask = _read(split_dir, "masks", row["mask"], load_mask)
     _check_size(split_dir, "masks", row["mask"], mask.shape[1], mask.shape[0], row)
-    if reduce_to and max(width, height) >= 2 * reduce_to:
+    if is_reduced(width, height, reduce_to):
         scale = reduce_to / max(width, height)
         size = (max(1, round(width * scale)), max(1, round(height * scale)))
         image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)

@@ -56,12 +56,18 @@ def decode_jpeg(path: Path) -> np.ndarray | None:
     return cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_COLOR_RGB | cv2.IMREAD_IGNORE_ORIENTATION)
 
 
+def is_reduced(width: int, height: int, reduce_to: int | None) -> bool:
+    """Whether an image of this size is read reduced for a use that needs `reduce_to` pixels on
+    its longest side: only at twice that or more, where DCT scaling can halve it."""
+    return bool(reduce_to) and max(width, height) >= 2 * reduce_to
+
+
 def read_rgb(path: Path, reduce_to: int | None = None) -> tuple[np.ndarray, tuple[int, int]]:
     """An image file as RGB uint8 (HWC, contiguous), and the file's full (width, height).
 
     With `reduce_to`, a JPEG whose longest side is at least twice that decodes at 1/2, 1/4 or
     1/8 scale (libjpeg's DCT scaling), its longest side still >= `reduce_to`: images far larger
-    than the training crops then cost a fraction of a full decode.
+    than the training crops then cost less than a full decode.
     InputError when the image is above the pixel limit.
     """
     with Image.open(path) as im:
@@ -69,7 +75,7 @@ def read_rgb(path: Path, reduce_to: int | None = None) -> tuple[np.ndarray, tupl
         fault = pixel_fault(*size)
         if fault:
             raise InputError(f"{path}: {fault}")
-        if im.format == "JPEG" and reduce_to and max(size) >= 2 * reduce_to:
+        if im.format == "JPEG" and is_reduced(*size, reduce_to):
             scale = reduce_to / max(size)
             im.draft(im.mode, (math.ceil(size[0] * scale), math.ceil(size[1] * scale)))
         elif im.format == "JPEG" and im.mode in ("RGB", "L"):  # CMYK: Pillow's conversion
