@@ -17,6 +17,17 @@ from .files import atomic_path
 from .variants import Variant
 
 
+def read_tensors(path: Path, device: str = "cpu"):
+    """A torch file read with `weights_only=True`: tensors and plain data, never code.
+
+    Raises whatever torch raises for a file that is not one (callers name the file); torch's
+    warning about legacy pickles, printed before it refuses them, is silenced.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch.load(path, map_location=device, weights_only=True)
+
+
 def save_model(path: Path, variant: Variant, labels: list[dict], state: dict, epoch: int | None,
                last_state: dict, last_epoch: int) -> None:
     """The chosen epoch's weights and the last epoch's, with the variant's settings and label map."""
@@ -34,9 +45,7 @@ def load_trained(path: Path, device: str = "cpu", epoch: str = "chosen"
     from .weights import build_model
 
     try:
-        with warnings.catch_warnings():  # torch warns about legacy pickles before failing on them
-            warnings.simplefilter("ignore")
-            saved = torch.load(path, map_location=device, weights_only=True)
+        saved = read_tensors(path, device)
         variant = Variant(**saved["variant"])
         state = saved["last_state_dict"] if epoch == "last" else saved["state_dict"]
         model = build_model(variant.architecture, variant.encoder, None, len(saved["labels"]))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import warnings
 from pathlib import Path
 
 import segmentation_models_pytorch as smp
@@ -18,7 +17,9 @@ from torch import nn
 
 from .common import InputError, first_line
 from .files import atomic_path
+from .modelfile import read_tensors
 from .variants import is_weights_file
+
 
 def file_checksum(path: str | os.PathLike) -> str:
     digest = hashlib.blake2b(digest_size=12)
@@ -34,9 +35,7 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise InputError(f"{path}: encoder weights file not found")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            state = torch.load(path, map_location="cpu", weights_only=True)
+        state = read_tensors(path)
     except Exception as e:  # not a torch file, or a pickle carrying objects
         raise InputError(f"{path}: not a state dict saved by torch.save ({first_line(e)})") from None
     if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
