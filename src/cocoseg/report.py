@@ -329,10 +329,15 @@ def build(results: Path, variants: list[str], seeds: list[str], eval_splits: lis
     summaries = {(v, seed): read_json(run_path(results, "models", v, seed) / "summary.json")
                  for v in variants for seed in seeds}
     runs_of = [(v, seed, s) for v in variants for seed in seeds for s in eval_splits]
-    metrics = {run: read_json(run_path(results, "eval", *run[:2]) / run[2] / "metrics.json") for run in runs_of}
-    per_class = {run: pd.DataFrame(read_csv(run_path(results, "eval", *run[:2]) / run[2] / "per_class.csv"))
+
+    def eval_file(run: tuple[str, str, str], name: str) -> Path:
+        variant, seed, split = run
+        return run_path(results, "eval", variant, seed) / split / name
+
+    metrics = {run: read_json(eval_file(run, "metrics.json")) for run in runs_of}
+    per_class = {run: pd.DataFrame(read_csv(eval_file(run, "per_class.csv")))
                  .assign(iou=lambda f: pd.to_numeric(f["iou"])) for run in runs_of}
-    confusions = {run: pd.DataFrame(read_csv(run_path(results, "eval", *run[:2]) / run[2] / "confusion.csv"))
+    confusions = {run: pd.DataFrame(read_csv(eval_file(run, "confusion.csv")))
                   .drop(columns="label").to_numpy(dtype=np.int64) for run in runs_of}
 
     runs = runs_table(summaries, metrics, results)

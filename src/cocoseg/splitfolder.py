@@ -54,19 +54,21 @@ def write_labels(path: Path, labels: list) -> None:
     write_csv(path, LABEL_COLUMNS, [[0, "", "background"], *labels])
 
 
-def read_labels(split_dir: Path) -> list[dict]:
-    path = Path(split_dir) / "labels.csv"
+def _split_file(split_dir: Path, name: str) -> Path:
+    path = Path(split_dir) / name
     if not path.is_file():
         raise InputError(f"{path}: not found (is {split_dir} a `cocoseg masks` output folder?)")
-    return read_csv(path)
+    return path
+
+
+def read_labels(split_dir: Path) -> list[dict]:
+    return read_csv(_split_file(split_dir, "labels.csv"))
 
 
 def read_manifest(split_dir: Path, subset: str = "all") -> list[dict]:
     """The usable images of a split in manifest order: `all`, those trained on (`fit`), or those
     held out of training (`holdout`)."""
-    path = Path(split_dir) / "manifest.csv"
-    if not path.is_file():
-        raise InputError(f"{path}: not found (is {split_dir} a `cocoseg masks` output folder?)")
+    path = _split_file(split_dir, "manifest.csv")
     rows = [row for row in read_csv(path) if row["status"] == OK]
     if subset == "fit":
         rows = [row for row in rows if row.get("holdout") != "1"]
