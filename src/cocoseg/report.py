@@ -25,18 +25,9 @@ from PIL import Image
 
 from .coco import read_json
 from .files import atomic_path, read_csv
+from .report_plots import PLOTS
 from .splitfolder import OK, read_manifest_rows
 
-PLOTS = {
-    "metrics_bars": "mIoU, mDice and pixel accuracy per variant (mean, error bars: std over seeds)",
-    "speed_accuracy": "inference speed against mIoU, Pareto front marked",
-    "cost_accuracy": "training cost in device-hours against mIoU",
-    "per_class_iou": "IoU per class and variant",
-    "training_curves": "training loss and selection mIoU per epoch",
-    "class_frequency": "share of labelled pixels per class and split",
-    "confusion_best": "normalised confusion matrix of the best variant",
-    "samples": "image, ground truth and prediction for sample images",
-}
 METRICS = ["miou", "mdice", "pixel_accuracy", "last_epoch_miou", "inference_images_per_s",
            "inference_peak_memory_mb", "train_seconds", "train_peak_memory_mb", "device_hours", "epoch"]
 NOISE_RULE = "the lead exceeds twice the standard error of the difference of the means, sqrt(s1²/n1 + s2²/n2)"

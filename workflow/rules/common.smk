@@ -10,6 +10,7 @@ SOURCE = os.path.join(workflow.basedir, "src")
 sys.path.insert(0, SOURCE)
 
 from cocoseg.images import MAX_PIXELS_VARIABLE
+from cocoseg.report_plots import PLOTS
 from cocoseg.variants import expand as expand_variants
 from cocoseg.variants import is_weights_file
 from cocoseg.workflow_checks import (

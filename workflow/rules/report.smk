@@ -1,16 +1,5 @@
 # The final rule: comparison tables and plots under results/report/, and the top-level REPORT.md.
 
-PLOT_NAMES = [
-    "metrics_bars",
-    "speed_accuracy",
-    "cost_accuracy",
-    "per_class_iou",
-    "training_curves",
-    "class_frequency",
-    "confusion_best",
-    "samples",
-]
-
 
 rule report:
     input:
@@ -66,7 +55,7 @@ rule report:
                 category="Plots",
                 labels={"plot": name.replace("_", " ")},
             )
-            for name in PLOT_NAMES
+            for name in PLOTS
         ],
         report_md="REPORT.md",
     log:

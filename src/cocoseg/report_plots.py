@@ -1,0 +1,17 @@
+"""The report's plots, by name: results/report/plots/<name>.png, captioned by
+workflow/report/<name>.rst.
+
+The workflow declares these files and the report draws them; kept free of heavy imports so the
+Snakefile can read it.
+"""
+
+PLOTS = (
+    "metrics_bars",  # mIoU, mDice and pixel accuracy per variant (mean, error bars: std over seeds)
+    "speed_accuracy",  # inference speed against mIoU, Pareto front marked
+    "cost_accuracy",  # training cost in device-hours against mIoU
+    "per_class_iou",  # IoU per class and variant
+    "training_curves",  # training loss and selection mIoU per epoch
+    "class_frequency",  # share of labelled pixels per class and split
+    "confusion_best",  # normalised confusion matrix of the best variant
+    "samples",  # image, ground truth and prediction for sample images
+)
