@@ -38,11 +38,11 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from cocoseg.convert import convert
-from cocoseg.data import (MEAN, STD, SegmentationDataModule, SegmentationDataset, load_mask, normalize, train_longest_side,
-                          train_transform)
+from cocoseg.data import (MEAN, STD, SegmentationDataModule, SegmentationDataset, load_mask, normalize, reseed_worker,
+                          train_longest_side, train_transform)
 from cocoseg.images import to_rgb
 from cocoseg.png import encode_mask_png
-from cocoseg.splitfolder import read_manifest_rows, write_manifest
+from cocoseg.splitfolder import OK, read_manifest_rows, write_manifest
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -58,16 +58,11 @@ class FloatDataset(SegmentationDataset):
         return out["image"], out["mask"].long()
 
 
-def _float_worker_init(worker_id: int) -> None:
-    info = torch.utils.data.get_worker_info()
-    info.dataset.transform.set_random_seed(torch.initial_seed() % 2**32)
-
-
 def float_loader(split_dir: Path, size: tuple[int, int], batch: int) -> DataLoader:
     transform = A.Compose([*train_transform(size, seed=0).transforms, A.Normalize(mean=MEAN, std=STD), ToTensorV2()],
                           seed=0)
     return DataLoader(FloatDataset(split_dir, transform), batch_size=batch, num_workers=1, persistent_workers=True,
-                      worker_init_fn=_float_worker_init, shuffle=True, drop_last=True)
+                      worker_init_fn=reseed_worker, shuffle=True, drop_last=True)
 
 
 def uint8_loader(split_dir: Path, size: tuple[int, int], batch: int) -> DataLoader:
@@ -103,7 +98,7 @@ def enlarged_split(split_dir: Path, out: Path, factor: int) -> Path:
     shutil.copy(split_dir / "labels.csv", out / "labels.csv")
     rows = read_manifest_rows(split_dir / "manifest.csv")
     for row in rows:
-        if row["status"] != "ok":
+        if row["status"] != OK:
             continue
         with Image.open(split_dir / "images" / row["file_name"]) as im:
             im.convert("RGB").resize((im.width * factor, im.height * factor), Image.BILINEAR).save(

@@ -167,7 +167,7 @@ class SegmentationDataset(Dataset):
         return as_tensor(out["image"]), torch.from_numpy(out["mask"])
 
 
-def _reseed_worker(worker_id: int) -> None:
+def reseed_worker(worker_id: int) -> None:
     """Give each loader worker its own augmentation stream, derived from the run's seed.
 
     albumentations' Compose keeps its own generator; without this every worker would repeat
@@ -238,5 +238,5 @@ class SegmentationDataModule(pl.LightningDataModule):
     def _loader(self, dataset: Dataset, batch_size: int, **kwargs) -> DataLoader:
         workers = self.num_workers
         return DataLoader(dataset, batch_size=batch_size, num_workers=workers, persistent_workers=workers > 0,
-                          prefetch_factor=4 if workers else None, worker_init_fn=_reseed_worker if workers else None,
+                          prefetch_factor=4 if workers else None, worker_init_fn=reseed_worker if workers else None,
                           pin_memory=torch.cuda.is_available(), **kwargs)
