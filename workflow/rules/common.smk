@@ -55,10 +55,10 @@ if workflow.is_main_process:  # once, not again in every cluster job
 
     for problem in config_problems(VARIANTS):
         raise ValueError(problem)
+    if cleared := clear_stale_locks(".snakemake"):
+        print(f"cocoseg: {cleared}", file=sys.stderr)
 WEIGHTS = config["model"]["encoder_weights"]
 os.environ[MAX_PIXELS_VARIABLE] = str(config["max_pixels"])  # every job inherits the one limit
-if cleared := clear_stale_locks(".snakemake"):
-    print(f"cocoseg: {cleared}", file=sys.stderr)
 
 
 wildcard_constraints:
