@@ -1,6 +1,10 @@
 """Mask-stage throughput and peak memory against a per-annotation baseline, same data, same run.
 
-    python benchmarks/bench_masks.py [--repeat 3] [--copies 3]
+    python benchmarks/bench_masks.py [--repeat 3] [--copies 3] [--against COMMIT ...]
+
+`--against` adds the stage as it was at an earlier commit of this repository (its src/,
+extracted with `git archive`), run on the same data in the same invocation, so a regression
+shows as a ratio.
 
 Data: ../shared/data/coco-tiny (train + val, 160 real COCO images), each image listed
 `--copies` times under new names so runs last long enough to time; without coco-tiny, the
@@ -49,6 +53,15 @@ def cocoseg_stage(annotations: Path, images: Path, out: Path, workers: int) -> i
     from cocoseg.convert import convert
 
     return convert(annotations, images, out, workers=workers)["images"]
+
+
+def source_at(commit: str, root: Path) -> Path:
+    """This repository's src/ as it was at `commit`, extracted under `root`."""
+    target = root / f"src-{commit}"
+    target.mkdir(parents=True)
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", commit, "src"], check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
+    return target / "src"
 
 
 def run_one(method: str, annotations: Path, images: Path, scratch: Path) -> dict:
@@ -103,6 +116,8 @@ def main() -> None:
     parser.add_argument("--scratch", type=Path, default=REPO / "results" / "bench",
                         help="where outputs are written (default results/bench: the file system "
                              "the workflow writes to; file creation cost differs between folders)")
+    parser.add_argument("--against", nargs="+", default=[], metavar="COMMIT",
+                        help="also run the stage (workers=1) as it was at these commits")
     parser.add_argument("--run-one", nargs=3, metavar=("METHOD", "ANNOTATIONS", "IMAGES"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.run_one:
@@ -111,26 +126,34 @@ def main() -> None:
         return
     args.scratch.mkdir(parents=True, exist_ok=True)
 
-    methods = ["per-annotation", "cocoseg workers=1", "cocoseg workers=2"]
     with tempfile.TemporaryDirectory(dir=args.scratch) as tmp:
         annotations, images, label = build_dataset(Path(tmp), args.copies)
+        # method name -> (what run_one runs, the src/ it imports: None for this checkout)
+        methods = {"per-annotation": ("per-annotation", None), "cocoseg workers=1": ("cocoseg workers=1", None),
+                   "cocoseg workers=2": ("cocoseg workers=2", None)}
+        for commit in args.against:
+            methods[f"{commit[:10]} workers=1"] = ("cocoseg workers=1", source_at(commit, Path(tmp)))
         results = {}
-        for method in methods:
+        for name, (method, source) in methods.items():
+            env = {**os.environ, "PYTHONPATH": str(source or REPO / "src")}
             runs = []
             for _ in range(args.repeat):
                 line = subprocess.run([sys.executable, __file__, "--scratch", str(args.scratch),
-                                       "--run-one", method, str(annotations), str(images)],
+                                       "--run-one", method, str(annotations), str(images)], env=env,
                                       check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
                 runs.append(json.loads(line))
-            results[method] = min(runs, key=lambda r: r["seconds"])
+            results[name] = min(runs, key=lambda r: r["seconds"])
     base = results["per-annotation"]
     base_rate = base["images"] / base["seconds"]
     print(f"data: {label}, {base['images']} images; {os.cpu_count()} CPUs; best of {args.repeat} runs each; "
           f"outputs in {args.scratch}")
-    print(f"{'method':<20} {'images/s':>9} {'ms/image':>9} {'peak MiB':>9} {'vs per-annotation':>14}")
+    own_rate = results["cocoseg workers=1"]["images"] / results["cocoseg workers=1"]["seconds"]
+    print(f"{'method':<20} {'images/s':>9} {'ms/image':>9} {'peak MiB':>9} {'vs per-annotation':>17} "
+          f"{'vs workers=1':>12}")
     for method, r in results.items():
         rate = r["images"] / r["seconds"]
-        print(f"{method:<20} {rate:9.0f} {1000 / rate:9.2f} {r['peak_mib']:9.0f} {rate / base_rate:13.2f}x")
+        print(f"{method:<20} {rate:9.0f} {1000 / rate:9.2f} {r['peak_mib']:9.0f} {rate / base_rate:16.2f}x "
+              f"{rate / own_rate:11.2f}x")
 
 
 if __name__ == "__main__":

@@ -18,9 +18,8 @@ import pytest
 import yaml
 
 from slurm_cluster import ClusterUnavailable, SlurmCluster
-from test_workflow import TEST_CONFIG, snakemake, workflow_copy
+from test_workflow import TEST_CONFIG, VARIANT, snakemake, workflow_copy
 
-VARIANT = "deeplabv3plus-resnet18-64"
 RUN = f"{VARIANT}/seed-0"
 # What the 2-CPU test node can hold, in place of the profile's sizes for real GPU nodes; the
 # first status check after 2 s instead of 40 s. Everything else comes from profiles/slurm.

@@ -19,7 +19,7 @@ from cocoseg.data import load_mask
 from cocoseg.demo import make_demo
 from cocoseg.evaluate import evaluate
 from cocoseg.images import load_rgb
-from cocoseg.splitfolder import checksum
+from cocoseg.files import checksum
 from cocoseg.devices import resolve_accelerator, resolve_precision
 from cocoseg.train import train
 from cocoseg.variants import Variant
@@ -41,7 +41,7 @@ def data(tmp_path_factory):
 
 def run_train(data, out, **overrides):
     variant = Variant(**{**TINY, **overrides})
-    return train(variant, data / "train", data / "val", out, out / "checkpoints", out / "logs", workers=1)
+    return train(variant, data / "train", data / "val", out, out / "checkpoints", out / "logs", cpus=1)
 
 
 @pytest.fixture(scope="module")
@@ -93,8 +93,8 @@ def test_evaluation_counts_every_original_pixel(data, trained, tmp_path):
 
 def test_evaluation_metrics_do_not_depend_on_loader_workers(data, trained, tmp_path):
     out, _ = trained
-    one = evaluate(out / "model.pt", data / "val", tmp_path / "one", samples=0, threads=1)
-    two = evaluate(out / "model.pt", data / "val", tmp_path / "two", samples=0, threads=2)
+    one = evaluate(out / "model.pt", data / "val", tmp_path / "one", samples=0, cpus=1)
+    two = evaluate(out / "model.pt", data / "val", tmp_path / "two", samples=0, cpus=2)
     assert (one["miou"], one["last_epoch_miou"], one["pixel_accuracy"]) == \
         (two["miou"], two["last_epoch_miou"], two["pixel_accuracy"])
     assert (tmp_path / "one" / "confusion.csv").read_bytes() == (tmp_path / "two" / "confusion.csv").read_bytes()
@@ -280,7 +280,7 @@ def holdout_data(tmp_path_factory):
 
 def test_holdout_is_left_out_of_training_and_chooses_the_epoch(holdout_data, tmp_path):
     variant = Variant(**{**TINY, "epochs": 1})
-    summary = train(variant, holdout_data / "train", None, tmp_path, tmp_path / "c", tmp_path / "l", workers=1)
+    summary = train(variant, holdout_data / "train", None, tmp_path, tmp_path / "c", tmp_path / "l", cpus=1)
     assert summary["train_images"] == 8 and summary["val_images"] == 5
     assert summary["selection"] == {"split": "train", "subset": "holdout", "images": 5}
 

@@ -10,7 +10,7 @@ import torch
 from cocoseg.cli import main
 from cocoseg.model import SegmentationModule
 from cocoseg.variants import Variant
-from cocoseg.weights import build_model
+from cocoseg.network import build_model
 
 from conftest import CodeOnLoad
 from test_bad_input import one_line_error

@@ -17,6 +17,7 @@ from conftest import REPO
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 TEST_CONFIG = REPO / ".test" / "config" / "config.yaml"
+VARIANT = "unet-resnet18-64x96"  # the one variant of TEST_CONFIG
 
 
 def workflow_copy(tmp_path: Path, *extra: str) -> Path:
@@ -71,7 +72,7 @@ def test_test_config_runs_end_to_end_and_masks_match_the_cli(tmp_path):
     train_log = (workdir / "results" / "logs" / "masks" / "train" / "shard-2.log").read_text()
     assert "train shard 3/3: 8 images" in train_log
 
-    variant = "deeplabv3plus-resnet18-64"
+    variant = VARIANT
     held_out = [row for row in csv.DictReader(open(workdir / "results" / "masks" / "train" / "manifest.csv"))
                 if row["holdout"] == "1"]
     assert len(held_out) == 4  # 15% of 24, rounded up
@@ -83,6 +84,7 @@ def test_test_config_runs_end_to_end_and_masks_match_the_cli(tmp_path):
         assert (workdir / "results" / "checkpoints" / run / "last.ckpt").exists()
         metrics = json.loads((workdir / "results" / "eval" / run / "val" / "metrics.json").read_text())
         assert metrics["images"] == 9 and metrics["variant"] == variant and metrics["seed"] == seed
+        assert metrics["image_size"] == [64, 96] and summary["config"]["architecture"] == "Unet"
         assert len(list((workdir / "results" / "eval" / run / "val" / "samples").glob("*.png"))) == 2
     per_seed = list(csv.DictReader(open(workdir / "results" / "report" / "metrics_per_seed.csv")))
     assert sorted(row["seed"] for row in per_seed) == ["0", "1"]
@@ -161,11 +163,15 @@ def test_the_workflow_runs_from_its_source_tree_without_the_package_installed(tm
     ("model:\n  architecture: DeepLabV9\n", "config model.architecture: 'DeepLabV9' is not one of"),
     ("model:\n  encoder_weights: instagram\n",
      "config model.encoder_weights: 'instagram' is not available for resnet18"),
-    ("model:\n  overrides: {deeplabv3plus-resnet18-64: {lrr: 0.1}}\n",
-     "model.overrides.deeplabv3plus-resnet18-64: unknown key(s) lrr"),
-    ("model:\n  overrides: {deeplabv3plus-resnet50-64: {lr: 0.1}}\n",
-     "model.overrides names 'deeplabv3plus-resnet50-64', which is not a variant"),
-    ("model:\n  image_sizes: [100]\n", "config model.image_sizes: 100: image size (100, 100): give one side"),
+    ("model:\n  overrides: {unet-resnet18-64x96: {lrr: 0.1}}\n",
+     "model.overrides.unet-resnet18-64x96: unknown key(s) lrr"),
+    ("model:\n  overrides: {unet-resnet50-64x96: {lr: 0.1}}\n",
+     "model.overrides names 'unet-resnet50-64x96', which is not a variant"),
+    ("model:\n  image_sizes: [0]\n", "config model.image_sizes: 0: image size (0, 0): give one side"),
+    ("model:\n  architecture: FPN\n  image_sizes: [[64, 80]]\n",
+     "config model.image_sizes: 64x80: each side must be a multiple of 32 for FPN with resnet18"),
+    ("model:\n  architecture: DeepLabV3Plus\n  image_sizes: [[64, 72]]\n",
+     "config model.image_sizes: 64x72: each side must be a multiple of 16 for DeepLabV3Plus with resnet18"),
 ])
 def test_config_mistakes_stop_the_dry_run_with_the_key(tmp_path, extra, message):
     workdir = workflow_copy(tmp_path)

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from .common import InputError
+from .files import output_problem
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # albumentations calls home at import
 
@@ -44,12 +45,14 @@ def _variant(args: argparse.Namespace):
         overrides["encoder_weights"] = None if args.encoder_weights.lower() in ("none", "null") else args.encoder_weights
     if args.channels_last is not None:
         overrides["channels_last"] = args.channels_last == "true"
+    if args.gpu:
+        overrides["gpu"] = True
     return Variant(**overrides)
 
 
 def _train(args: argparse.Namespace) -> None:
     from . import train
-    from .devices import default_workers
+    from .devices import default_cpus
     from .splitfolder import read_labels
 
     train_dir = args.train_dir or (args.data_path / "train" if args.data_path else None)
@@ -62,7 +65,7 @@ def _train(args: argparse.Namespace) -> None:
                          f"but --num_classes {args.num_classes}")
     output = args.output or Path("runs") / variant.name
     summary = train.train(variant, train_dir, val_dir, output, args.checkpoint_dir or output / "checkpoints",
-                          args.log_dir or output / "logs", args.workers or default_workers())
+                          args.log_dir or output / "logs", args.cpus or default_cpus(), args.allow_cpu_fallback)
     if summary is not None:  # None in the extra processes of a multi-process run
         print(f"{variant.name}: {summary['epochs']} epochs, best mIoU {summary['best_val_miou']:.3f} on "
               f"{summary['selection']['split']} ({summary['selection']['subset']}) at epoch {summary['best_epoch']}, "
@@ -81,6 +84,13 @@ def _add_holdout_options(p: argparse.ArgumentParser) -> None:
                    help="share of the usable images held out of training to choose the best epoch (default 0)")
     p.add_argument("--holdout-count", type=_positive, default=None, help="hold out this many images instead")
     p.add_argument("--holdout-seed", type=int, default=0, help="seed of the held-out draw (default 0)")
+
+
+def _add_gpu_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--gpu", action="store_true",
+                   help="the job was given a GPU: stop with one line if CUDA cannot use it")
+    p.add_argument("--allow-cpu-fallback", action="store_true",
+                   help="with --gpu, run on the CPU (with a warning) where CUDA cannot be used")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -133,7 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num_classes", "--num-classes", type=_positive,
                    help="classes including background; checked against labels.csv")
     p.add_argument("--img_size", "--img-size", type=_image_size, help="H,W or one side, e.g. 512,512")
-    p.add_argument("--workers", type=_positive, default=None, help="CPU threads (default: all given to the job)")
+    p.add_argument("--cpus", "--workers", type=_positive, default=None,
+                   help="CPUs the job holds (default: all this process may use), shared over its processes, "
+                        "loader workers and threads")
     for flag, kind in (("epochs", _positive), ("batch_size", _positive), ("lr", float),
                        ("weight_decay", float), ("warmup_epochs", float), ("dice_weight", float),
                        ("seed", int), ("devices", _positive)):
@@ -147,9 +159,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", help="auto, 32-true, bf16-mixed, 16-mixed")
     p.add_argument("--accelerator", choices=["auto", "cpu", "gpu"])
     p.add_argument("--channels-last", choices=["true", "false"])
+    _add_gpu_options(p)
 
     p = sub.add_parser("weights", help="fetch named encoder weights (or check a file) into a file that loads offline")
-    p.set_defaults(func=_weights)
+    p.set_defaults(func=_weights, output_files=("output",))
     p.add_argument("--architecture", default="DeepLabV3Plus")
     p.add_argument("--encoder", required=True)
     p.add_argument("--weights", required=True, help="a name SMP knows (imagenet, ...) or a state-dict file")
@@ -161,17 +174,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split-dir", required=True, type=Path)
     p.add_argument("--output", required=True, type=Path)
     p.add_argument("--samples", type=int, default=6, help="sample panels to write")
-    p.add_argument("--workers", type=_positive, default=1)
+    p.add_argument("--cpus", "--workers", type=_positive, default=1,
+                   help="CPUs the job holds, shared between decoding workers and threads (default 1)")
+    _add_gpu_options(p)
 
     p = sub.add_parser("predict", help="masks and overlays for any folder of images")
     p.set_defaults(func=_predict)
     p.add_argument("--checkpoint", required=True, type=Path, help="model.pt written by `cocoseg train`")
     p.add_argument("--images", required=True, type=Path)
     p.add_argument("--output", required=True, type=Path)
-    p.add_argument("--workers", type=_positive, default=1)
+    p.add_argument("--cpus", "--workers", type=_positive, default=1, help="CPUs to use (default 1)")
 
     p = sub.add_parser("report", help="comparison tables, plots and REPORT.md from a results folder")
-    p.set_defaults(func=_report)
+    p.set_defaults(func=_report, output_files=("report_md",))
     p.add_argument("--results", type=Path, default=Path("results"))
     p.add_argument("--variants", nargs="+", required=True)
     p.add_argument("--seeds", nargs="+", required=True)
@@ -235,16 +250,17 @@ def _gather(args: argparse.Namespace) -> None:
 
 
 def _weights(args: argparse.Namespace) -> None:
-    from .weights import prepare
+    from .network import save_encoder_weights
 
-    prepare(args.architecture, args.encoder, args.weights, args.output)
+    save_encoder_weights(args.architecture, args.encoder, args.weights, args.output)
     print(f"{args.encoder} encoder weights ({args.weights}) -> {args.output}", file=sys.stderr)
 
 
 def _evaluate(args: argparse.Namespace) -> None:
     from .evaluate import evaluate
 
-    m = evaluate(args.model, args.split_dir, args.output, samples=args.samples, threads=args.workers)
+    m = evaluate(args.model, args.split_dir, args.output, samples=args.samples, cpus=args.cpus,
+                 gpu_requested=args.gpu, allow_cpu_fallback=args.allow_cpu_fallback)
     print(f"{m['variant']} on {m['split']}: mIoU {m['miou']:.3f}, mDice {m['mdice']:.3f}, "
           f"pixel accuracy {m['pixel_accuracy']:.3f}, {m['inference_images_per_s']:.1f} images/s", file=sys.stderr)
 
@@ -252,7 +268,7 @@ def _evaluate(args: argparse.Namespace) -> None:
 def _predict(args: argparse.Namespace) -> None:
     from .evaluate import predict
 
-    written, skipped = predict(args.checkpoint, args.images, args.output, threads=args.workers)
+    written, skipped = predict(args.checkpoint, args.images, args.output, cpus=args.cpus)
     print(f"{written} image{'s' * (written != 1)} written, {skipped} skipped -> {args.output}", file=sys.stderr)
 
 
@@ -270,9 +286,21 @@ def one_line(error: InputError) -> str:
     return last.removeprefix(prefix) if "Original Traceback" in str(error) else str(error)
 
 
+OUTPUT_FOLDERS = ("output", "output_dir", "checkpoint_dir", "log_dir")  # arguments naming folders a command writes
+
+
+def check_outputs(args: argparse.Namespace) -> None:
+    """Every path a command writes, checked before any work (a folder under a regular file)."""
+    files = getattr(args, "output_files", ())
+    for name in (*OUTPUT_FOLDERS, *files):
+        if (path := getattr(args, name, None)) is not None and (problem := output_problem(path, name in files)):
+            raise InputError(problem)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        check_outputs(args)
         args.func(args)
     except InputError as e:
         print(f"cocoseg: error: {one_line(e)}", file=sys.stderr)

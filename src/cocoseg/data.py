@@ -120,11 +120,22 @@ def train_longest_side(size: tuple[int, int]) -> int:
     return math.ceil(max(size) * (1 + RANDOM_SCALE))
 
 
+def fitted_size(height: int, width: int, size: tuple[int, int]) -> tuple[int, int]:
+    """The (height, width) an image takes when fitted inside `size` keeping its aspect ratio.
+
+    The same arithmetic as albumentations' `LongestMaxSize(max_size_hw=size)`, which the
+    transforms use; prediction uses it to crop the padding back off.
+    """
+    scale = min(size[0] / height, size[1] / width)
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
 def train_transform(size: tuple[int, int], seed: int) -> A.Compose:
-    """Random scale around the variant's size, pad with ignore, crop, flip, mild colour jitter."""
+    """Fit inside the variant's size, scale at random around it, pad with ignore, crop, flip, mild
+    colour jitter. Fitting as evaluation does keeps the two at the same scale, portrait or landscape."""
     height, width = size
     return A.Compose([
-        A.LongestMaxSize(max_size=max(height, width)),
+        A.LongestMaxSize(max_size_hw=(height, width)),
         A.RandomScale(scale_limit=(-RANDOM_SCALE, RANDOM_SCALE), p=1.0),
         A.PadIfNeeded(min_height=height, min_width=width, border_mode=cv2.BORDER_CONSTANT,
                       fill=0, fill_mask=IGNORE),
@@ -135,14 +146,15 @@ def train_transform(size: tuple[int, int], seed: int) -> A.Compose:
 
 
 def eval_transform(size: tuple[int, int]) -> A.Compose:
-    """Longest side to the variant's size, then pad bottom-right to the variant's full size.
+    """Fit inside the variant's (height, width) keeping the aspect ratio (`fitted_size`), then pad
+    bottom-right to exactly that size, so every image of a split shares one shape.
 
     Padding at the bottom-right keeps the image at the top-left, so predictions are cropped
     back with a slice; padded mask pixels are 255 and never counted.
     """
     height, width = size
     return A.Compose([
-        A.LongestMaxSize(max_size=max(height, width)),
+        A.LongestMaxSize(max_size_hw=(height, width)),
         A.PadIfNeeded(min_height=height, min_width=width, position="top_left",
                       border_mode=cv2.BORDER_CONSTANT, fill=0, fill_mask=IGNORE),
     ])

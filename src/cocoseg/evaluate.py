@@ -15,13 +15,14 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from .common import InputError
-from .data import as_tensor, check_files_exist, eval_transform, load_sample, normalize, read_manifest
-from .devices import count_parameters, peak_memory_mb, resolve_accelerator
-from .files import atomic_path, write_bytes, write_csv, write_json
+from .data import as_tensor, check_files_exist, eval_transform, fitted_size, load_sample, normalize, read_manifest
+from .devices import count_parameters, peak_memory_mb, resolve_accelerator, share_cpus
+from .files import atomic_path, read_csv, write_bytes, write_csv, write_json
 from .images import load_rgb
 from .metrics import confusion_matrix, scores
 from .modelfile import load_trained
 from .png import encode_mask_png
+from .splitfolder import label_map_difference, read_labels, write_label_map
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 
@@ -43,18 +44,16 @@ def overlay(image: np.ndarray, mask: np.ndarray, colours: np.ndarray, alpha: flo
 
 
 class Predictor:
-    """Resize to the variant's size, run the model, and bring logits back to the original size."""
+    """Fit inside the variant's size, run the model, and bring logits back to the original size."""
 
-    def __init__(self, model_path: Path, threads: int = 1, epoch: str = "chosen"):
-        torch.set_num_threads(max(1, threads))
-        self.device = "cuda" if resolve_accelerator("auto") == "gpu" else "cpu"
+    def __init__(self, model_path: Path, device: str, epoch: str = "chosen"):
+        self.device = device
         self.model, self.variant, self.labels, self.epoch = load_trained(model_path, self.device, epoch)
         self.transform = eval_transform(self.variant.image_size)
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
         height, width = image.shape[:2]
-        scale = max(self.variant.image_size) / max(height, width)
-        resized = (round(height * scale), round(width * scale))
+        resized = fitted_size(height, width, self.variant.image_size)
         tensor = normalize(as_tensor(self.transform(image=image)["image"])[None].to(self.device)).contiguous()
         with torch.inference_mode():
             logits = self.model(tensor)[:, :, : resized[0], : resized[1]]
@@ -64,6 +63,14 @@ class Predictor:
     def synchronize(self) -> None:
         if self.device == "cuda":
             torch.cuda.synchronize()
+
+
+def inference_device(cpus: int, gpu_requested: bool = False, allow_cpu_fallback: bool = False) -> tuple[str, int]:
+    """The torch device one inference process runs on, and its loader workers; sets its threads."""
+    accelerator = resolve_accelerator("auto", gpu_requested, allow_cpu_fallback)
+    share = share_cpus(cpus, 1, accelerator)
+    torch.set_num_threads(share.threads)
+    return ("cuda" if accelerator == "gpu" else "cpu"), share.loader_workers
 
 
 class SplitSamples(Dataset):
@@ -89,44 +96,71 @@ def _images_and_masks(split_dir: Path, rows: list[dict], workers: int):
                       prefetch_factor=4 if workers else None)
 
 
-def evaluate(model_path: Path, split_dir: Path, output_dir: Path, samples: int = 6, threads: int = 1) -> dict:
-    """Metrics over the whole split at original resolution; writes metrics.json, per_class.csv,
-    confusion.csv and sample panels (image | ground truth | prediction).
+def check_label_maps(model_path: Path, model_labels: list[dict], split_dir: Path) -> None:
+    """A model scores only a split labelled with its own map: label 3 must mean the same class."""
+    if difference := label_map_difference(model_labels, read_labels(split_dir), ("the model", "the split")):
+        raise InputError(f"{model_path} and {Path(split_dir) / 'labels.csv'}: label maps differ ({difference}); "
+                         f"evaluate on a split made with the same classes (mask stage --classes)")
 
-    The chosen epoch's weights are scored and timed; the last epoch's are scored too, so the
-    report can show how much choosing the epoch mattered.
+
+def _score(predictor: Predictor, split_dir: Path, rows: list[dict], workers: int,
+           panels: tuple[Path, int] | None = None) -> tuple[torch.Tensor, float]:
+    """Confusion matrix of `predictor` over the split, and the seconds spent in the model.
+
+    `panels` (folder, count): the first `count` images get an image | truth | prediction panel.
     """
-    predictor = Predictor(model_path, threads)
     num_classes = len(predictor.labels)
-    rows = read_manifest(split_dir)
-    check_files_exist(split_dir, rows)
     colours = palette(num_classes)
-    output_dir = Path(output_dir)
-    for stale in (output_dir / "samples").glob("*.png"):  # panels of an earlier evaluation here
-        stale.unlink()
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.long)
-    predictor(load_sample(split_dir, rows[0])[0])  # warm-up, not timed
-    if predictor.device == "cuda":
-        torch.cuda.reset_peak_memory_stats()
     seconds = 0.0
-    for index, (row, image, truth) in enumerate(_images_and_masks(split_dir, rows, threads)):
+    for index, (row, image, truth) in enumerate(_images_and_masks(split_dir, rows, workers)):
         predictor.synchronize()
         start = time.perf_counter()
         prediction = predictor(image)
         predictor.synchronize()
         seconds += time.perf_counter() - start
         confusion += confusion_matrix(torch.from_numpy(truth), torch.from_numpy(prediction), num_classes)
-        if index < samples:
+        if panels and index < panels[1]:
             panel = np.concatenate([image, overlay(image, truth, colours), overlay(image, prediction, colours)], axis=1)
-            with atomic_path(output_dir / "samples" / f"{Path(row['mask']).stem}.png") as tmp:
+            with atomic_path(panels[0] / f"{Path(row['mask']).stem}.png") as tmp:
                 Image.fromarray(panel).save(tmp, format="PNG")
+    return confusion, seconds
+
+
+def _write_tables(output_dir: Path, labels: list[dict], result: dict, confusion: torch.Tensor) -> None:
+    per_class = [[label["label"], label["category_id"], label["name"], _round(result["iou"][i]),
+                  _round(result["dice"][i]), int(result["labelled_pixels"][i]), int(result["predicted_pixels"][i])]
+                 for i, label in enumerate(labels)]
+    write_csv(output_dir / "per_class.csv",
+              ["label", "category_id", "name", "iou", "dice", "label_pixels", "predicted_pixels"], per_class)
+    write_csv(output_dir / "confusion.csv", ["label", *range(len(labels))],
+              [[i, *confusion[i].tolist()] for i in range(len(labels))])
+
+
+def evaluate(model_path: Path, split_dir: Path, output_dir: Path, samples: int = 6, cpus: int = 1,
+             gpu_requested: bool = False, allow_cpu_fallback: bool = False) -> dict:
+    """Metrics over the whole split at original resolution; writes metrics.json, per_class.csv,
+    confusion.csv and sample panels (image | ground truth | prediction).
+
+    The chosen epoch's weights are scored and timed; the last epoch's are scored too, so the
+    report can show how much choosing the epoch mattered.
+    """
+    device, workers = inference_device(cpus, gpu_requested, allow_cpu_fallback)
+    predictor = Predictor(model_path, device)
+    check_label_maps(model_path, predictor.labels, split_dir)
+    rows = read_manifest(split_dir)
+    check_files_exist(split_dir, rows)
+    output_dir = Path(output_dir)
+    for stale in (output_dir / "samples").glob("*.png"):  # panels of an earlier evaluation here
+        stale.unlink()
+    predictor(load_sample(split_dir, rows[0])[0])  # warm-up, not timed
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    confusion, seconds = _score(predictor, split_dir, rows, workers, (output_dir / "samples", samples))
+    peak_memory = peak_memory_mb("gpu" if device == "cuda" else "cpu")
     result = scores(confusion)
-    peak_memory = peak_memory_mb("gpu" if predictor.device == "cuda" else "cpu")
-    last = Predictor(model_path, threads, epoch="last")
-    last_confusion = torch.zeros_like(confusion)
-    for _, image, truth in _images_and_masks(split_dir, rows, threads):
-        last_confusion += confusion_matrix(torch.from_numpy(truth), torch.from_numpy(last(image)), num_classes)
-    last_result = scores(last_confusion)
+    last = Predictor(model_path, device, epoch="last")
+    last_result = scores(_score(last, split_dir, rows, workers)[0])
     summary = Path(model_path).with_name("summary.json")  # written beside model.pt by `cocoseg train`
     train_seconds = json.loads(summary.read_text())["train_seconds"] if summary.exists() else None
     metrics = {
@@ -143,17 +177,11 @@ def evaluate(model_path: Path, split_dir: Path, output_dir: Path, samples: int =
         "params": count_parameters(predictor.model),
         "inference_images_per_s": len(rows) / seconds,
         "inference_peak_memory_mb": peak_memory,
-        "device": predictor.device,
+        "device": device,
         "image_size": list(predictor.variant.image_size),
         "train_seconds": train_seconds,
     }
-    per_class = [[label["label"], label["category_id"], label["name"], _round(result["iou"][i]),
-                  _round(result["dice"][i]), int(result["labelled_pixels"][i]), int(result["predicted_pixels"][i])]
-                 for i, label in enumerate(predictor.labels)]
-    write_csv(output_dir / "per_class.csv",
-              ["label", "category_id", "name", "iou", "dice", "label_pixels", "predicted_pixels"], per_class)
-    write_csv(output_dir / "confusion.csv", ["label", *range(num_classes)],
-              [[i, *confusion[i].tolist()] for i in range(num_classes)])
+    _write_tables(output_dir, predictor.labels, result, confusion)
     (output_dir / "samples").mkdir(parents=True, exist_ok=True)
     write_json(output_dir / "metrics.json", metrics)
     return metrics
@@ -163,17 +191,25 @@ def _round(value: float) -> float | str:
     return "" if np.isnan(value) else round(float(value), 6)
 
 
-def predict(model_path: Path, images_dir: Path, output_dir: Path, threads: int = 1) -> tuple[int, int]:
-    """Masks and overlays for every image in a folder (recursively); returns (written, skipped).
+def predict(model_path: Path, images_dir: Path, output_dir: Path, cpus: int = 1) -> tuple[int, int]:
+    """Masks and overlays for every image in a folder (recursively), and the model's label map
+    (`labels.csv`) beside them; returns (written, skipped).
 
     An unreadable image, or one above the pixel limit, is skipped with its reason on stderr.
+    An output folder holding predictions under another label map is refused.
     """
     images_dir, output_dir = Path(images_dir), Path(output_dir)
     if not images_dir.is_dir():
         raise InputError(f"{images_dir}: image folder not found")
     if images_dir.resolve() == output_dir.resolve() or images_dir.resolve() in output_dir.resolve().parents:
         raise InputError(f"{output_dir}: inside the image folder {images_dir}; a rerun would read its own output")
-    predictor = Predictor(model_path, threads)
+    predictor = Predictor(model_path, inference_device(cpus)[0])
+    labels_file = output_dir / "labels.csv"
+    if labels_file.exists() and (difference := label_map_difference(predictor.labels, read_csv(labels_file),
+                                                                    ("the model", "the folder"))):
+        raise InputError(f"{model_path} and {labels_file}: label maps differ ({difference}); "
+                         f"write these predictions to another folder")
+    write_label_map(labels_file, predictor.labels)
     colours = palette(len(predictor.labels))
     paths = sorted(p for p in Path(images_dir).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     skipped = 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 import shutil
@@ -38,6 +39,26 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _digest():
+    return hashlib.blake2b(digest_size=12)
+
+
+def checksum(data: bytes) -> str:
+    """Content checksum of bytes in memory (a mask as written), as `file_checksum` gives for a file."""
+    digest = _digest()
+    digest.update(data)
+    return digest.hexdigest()
+
+
+def file_checksum(path: str | os.PathLike) -> str:
+    """Content checksum of a file, read in blocks."""
+    digest = _digest()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -107,3 +128,18 @@ def link_or_copy(source: Path, target: Path, how: str) -> None:
         shutil.copy2(source, target)
     else:
         raise ValueError(f"unknown link mode {how!r}")
+
+
+def output_problem(path: str | os.PathLike, is_file: bool = False) -> str | None:
+    """Why `path` cannot be written as an output folder (or file), or None.
+
+    Checked before any work: a folder under a regular file would otherwise fail midway with a
+    traceback.
+    """
+    path = Path(path)
+    for parent in [path, *path.parents] if not is_file else list(path.parents):
+        if parent.exists() or parent.is_symlink():
+            if not parent.is_dir():
+                return f"{path}: cannot be written: {parent} exists and is not a folder"
+            return None
+    return None

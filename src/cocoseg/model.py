@@ -14,7 +14,7 @@ from .common import IGNORE
 from .data import normalize
 from .metrics import confusion_matrix, scores
 from .variants import Variant
-from .weights import build_model
+from .network import build_model
 
 
 def lr_factor(step: int, total_steps: int, warmup_steps: int, schedule: str) -> float:

@@ -7,25 +7,15 @@ run code when loaded.
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import torch
 
 from .common import InputError, first_line
 from .files import atomic_path
+from .network import build_model
+from .torchfile import read_tensors
 from .variants import Variant
-
-
-def read_tensors(path: Path, device: str = "cpu"):
-    """A torch file read with `weights_only=True`: tensors and plain data, never code.
-
-    Raises whatever torch raises for a file that is not one (callers name the file); torch's
-    warning about legacy pickles, printed before it refuses them, is silenced.
-    """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return torch.load(path, map_location=device, weights_only=True)
 
 
 def save_model(path: Path, variant: Variant, labels: list[dict], state: dict, epoch: int | None,
@@ -42,8 +32,6 @@ def load_trained(path: Path, device: str = "cpu", epoch: str = "chosen"
 
     Read with `weights_only=True`: a file from elsewhere cannot run code when loaded.
     """
-    from .weights import build_model
-
     try:
         saved = read_tensors(path, device)
         variant = Variant(**saved["variant"])

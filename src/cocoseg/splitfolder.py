@@ -13,24 +13,18 @@ named fields.
 
 from __future__ import annotations
 
-import hashlib
 import math
 from pathlib import Path
 
 import numpy as np
 
 from .common import InputError
-from .files import read_csv, write_csv
+from .files import checksum, read_csv, write_csv
 
 MANIFEST_COLUMNS = ["image_id", "file_name", "width", "height", "annotations", "status", "reason", "mask",
                     "mask_checksum", "holdout"]
 LABEL_COLUMNS = ["label", "category_id", "name"]
 OK, SKIPPED = "ok", "skipped"
-
-
-def checksum(data: bytes) -> str:
-    """Content checksum of one mask file, recorded so a run can tell that its labels changed."""
-    return hashlib.blake2b(data, digest_size=12).hexdigest()
 
 
 def manifest_row(image_id, file_name: str, width, height, annotations: int, status: str, reason: str,
@@ -98,8 +92,27 @@ def draw_holdout(image_ids: list[int], size: int, seed: int) -> set[int]:
 
 def content_digest(split_dir: Path, subset: str) -> str:
     """One checksum of what a run reads from a split subset: file names, sizes and mask contents."""
-    digest = hashlib.blake2b(digest_size=12)
-    for row in read_manifest(split_dir, subset):
-        digest.update("\t".join((row["file_name"], row["width"], row["height"], row["mask"],
-                                 row["mask_checksum"])).encode() + b"\n")
-    return digest.hexdigest()
+    lines = ("\t".join((row["file_name"], row["width"], row["height"], row["mask"], row["mask_checksum"])) + "\n"
+             for row in read_manifest(split_dir, subset))
+    return checksum("".join(lines).encode())
+
+
+def label_map_difference(labels: list[dict], other: list[dict], names: tuple[str, str]) -> str | None:
+    """The first difference between two label maps (rows of labels.csv) named `names`, in words;
+    None if they are equal."""
+    def describe(row: dict) -> str:
+        category = f" (category {row['category_id']})" if row["category_id"] not in ("", None) else ""
+        return f"{row['name']!r}{category}"
+
+    for mine, theirs in zip(labels, other):
+        if [str(mine[c]) for c in LABEL_COLUMNS] != [str(theirs[c]) for c in LABEL_COLUMNS]:
+            return (f"label {mine['label']} is {describe(mine)} in {names[0]}, "
+                    f"label {theirs['label']} {describe(theirs)} in {names[1]}")
+    if len(labels) != len(other):
+        return f"{len(labels)} labels in {names[0]}, {len(other)} in {names[1]}"
+    return None
+
+
+def write_label_map(path: Path, labels: list[dict]) -> None:
+    """A label map as read (background included), e.g. beside predictions."""
+    write_csv(path, LABEL_COLUMNS, [[row[c] for c in LABEL_COLUMNS] for row in labels])

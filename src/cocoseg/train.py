@@ -22,15 +22,17 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 from pytorch_lightning.plugins.environments import LightningEnvironment, SLURMEnvironment
 
-from .common import InputError
+from .common import InputError, first_line
 from .data import SegmentationDataModule
-from .devices import count_parameters, device_name, peak_memory_mb, resolve_accelerator, resolve_precision
-from .files import write_json
+from .devices import (count_parameters, device_name, peak_memory_mb, resolve_accelerator, resolve_precision,
+                      share_cpus)
+from .files import file_checksum, write_json
 from .model import SegmentationModule
 from .modelfile import save_model
+from .network import size_problem
 from .splitfolder import content_digest, read_labels
+from .torchfile import read_tensors
 from .variants import Variant, is_weights_file
-from .weights import file_checksum
 
 FINGERPRINT = "fingerprint.json"  # beside the checkpoints: what the run they belong to was trained on
 
@@ -83,7 +85,8 @@ def prepare_checkpoints(checkpoint_dir: Path, log_dir: Path, fingerprint: dict) 
     """The checkpoint to resume from, and its epoch count; clears anything a run may not reuse.
 
     A run resumes only when the saved fingerprint equals this run's: otherwise (changed settings,
-    labels or data, a damaged checkpoint) it starts from epoch 0 and says why in one line.
+    labels or data, a damaged checkpoint, one that holds more than tensors and plain data) it
+    starts from epoch 0 and says why in one line.
     """
     checkpoint_dir, log_dir = Path(checkpoint_dir), Path(log_dir)
     last = checkpoint_dir / "last.ckpt"
@@ -94,11 +97,12 @@ def prepare_checkpoints(checkpoint_dir: Path, log_dir: Path, fingerprint: dict) 
     reason = None
     if last.exists() and saved == fingerprint:
         try:
-            return last, torch.load(last, map_location="cpu", weights_only=False)["epoch"] + 1
-        except Exception as e:  # a copy cut short, a full disk: any unpickling error
+            return last, read_checkpoint(last)["epoch"] + 1
+        except Exception as e:  # a copy cut short, a full disk, a pickle that would run code
             damaged = last.with_name(f"last.ckpt.damaged-{int(time.time())}")
             last.replace(damaged)
-            reason = f"{last} is damaged ({type(e).__name__}), set aside as {damaged.name}"
+            reason = (f"{last} is not a checkpoint of tensors and plain data ({type(e).__name__}: {first_line(e, 80)}), "
+                      f"set aside as {damaged.name}")
     elif list(checkpoint_dir.glob("*.ckpt")):
         reason = (f"{checkpoint_dir} holds checkpoints without a fingerprint" if saved is None else
                   f"{checkpoint_dir} holds a run with other inputs (changed: {_changes(saved, fingerprint)})")
@@ -110,84 +114,133 @@ def prepare_checkpoints(checkpoint_dir: Path, log_dir: Path, fingerprint: dict) 
     return None, 0
 
 
-def train(variant: Variant, train_dir: Path, val_dir: Path | None, output_dir: Path, checkpoint_dir: Path,
-          log_dir: Path, workers: int) -> dict | None:
-    """Train (or resume) one variant; writes `output_dir/model.pt` and `output_dir/summary.json`.
+def read_checkpoint(path: Path) -> dict:
+    """A Lightning checkpoint written by this module, read as tensors and plain data only."""
+    return read_tensors(path)
 
-    `val_dir` chooses the best epoch; None chooses it on the training split's holdout. Returns
-    the summary in the main process, None in the others of a multi-process run.
+
+def chosen_epoch(checkpoint: dict) -> dict:
+    """The chosen epoch's number, selection scores and weights, all from its own checkpoint.
+
+    `cocoseg_history` in a checkpoint ends with the epoch it was saved at (the module adds the
+    row before ModelCheckpoint saves), so number and score cannot come from different epochs.
     """
+    row = checkpoint["cocoseg_history"][-1]
+    if row["epoch"] != checkpoint["epoch"] + 1:
+        raise RuntimeError(f"checkpoint of epoch {checkpoint['epoch'] + 1} ends its history at epoch {row['epoch']}")
+    state = {k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
+    return {**row, "state_dict": state}
+
+
+def _selection_split(train_dir: Path, val_dir: Path | None) -> tuple[list[dict], Path, str]:
+    """The label map, and the split and subset that choose the best epoch; the maps must agree."""
     val_subset = "all" if val_dir is not None else "holdout"
     val_dir = Path(val_dir if val_dir is not None else train_dir)
     labels = read_labels(train_dir)
     if [r["category_id"] for r in read_labels(val_dir)] != [r["category_id"] for r in labels]:
         raise InputError(f"{val_dir}/labels.csv: differs from {train_dir}/labels.csv")
-    num_classes = len(labels)
-    pl.seed_everything(variant.seed, workers=True)
-    # A variant that asked the scheduler for a GPU warns when it lands where CUDA is unusable.
-    accelerator = resolve_accelerator("gpu" if variant.gpu and variant.accelerator == "auto" else variant.accelerator)
-    precision = resolve_precision(variant.precision, accelerator)
-    devices = variant.devices if accelerator == "gpu" or variant.accelerator == "cpu" else 1
-    threads = max(1, workers // devices) if accelerator == "cpu" else workers
-    torch.set_num_threads(threads)
+    return labels, val_dir, val_subset
 
-    data = SegmentationDataModule(train_dir, val_dir, variant.image_size, variant.batch_size,
-                                  num_workers=threads, seed=variant.seed, val_subset=val_subset)
-    fingerprint = run_fingerprint(variant, labels, train_dir, val_dir, val_subset)
-    last, resumed_from = prepare_checkpoints(checkpoint_dir, log_dir, fingerprint)
-    module = SegmentationModule(variant, num_classes)
+
+def epoch_checkpoints(checkpoint_dir: Path) -> tuple[ModelCheckpoint, ModelCheckpoint]:
+    """`best.ckpt` (the best selection mIoU so far) and `last.ckpt` (every epoch, to resume from).
+
+    Two callbacks, because ModelCheckpoint's own `save_last` rewrites last.ckpt only at epochs
+    that also saved a best checkpoint (Lightning 2.6): a run resumed after an epoch that did not
+    improve would repeat epochs.
+    """
+    best = ModelCheckpoint(dirpath=checkpoint_dir, filename="best", monitor="val_miou", mode="max", save_top_k=1)
+    last = ModelCheckpoint(dirpath=checkpoint_dir, filename="last", monitor=None, save_top_k=1,
+                           enable_version_counter=False)
+    return best, last
+
+
+def _trainer(variant: Variant, accelerator: str, processes: int, precision: str, checkpoints: list[ModelCheckpoint],
+             log_dir: Path, resumed_from: int, checkpoint_dir: Path) -> pl.Trainer:
     # CSVLogger rewrites its file when a run resumes: each run segment gets its own folder.
     csv_version = f"csv-from-epoch-{resumed_from + 1}" if resumed_from else "csv"
-    checkpoints = ModelCheckpoint(dirpath=checkpoint_dir, filename="best", monitor="val_miou", mode="max",
-                                  save_last=True, save_top_k=1)
-    trainer = pl.Trainer(
-        accelerator=accelerator, devices=devices, strategy="ddp" if devices > 1 else "auto",
+    return pl.Trainer(
+        accelerator=accelerator, devices=processes, strategy="ddp" if processes > 1 else "auto",
         use_distributed_sampler=False,  # the data module places samplers that never repeat an image
-        precision=precision, max_epochs=variant.epochs, callbacks=[checkpoints],
+        precision=precision, max_epochs=variant.epochs, callbacks=checkpoints,
         logger=[CSVLogger(log_dir, name="", version=csv_version),
                 TensorBoardLogger(log_dir, name="", version="tensorboard")],
-        plugins=cluster_environment(devices), deterministic="warn", log_every_n_steps=5,
+        plugins=cluster_environment(processes), deterministic="warn", log_every_n_steps=5,
         default_root_dir=checkpoint_dir,
     )
+
+
+def _fit(trainer: pl.Trainer, module: SegmentationModule, data: SegmentationDataModule, last: Path | None) -> float:
+    """Run (or resume) the fit; its wall time in seconds."""
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*exists and is not empty.*")  # our fingerprint.json
-        trainer.fit(module, datamodule=data, ckpt_path=last)
-    seconds = time.perf_counter() - start
+        trainer.fit(module, datamodule=data, ckpt_path=last, weights_only=True)
     if trainer.interrupted:
         raise RuntimeError("training was interrupted; rerun to resume from the last checkpoint")
+    return time.perf_counter() - start
+
+
+def train(variant: Variant, train_dir: Path, val_dir: Path | None, output_dir: Path, checkpoint_dir: Path,
+          log_dir: Path, cpus: int, allow_cpu_fallback: bool = False) -> dict | None:
+    """Train (or resume) one variant; writes `output_dir/model.pt` and `output_dir/summary.json`.
+
+    `val_dir` chooses the best epoch; None chooses it on the training split's holdout. `cpus`
+    are the job's, shared over its processes (`share_cpus`). Returns the summary in the main
+    process, None in the others of a multi-process run.
+    """
+    labels, val_dir, val_subset = _selection_split(train_dir, val_dir)
+    if problem := size_problem(variant.architecture, variant.encoder, variant.image_size):
+        raise InputError(f"image size {problem}")
+    accelerator = resolve_accelerator(variant.accelerator, variant.gpu, allow_cpu_fallback)
+    pl.seed_everything(variant.seed, workers=True)
+    precision = resolve_precision(variant.precision, accelerator)
+    processes = variant.devices if accelerator == "gpu" or variant.accelerator == "cpu" else 1
+    share = share_cpus(cpus, processes, accelerator)
+    torch.set_num_threads(share.threads)
+
+    data = SegmentationDataModule(train_dir, val_dir, variant.image_size, variant.batch_size,
+                                  num_workers=share.loader_workers, seed=variant.seed, val_subset=val_subset)
+    last, resumed_from = prepare_checkpoints(checkpoint_dir, log_dir,
+                                             run_fingerprint(variant, labels, train_dir, val_dir, val_subset))
+    module = SegmentationModule(variant, len(labels))
+    best, last_epoch = epoch_checkpoints(checkpoint_dir)
+    trainer = _trainer(variant, accelerator, processes, precision, [best, last_epoch], log_dir, resumed_from,
+                       checkpoint_dir)
+    seconds = _fit(trainer, module, data, last)
     if not trainer.is_global_zero:
         return None
 
-    best = torch.load(checkpoints.best_model_path, map_location="cpu", weights_only=False)
-    history = module.history
-    best_epoch = max(history, key=lambda row: row["val_miou"]) if history else {}
-    train_seconds = sum(row["seconds"] for row in history)
+    chosen = chosen_epoch(read_checkpoint(Path(best.best_model_path)))
+    train_seconds = sum(row["seconds"] for row in module.history)
     summary = {
         "variant": variant.name,
         "seed": variant.seed,
         "config": variant.to_dict(),
         "epochs": trainer.current_epoch,
-        "best_epoch": best_epoch.get("epoch"),
-        "best_val_miou": best_epoch.get("val_miou"),
+        "best_epoch": chosen["epoch"],
+        "best_val_miou": chosen["val_miou"],
         "selection": {"split": val_dir.name, "subset": val_subset, "images": len(data.val_set)},
         "train_seconds": train_seconds,
         "this_run_seconds": seconds,
         "resumed_from_epoch": resumed_from,
         "peak_memory_mb": peak_memory_mb(accelerator),
+        "accelerator": accelerator,
+        "gpu_requested": variant.gpu or variant.accelerator == "gpu",
         "device": device_name(accelerator),
         "precision": precision,
-        "processes": devices,
-        **training_cost(train_seconds, accelerator, devices, workers),
+        "processes": processes,
+        "cpus": {"job": cpus, "per_process": share.cpus, "loader_workers": share.loader_workers,
+                 "threads": share.threads},
+        **training_cost(train_seconds, accelerator, processes, cpus),
         "params": count_parameters(module.model),
         "train_images": len(data.train_set),
         "val_images": len(data.val_set),
-        "history": history,
+        "history": module.history,
     }
-    state = {k.removeprefix("model."): v for k, v in best["state_dict"].items() if k.startswith("model.")}
     last_state = {k: v.detach().cpu() for k, v in module.model.state_dict().items()}
-    save_model(Path(output_dir) / "model.pt", variant, labels, state, best_epoch.get("epoch"), last_state,
+    save_model(Path(output_dir) / "model.pt", variant, labels, chosen["state_dict"], chosen["epoch"], last_state,
                trainer.current_epoch)
     write_json(Path(output_dir) / "summary.json", summary)
     return summary

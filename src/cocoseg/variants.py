@@ -11,7 +11,6 @@ from itertools import product
 
 from .common import InputError
 
-OUTPUT_STRIDE = 16  # DeepLabV3+ default: input sides must divide by it
 WEIGHT_SUFFIXES = (".pt", ".pth", ".bin")
 
 
@@ -44,9 +43,9 @@ class Variant:
     def __post_init__(self) -> None:
         size = self.image_size
         self.image_size = (int(size), int(size)) if isinstance(size, (int, float)) else tuple(int(v) for v in size)
-        if len(self.image_size) != 2 or any(side % OUTPUT_STRIDE or side <= 0 for side in self.image_size):
-            raise InputError(f"image size {self.image_size}: give one side or [height, width], each a positive "
-                             f"multiple of {OUTPUT_STRIDE} (the output stride)")
+        if len(self.image_size) != 2 or any(side <= 0 for side in self.image_size):
+            raise InputError(f"image size {self.image_size}: give one side or [height, width], each positive "
+                             f"(what each side must divide by depends on the architecture: `network.size_problem`)")
         if not self.name:
             h, w = self.image_size
             self.name = f"{self.architecture.lower()}-{self.encoder}-{h if h == w else f'{h}x{w}'}"

@@ -66,3 +66,36 @@ def clear_stale_locks(state_dir: Path) -> str | None:
     shutil.rmtree(locks)
     owner_file.unlink()
     return f"removed the locks of a run that ended without cleaning up (process {owner['pid']})"
+
+
+def config_problems(variants: dict) -> list[str]:
+    """One line per setting that would fail only inside a training job, found before any job runs.
+
+    Imports torch and SMP when called: the Snakefile calls it once, in the main process.
+    """
+    import segmentation_models_pytorch as smp
+
+    from .network import size_problem
+
+    architectures = {name.lower() for name in smp.MODEL_ARCHITECTURES_MAPPING}
+    encoders = smp.encoders.get_encoder_names()
+    problems = []
+    for name, v in variants.items():
+        known_architecture = v.architecture.lower() in architectures
+        if not known_architecture:
+            problems.append(f"config model.architecture: {v.architecture!r} is not one of "
+                            f"segmentation_models_pytorch's ({', '.join(sorted(smp.MODEL_ARCHITECTURES_MAPPING))})")
+        if v.encoder not in encoders:
+            problems.append(f"config model.encoders: {v.encoder!r} is not an encoder segmentation_models_pytorch "
+                            f"knows (for example resnet18, resnet50, mobilenet_v2, efficientnet-b0)")
+        else:
+            if v.encoder_weights and not is_weights_file(v.encoder_weights):
+                available = sorted(smp.encoders.encoders[v.encoder]["pretrained_settings"])
+                if v.encoder_weights not in available:
+                    problems.append(f"config model.encoder_weights: {v.encoder_weights!r} is not available for "
+                                    f"{v.encoder} ({', '.join(available) or 'none'}; or give a file)")
+            if known_architecture and (problem := size_problem(v.architecture, v.encoder, v.image_size)):
+                problems.append(f"config model.image_sizes: {problem}")
+        if v.gpu and v.accelerator == "cpu":
+            problems.append(f"config for {name}: gpu: true asks for a GPU that accelerator: cpu would not use")
+    return list(dict.fromkeys(problems))

@@ -51,7 +51,7 @@ DEMO_OUTPUTS = {
 for problem in missing_config_paths(config, DEMO_OUTPUTS):
     raise ValueError(problem)
 if workflow.is_main_process:  # once, not again in every cluster job
-    from cocoseg.weights import config_problems
+    from cocoseg.workflow_checks import config_problems
 
     for problem in config_problems(VARIANTS):
         raise ValueError(problem)
@@ -145,12 +145,25 @@ def train_options(wildcards):
         *("--warmup-epochs", v.warmup_epochs, "--dice-weight", v.dice_weight),
         *("--precision", v.precision, "--seed", v.seed, "--accelerator", v.accelerator),
         *("--devices", v.devices, "--channels-last", str(v.channels_last).lower()),
+        *gpu_options(wildcards),
     ]
 
 
-def variant_gpus(wildcards):
+def gpu_options(wildcards):
+    """`--gpu` tells a job that it asked the scheduler for GPUs, so it stops where it got none."""
+    if not VARIANTS[wildcards.variant].gpu:
+        return []
+    return ["--gpu", *(["--allow-cpu-fallback"] if config["train"]["allow_cpu_fallback"] else [])]
+
+
+def training_gpus(wildcards):
     v = VARIANTS[wildcards.variant]
     return v.devices if v.gpu else 0
+
+
+def evaluation_gpus(wildcards):
+    """Evaluation runs in one process: one GPU whatever training used."""
+    return 1 if VARIANTS[wildcards.variant].gpu else 0
 
 
 def split_manifest(name):

@@ -30,11 +30,12 @@ rule evaluate_variant:
         "../../envs/train.yaml"
     threads: 2
     resources:
-        gpu=variant_gpus,
+        gpu=evaluation_gpus,
     params:
         split_dir=lambda wc, input: os.path.dirname(input.manifest),
         out_dir=lambda wc, output: os.path.dirname(output.metrics),
         samples=config["evaluate"]["samples"],
+        gpu=gpu_options,
     shell:
         "python -m cocoseg evaluate --model {input.model:q} --split-dir {params.split_dir:q}"
-        " --output {params.out_dir:q} --samples {params.samples} --workers {threads} > {log} 2>&1"
+        " --output {params.out_dir:q} --samples {params.samples} --cpus {threads} {params.gpu:q} > {log} 2>&1"

@@ -17,7 +17,7 @@ rule train_variant:
         "../../envs/train.yaml"
     threads: 4
     resources:
-        gpu=variant_gpus,
+        gpu=training_gpus,
     params:
         options=train_options,
         selection=selection_options,
@@ -30,4 +30,4 @@ rule train_variant:
         "HF_HUB_OFFLINE=1 python -m cocoseg train --train-dir {params.train_dir:q} {params.selection:q}"
         " {params.weights:q}"
         " --output {params.out_dir:q} --checkpoint-dir {params.checkpoints:q}"
-        " --log-dir {params.logs:q} --workers {threads} {params.options:q} > {log} 2>&1"
+        " --log-dir {params.logs:q} --cpus {threads} {params.options:q} > {log} 2>&1"
