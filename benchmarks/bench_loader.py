@@ -40,7 +40,7 @@ from torch.utils.data import DataLoader
 from cocoseg.convert import convert
 from cocoseg.data import (MEAN, STD, SegmentationDataModule, SegmentationDataset, load_mask, normalize, reseed_worker,
                           train_longest_side, train_transform)
-from cocoseg.images import to_rgb
+from cocoseg.decode import to_rgb
 from cocoseg.png import encode_mask_png
 from cocoseg.splitfolder import OK, read_manifest_rows, write_manifest
 

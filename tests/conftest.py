@@ -10,7 +10,6 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 REPO = Path(__file__).resolve().parents[1]
 COCO_REAL = REPO / "tests" / "data" / "coco-real"  # in the repository: 14 real COCO images
-COCO_TINY = REPO.parent / "shared" / "data" / "coco-tiny"  # optional, larger: skipped when absent
 
 CATEGORIES = [{"id": 4, "name": "cat"}, {"id": 17, "name": "dog"}, {"id": 90, "name": "bird"}]
 

@@ -15,7 +15,7 @@ from cocoseg.common import InputError
 from cocoseg.files import FILE_MODE
 from cocoseg.splitfolder import read_labels, read_manifest, read_manifest_rows
 
-from conftest import COCO_REAL, COCO_TINY
+from conftest import COCO_REAL
 
 
 def tree_bytes(root: Path) -> dict[str, bytes]:
@@ -126,26 +126,33 @@ def test_real_coco_images_in_the_repository_give_pycocotools_masks(tmp_path):
     assert summary["class_pixels"] == {row["name"]: int(counts[int(row["label"])]) for row in labels}
 
 
-@pytest.mark.skipif(not COCO_TINY.is_dir(), reason=f"real COCO subset not found at {COCO_TINY}")
-def test_coco_tiny_val_masks_equal_pycocotools_and_hold_all_80_classes(tmp_path):
-    annotations = COCO_TINY / "annotations" / "instances_val2017.json"
-    out = tmp_path / "val"
-    summary = convert(annotations, COCO_TINY / "val2017", out, workers=2)
-    assert summary["ok"] == summary["images"] == 80
+def test_all_80_categories_and_every_crowd_form_on_the_repositorys_real_images(tmp_path):
+    """All 80 COCO categories at their labels and crowd regions in each form a COCO file holds them
+    (RLE with counts as a list or as a compressed string, polygons), on the 14 real images: their
+    80 smallest objects (painted last, so visible) get one category each."""
+    data = json.loads((COCO_REAL / "instances.json").read_text())
+    categories = sorted(c["id"] for c in data["categories"])
+    assert len(categories) == 80
+    things = sorted((a for a in data["annotations"] if not a["iscrowd"]), key=lambda a: (a["area"], a["id"]))
+    for index, annotation in enumerate(things):
+        annotation["category_id"] = categories[index % 80]
+    crowds = [a for a in data["annotations"] if a["iscrowd"]]
+    assert len(crowds) >= 3 and all(isinstance(a["segmentation"]["counts"], list) for a in crowds)
+    compressed = mask_utils.frPyObjects(crowds[0]["segmentation"], *crowds[0]["segmentation"]["size"])
+    crowds[0]["segmentation"] = {"size": compressed["size"], "counts": compressed["counts"].decode()}
+    x, y, w, h = crowds[1]["bbox"]
+    crowds[1]["segmentation"] = [[x, y, x + w, y, x + w, y + h, x, y + h]]
+    annotations = tmp_path / "instances.json"
+    annotations.write_text(json.dumps(data))
+    summary = convert(annotations, COCO_REAL / "images", tmp_path / "out", workers=2)
+    assert summary["ok"] == summary["images"] == 14 and summary["classes"] == 80
     coco = COCO(str(annotations))
     seen = set()
     for image_id, info in coco.imgs.items():
-        mask = np.asarray(Image.open(out / "masks" / Path(info["file_name"]).with_suffix(".png")))
+        mask = np.asarray(Image.open(tmp_path / "out" / "masks" / Path(info["file_name"]).with_suffix(".png")))
         assert np.array_equal(mask, independent_painting(coco, image_id)), info["file_name"]
         seen |= set(np.unique(mask).tolist())
-    assert set(range(1, 81)) <= seen
-    assert 255 in seen  # crowd regions
-
-
-@pytest.mark.skipif(not COCO_TINY.is_dir(), reason=f"real COCO subset not found at {COCO_TINY}")
-def test_coco_tiny_train_converts_every_image(tmp_path):
-    summary = convert(COCO_TINY / "annotations" / "instances_train2017.json", COCO_TINY / "train2017",
-                      tmp_path / "train", workers=1)
-    assert summary == {**summary, "images": 80, "ok": 80, "skipped": 0, "classes": 80,
-                       "annotations": 705, "orphan_annotations": 0}
-
+    assert set(range(1, 81)) <= seen and 255 in seen
+    crowd_images = {a["image_id"] for a in crowds[:3]}
+    assert all(255 in np.asarray(Image.open(tmp_path / "out" / "masks" / Path(coco.imgs[i]["file_name"])
+                                            .with_suffix(".png"))) for i in crowd_images)

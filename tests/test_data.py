@@ -14,7 +14,7 @@ from cocoseg.common import InputError
 from cocoseg.convert import convert
 from cocoseg.data import MEAN, STD, SegmentationDataset, eval_transform, load_sample, normalize, train_transform
 from cocoseg.demo import make_demo
-from cocoseg.images import load_rgb
+from cocoseg.decode import load_rgb
 from cocoseg.splitfolder import read_labels, read_manifest
 from conftest import COCO_REAL, ann
 

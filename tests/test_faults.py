@@ -10,7 +10,8 @@ from PIL import Image
 from cocoseg.cli import main
 from cocoseg.convert import convert
 from cocoseg.demo import make_demo
-from cocoseg.images import image_fault, load_rgb
+from cocoseg.decode import load_rgb
+from cocoseg.images import image_fault
 
 from conftest import save_image
 from test_bad_input import one_line_error, run_masks

@@ -1,5 +1,6 @@
 """Tables, plots and REPORT.md from fixture results (no training)."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -187,3 +188,15 @@ def test_pareto_front_on_ties_and_duplicates():
     speed = pd.Series([1.0, 1.0, 2.0, 0.5])
     accuracy = pd.Series([0.5, 0.6, 0.6, 0.9])
     assert pareto_front(speed, accuracy).tolist() == [False, False, True, True]
+
+
+def test_a_gpu_job_that_ran_on_the_cpu_says_so_in_the_report(tmp_path):
+    results = fixture_results(tmp_path)
+    for summary in (results / "models" / "v-a-64").rglob("summary.json"):
+        saved = json.loads(summary.read_text())
+        write_json(summary, {**saved, "accelerator": "cpu", "gpu_requested": True})
+    build(results, list(VARIANTS), SEEDS, ["val"], ["train", "val"], results / "report", tmp_path / "REPORT.md",
+          REPO / "workflow" / "report" / "REPORT.md.jinja", ["config/config.yaml"])
+    rows = [line for line in (tmp_path / "REPORT.md").read_text().splitlines() if "cpu (test)" in line]
+    marked = [line for line in rows if "(GPU asked for, none usable)" in line]
+    assert marked and all(line.startswith("| v-a-64 ") for line in marked)

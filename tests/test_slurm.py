@@ -34,6 +34,35 @@ REMOTE_JOBS = {("mask_shard", "train_0"), ("mask_shard", "train_1"), ("mask_shar
                ("mask_shard", "val_0"), ("train_variant", f"{VARIANT}_0"), ("evaluate_variant", f"{VARIANT}_0_val")}
 
 
+def planned_jobs(output: str) -> dict[str, list[str]]:
+    """rule -> the dry run's text of each of its jobs."""
+    jobs: dict[str, list[str]] = {}
+    for block in re.split(r"\n(?=\[[^\]]+\]\n(?:local)?rule )", output):
+        if rule := re.search(r"^(?:local)?rule (\w+):", block, flags=re.M):
+            jobs.setdefault(rule[1], []).append(block)
+    return jobs
+
+
+def test_the_slurm_profile_gives_each_job_its_own_cpus_memory_and_time(tmp_path):
+    """The profile's own sizes, which the live test overrides to fit its node: read from the
+    profile, checked against what a dry run would submit, without SLURM."""
+    profile = yaml.safe_load((workflow_copy(tmp_path) / "profiles" / "slurm" / "config.yaml").read_text())
+    result = snakemake(tmp_path, "-n", "-p", "--profile", "profiles/slurm", "--configfile", str(TEST_CONFIG),
+                       "--cores", "64")  # a dry run caps threads at --cores, which a cluster run does not
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = planned_jobs(result.stdout)
+    defaults = profile["default-resources"]
+    for rule in ("mask_shard", "train_variant", "evaluate_variant"):
+        assert jobs.get(rule), f"no {rule} job planned"
+        resources = {**defaults, **profile["set-resources"].get(rule, {})}
+        threads = profile["set-threads"].get(rule)
+        for job in jobs[rule]:
+            assert f"mem_mb={resources['mem_mb']}," in job and f"runtime={resources['runtime']}" in job, job
+            if threads:
+                assert f"threads: {threads}\n" in job and f"--cpus {threads} " in job, job
+    assert profile["set-threads"] == {"train_variant": 8, "evaluate_variant": 4}
+
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     try:

@@ -18,9 +18,8 @@ from cocoseg.convert import convert
 from cocoseg.data import load_mask
 from cocoseg.demo import make_demo
 from cocoseg.evaluate import evaluate
-from cocoseg.images import load_rgb
+from cocoseg.decode import load_rgb
 from cocoseg.files import checksum
-from cocoseg.devices import resolve_accelerator, resolve_precision
 from cocoseg.train import train
 from cocoseg.variants import Variant
 
@@ -81,7 +80,7 @@ def test_evaluation_counts_every_original_pixel(data, trained, tmp_path):
     assert len(rows) == 6  # background + 5 demo classes
     assert sum(int(r["label_pixels"]) for r in rows) == sum(int((m != 255).sum()) for m in masks)
     assert sum(int(r["predicted_pixels"]) for r in rows) == sum(int((m != 255).sum()) for m in masks)
-    assert 0 <= metrics["miou"] <= 1 and metrics["images"] == 6 and metrics["inference_images_per_s"] > 0
+    assert metrics["images"] == 6 and metrics["inference_images_per_s"] > 0
     assert metrics["train_seconds"] == json.loads((out / "summary.json").read_text())["train_seconds"]
     assert metrics["params"] == json.loads((out / "summary.json").read_text())["params"]
     assert len(list((tmp_path / "samples").glob("*.png"))) == 2
@@ -89,6 +88,27 @@ def test_evaluation_counts_every_original_pixel(data, trained, tmp_path):
     assert again["miou"] == metrics["miou"]
     evaluate(out / "model.pt", data / "val", tmp_path, samples=1)  # the same folder, fewer panels
     assert len(list((tmp_path / "samples").glob("*.png"))) == 1
+
+
+def test_a_model_that_always_says_background_scores_what_the_masks_imply(data, trained, tmp_path):
+    """mIoU of a known prediction, from the masks' own pixel counts: background IoU is its share of
+    the labelled pixels, every other class present scores 0, absent classes are left out."""
+    import torch
+    out, _ = trained
+    saved = torch.load(out / "model.pt", weights_only=True)
+    for state in (saved["state_dict"], saved["last_state_dict"]):
+        bias = state["segmentation_head.0.bias"]
+        state["segmentation_head.0.weight"].zero_()
+        state["segmentation_head.0.bias"] = torch.tensor([1.0] + [0.0] * (len(bias) - 1))
+    torch.save(saved, tmp_path / "model.pt")
+    metrics = evaluate(tmp_path / "model.pt", data / "val", tmp_path / "eval", samples=0)
+    pixels = np.concatenate([np.asarray(Image.open(p)).ravel() for p in (data / "val" / "masks").glob("*.png")])
+    labelled = pixels[pixels != 255]
+    present = np.unique(labelled)
+    expected = ((labelled == 0).sum() / labelled.size) / len(present)
+    assert metrics["miou"] == pytest.approx(expected, rel=1e-12)
+    assert metrics["pixel_accuracy"] == pytest.approx((labelled == 0).mean(), rel=1e-12)
+    assert metrics["last_epoch_miou"] == pytest.approx(expected, rel=1e-12)
 
 
 def test_evaluation_metrics_do_not_depend_on_loader_workers(data, trained, tmp_path):
@@ -115,17 +135,36 @@ def test_predict_on_any_folder(trained, tmp_path, capsys):
     assert "a rerun would read its own output" in capsys.readouterr().err
 
 
+ALIASED = {"--epochs": "1", "--lr": "0.0007", "--batch_size": "3", "--weight_decay": "0.0002",
+           "--warmup_epochs": "0.5", "--dice_weight": "0.25", "--seed": "7", "--devices": "1",
+           "--encoder_weights": "none", "--img_size": "64,64"}
+
+
 def test_seed_command_line_flags(data, tmp_path, capsys):
     (tmp_path / "d").mkdir()
     for split in ("train", "val"):
         os.symlink(data / split, tmp_path / "d" / split)
-    args = ["train", "--data_path", str(tmp_path / "d"), "--epochs", "1", "--lr", "0.001",
-            "--batch_size", "4", "--weight_decay", "0.0001", "--img_size", "64,64", "--output", str(tmp_path / "o")]
+    args = ["train", "--data_path", str(tmp_path / "d"), "--output", str(tmp_path / "o"),
+            *[word for flag, value in ALIASED.items() for word in (flag, value)]]
     assert main([*args, "--num_classes", "9"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "labels.csv: 6 classes with background, but --num_classes 9" in err
     assert main([*args, "--num_classes", "6"]) == 0
-    assert json.loads((tmp_path / "o" / "summary.json").read_text())["config"]["image_size"] == [64, 64]
+    config = json.loads((tmp_path / "o" / "summary.json").read_text())["config"]
+    assert config["image_size"] == [64, 64] and config["encoder_weights"] is None
+    assert (config["epochs"], config["lr"], config["batch_size"], config["weight_decay"], config["warmup_epochs"],
+            config["dice_weight"], config["seed"], config["devices"]) == (1, 0.0007, 3, 0.0002, 0.5, 0.25, 7, 1)
+
+
+def test_underscore_and_dashed_flags_are_the_same_option():
+    from cocoseg.cli import build_parser
+    parser = build_parser()
+    common = ["train", "--train-dir", "t"]
+    underscored = parser.parse_args([*common, *[w for f, v in ALIASED.items() for w in (f, v)], "--num_classes", "6",
+                                     "--data_path", "d"])
+    dashed = parser.parse_args([*common, *[w for f, v in ALIASED.items() for w in (f.replace("_", "-"), v)],
+                                "--num-classes", "6", "--data-path", "d"])
+    assert vars(underscored) == vars(dashed)
 
 
 def test_batch_of_one_is_dropped_not_crashing_batchnorm(data, tmp_path):
@@ -162,18 +201,6 @@ def test_any_image_mode_loads_as_rgb(tmp_path):
     Image.fromarray(np.full((3, 4), 255, np.uint8)).save(tmp_path / "m.png")
     mask = load_mask(tmp_path / "m.png")
     mask[0, 0] = 1  # writable: torch.from_numpy needs it
-
-
-def test_precision_and_device_fall_back_on_a_machine_without_cuda():
-    assert resolve_precision("auto", "cpu") == "32-true"
-    assert resolve_precision("bf16-mixed", "gpu") == "bf16-mixed"
-    import torch
-    if not torch.cuda.is_available():
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            assert resolve_accelerator("gpu") == "cpu"
-        assert "CUDA is not usable" in str(caught[0].message)
-        assert resolve_accelerator("auto") == "cpu"
 
 
 def cli_train(data, out, *extra, val_dir=None):
@@ -278,10 +305,32 @@ def holdout_data(tmp_path_factory):
     return root
 
 
-def test_holdout_is_left_out_of_training_and_chooses_the_epoch(holdout_data, tmp_path):
+def test_holdout_is_left_out_of_training_and_chooses_the_epoch(holdout_data, tmp_path, monkeypatch):
+    """The images each loader reads, recorded as they are read, against the manifest's holdout column."""
+    import csv
+    from cocoseg import data as data_module
+    read, loaders = [], {}
+    get_item = data_module.SegmentationDataset.__getitem__
+
+    def recording_get_item(self, index):
+        read.append((id(self), self.rows[index]["file_name"]))
+        return get_item(self, index)
+
+    for role in ("train", "val"):
+        def recording_loader(self, role=role, make=getattr(data_module.SegmentationDataModule, f"{role}_dataloader")):
+            loader = make(self)
+            loaders[role] = id(loader.dataset)
+            return loader
+        monkeypatch.setattr(data_module.SegmentationDataModule, f"{role}_dataloader", recording_loader)
+    monkeypatch.setattr(data_module.SegmentationDataset, "__getitem__", recording_get_item)
     variant = Variant(**{**TINY, "epochs": 1})
     summary = train(variant, holdout_data / "train", None, tmp_path, tmp_path / "c", tmp_path / "l", cpus=1)
-    assert summary["train_images"] == 8 and summary["val_images"] == 5
+    rows = [row for row in csv.DictReader(open(holdout_data / "train" / "manifest.csv")) if row["status"] == "ok"]
+    held_out = {row["file_name"] for row in rows if row["holdout"] == "1"}
+    trained_on = {name for owner, name in read if owner == loaders["train"]}
+    chosen_on = {name for owner, name in read if owner == loaders["val"]}
+    assert len(held_out) == 5 and not trained_on & held_out and chosen_on == held_out
+    assert len(trained_on) == 8  # every other usable image (batches of 4, none dropped: 8 = 2 x 4)
     assert summary["selection"] == {"split": "train", "subset": "holdout", "images": 5}
 
 

@@ -119,20 +119,26 @@ def test_committed_example_outputs_never_satisfy_another_config(tmp_path):
 
 @pytest.mark.slow
 def test_a_plain_rerun_recovers_from_a_killed_run(tmp_path):
+    """Killed once a training job has saved a checkpoint: the rerun resumes that run, not restarts it."""
     workdir = workflow_copy(tmp_path)
+    longer = tmp_path / "longer.yaml"
+    longer.write_text("train:\n  epochs: 3\n  seeds: [0]\n")
+    command = ["--configfile", str(TEST_CONFIG), str(longer)]
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    process = subprocess.Popen([*SNAKEMAKE, "--cores", "2", "--configfile", str(TEST_CONFIG)], cwd=workdir,
+    process = subprocess.Popen([*SNAKEMAKE, "--cores", "2", *command], cwd=workdir,
                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    training = workdir / "results" / "logs" / "train"
+    checkpoint = workdir / "results" / "checkpoints" / VARIANT / "seed-0" / "last.ckpt"
     deadline = time.time() + 240
-    while not (training.exists() and any(training.rglob("*.log"))) and time.time() < deadline:
-        time.sleep(0.1)
-    time.sleep(1)
+    while not checkpoint.exists() and time.time() < deadline:
+        time.sleep(0.05)
     os.killpg(process.pid, signal.SIGKILL)  # the whole run: Snakemake and its jobs
     process.wait()
-    assert list((workdir / ".snakemake" / "locks").iterdir())  # what a crash leaves
-    result = snakemake(workdir, "--configfile", str(TEST_CONFIG))
+    assert checkpoint.exists() and list((workdir / ".snakemake" / "locks").iterdir())  # what a crash leaves
+    result = snakemake(workdir, *command)
     assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((workdir / "results" / "models" / VARIANT / "seed-0" / "summary.json").read_text())
+    assert 1 <= summary["resumed_from_epoch"] < 3 and summary["epochs"] == 3
+    assert [row["epoch"] for row in summary["history"]] == [1, 2, 3]
     assert (workdir / "REPORT.md").exists()
 
 

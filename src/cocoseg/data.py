@@ -26,7 +26,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from .common import IGNORE, InputError
-from .images import is_reduced, read_rgb
+from .decode import is_reduced, read_rgb
 from .splitfolder import read_manifest
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # ImageNet, as the encoders expect

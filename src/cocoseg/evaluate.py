@@ -18,7 +18,7 @@ from .common import InputError
 from .data import as_tensor, check_files_exist, eval_transform, fitted_size, load_sample, normalize, read_manifest
 from .devices import count_parameters, peak_memory_mb, resolve_accelerator, share_cpus
 from .files import atomic_path, read_csv, write_bytes, write_csv, write_json
-from .images import load_rgb
+from .decode import load_rgb
 from .metrics import confusion_matrix, scores
 from .modelfile import load_trained
 from .png import encode_mask_png

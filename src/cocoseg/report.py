@@ -39,6 +39,12 @@ def run_path(results: Path, stage: str, variant: str, seed: str) -> Path:
     return Path(results) / stage / variant / f"seed-{seed}"
 
 
+def training_device(summary: dict) -> str:
+    """The device a run trained on, marked when it was a GPU job that fell back to the CPU."""
+    fell_back = summary.get("gpu_requested") and summary.get("accelerator") == "cpu"
+    return summary["device"] + (" (GPU asked for, none usable)" if fell_back else "")
+
+
 def runs_table(summaries: dict[tuple[str, str], dict], metrics: dict[tuple[str, str, str], dict],
                results: Path) -> pd.DataFrame:
     """One row per variant, seed and evaluation split."""
@@ -56,7 +62,7 @@ def runs_table(summaries: dict[tuple[str, str], dict], metrics: dict[tuple[str, 
             "selection_images": selection["images"],
             "same_images": selection["subset"] == "all" and selection["split"] == split,
             "train_seconds": s["train_seconds"], "device_hours": s["device_hours"],
-            "device_hours_unit": s["device_hours_unit"], "device": s["device"], "precision": s["precision"],
+            "device_hours_unit": s["device_hours_unit"], "device": training_device(s), "precision": s["precision"],
             "train_peak_memory_mb": s["peak_memory_mb"],
             "inference_images_per_s": m["inference_images_per_s"],
             "inference_peak_memory_mb": m["inference_peak_memory_mb"],
