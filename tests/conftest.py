@@ -56,3 +56,15 @@ def coco_dir(tmp_path):
         path.write_text(json.dumps(data), encoding="utf-8")
         return path, image_dir
     return write
+
+
+def demo_splits(root: Path) -> Path:
+    """`cocoseg masks` output for a 13-image train and 6-image val demo split (landscape, portrait
+    and square images), under `root`."""
+    from cocoseg.convert import convert
+    from cocoseg.demo import make_demo
+
+    make_demo(root / "demo", {"train": 13, "val": 6}, seed=2)
+    for split in ("train", "val"):
+        convert(root / "demo" / "annotations" / f"{split}.json", root / "demo" / "images" / split, root / split)
+    return root

@@ -21,7 +21,7 @@ from cocoseg.evaluate import evaluate
 from cocoseg.train import train
 from cocoseg.variants import Variant
 
-from conftest import CodeOnLoad, save_image
+from conftest import CodeOnLoad, demo_splits, save_image
 from test_bad_input import one_line_error
 
 NON_SQUARE = (64, 96)  # height, width
@@ -52,12 +52,7 @@ def test_every_image_shape_fits_inside_a_non_square_size_and_pads_to_it_exactly(
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    """Demo splits whose images are landscape, portrait and square."""
-    root = tmp_path_factory.mktemp("data")
-    make_demo(root / "demo", {"train": 13, "val": 6}, seed=2)
-    for split in ("train", "val"):
-        convert(root / "demo" / "annotations" / f"{split}.json", root / "demo" / "images" / split, root / split)
-    return root
+    return demo_splits(tmp_path_factory.mktemp("data"))
 
 
 def cli_train(data, out, *extra):

@@ -23,19 +23,14 @@ from cocoseg.files import checksum
 from cocoseg.train import train
 from cocoseg.variants import Variant
 
-from conftest import CodeOnLoad, save_image
+from conftest import CodeOnLoad, demo_splits, save_image
 
 TINY = dict(encoder="resnet18", image_size=64, epochs=2, batch_size=4, lr=3e-3, seed=5)
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    """`cocoseg masks` output for a 13-image train and 6-image val demo split."""
-    root = tmp_path_factory.mktemp("data")
-    make_demo(root / "demo", {"train": 13, "val": 6}, seed=2)
-    for split in ("train", "val"):
-        convert(root / "demo" / "annotations" / f"{split}.json", root / "demo" / "images" / split, root / split)
-    return root
+    return demo_splits(tmp_path_factory.mktemp("data"))
 
 
 def run_train(data, out, **overrides):
@@ -267,7 +262,7 @@ def test_damaged_checkpoint_is_set_aside_and_training_starts_afresh(data, tmp_pa
     capfd.readouterr()
     summary = run_train(data, tmp_path, epochs=1)
     err = capfd.readouterr().err
-    assert summary["resumed_from_epoch"] == 0 and "last.ckpt is damaged" in err
+    assert summary["resumed_from_epoch"] == 0 and "last.ckpt is not a checkpoint of tensors and plain data" in err
     assert list((tmp_path / "checkpoints").glob("last.ckpt.damaged-*"))
 
 
