@@ -11,12 +11,12 @@ from pathlib import Path
 import torch
 
 
-def read_tensors(path: Path, device: str = "cpu", allowed: tuple = ()):
-    """A torch file read with `weights_only=True`; `allowed` adds classes the file may hold.
+def read_tensors(path: Path, device: str = "cpu"):
+    """A torch file read with `weights_only=True`: tensors and plain data, never code.
 
     Raises whatever torch raises for a file that is not one (callers name the file); torch's
     warning about legacy pickles, printed before it refuses them, is silenced.
     """
-    with warnings.catch_warnings(), torch.serialization.safe_globals(list(allowed)):
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return torch.load(path, map_location=device, weights_only=True)
