@@ -353,18 +353,97 @@ def test_two_processes_validate_each_image_once_and_match_one_process(holdout_da
     assert np.float32(one_process) == np.float32(summary["best_val_miou"])
 
 
-def test_a_killed_two_process_run_resumes(holdout_data, tmp_path):
-    command = cli_train(holdout_data, tmp_path, "--accelerator", "cpu", "--devices", "2", "--epochs", "3")
+def processes_of(marker: str) -> list[int]:
+    """Live processes whose command line names `marker` (ranks and loader workers share it)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            if entry.isdigit() and marker in open(f"/proc/{entry}/cmdline", "rb").read().decode(errors="replace"):
+                state = open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()[0]
+                if state != "Z":  # a zombie has ended; it only waits for its parent to read its status
+                    found.append(int(entry))
+        except OSError:  # ended while we looked
+            continue
+    return found
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return any(os.getpgid(pid) == pgid for pid in processes_of(""))
+
+
+def wait_until_gone(marker: str, pgid: int, seconds: float) -> float:
+    start = time.time()
+    while (processes_of(marker) or group_alive(pgid)) and time.time() - start < seconds:
+        time.sleep(0.2)
+    return time.time() - start
+
+
+def start_two_processes(holdout_data, out):
+    """A 3-epoch two-process run, returned once its first checkpoint is written."""
+    command = cli_train(holdout_data, out, "--accelerator", "cpu", "--devices", "2", "--epochs", "3")
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    last = tmp_path / "checkpoints" / "last.ckpt"
+    last = out / "checkpoints" / "last.ckpt"
     deadline = time.time() + 240
     while not last.exists() and process.poll() is None and time.time() < deadline:
         time.sleep(0.05)
-    os.killpg(process.pid, signal.SIGKILL)
+    assert last.exists() and len(processes_of(str(out))) >= 2  # both ranks (and their loader workers) running
+    return command, process
+
+
+def test_a_killed_two_process_run_leaves_nothing_and_resumes(holdout_data, tmp_path):
+    """rank 0 killed alone (as by the out-of-memory killer): its rank 1 and every loader worker end
+    with it, and the rerun resumes."""
+    command, process = start_two_processes(holdout_data, tmp_path)
+    os.kill(process.pid, signal.SIGKILL)
     process.wait()
-    assert last.exists() and not (tmp_path / "summary.json").exists()
+    waited = wait_until_gone(str(tmp_path), process.pid, 30)
+    assert not processes_of(str(tmp_path)) and not group_alive(process.pid), f"left after {waited:.0f} s"
+    assert not (tmp_path / "summary.json").exists()
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["epochs"] == 3 and 1 <= summary["resumed_from_epoch"] < 3
     assert [row["epoch"] for row in summary["history"]] == [1, 2, 3]
+
+
+def test_when_the_second_process_dies_the_first_exits_non_zero_soon(holdout_data, tmp_path):
+    _, process = start_two_processes(holdout_data, tmp_path)
+    rank1 = [pid for pid in processes_of(str(tmp_path))
+             if "LOCAL_RANK=1" in open(f"/proc/{pid}/environ", "rb").read().decode(errors="replace")
+             and open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1] == str(process.pid)]
+    assert len(rank1) == 1
+    os.kill(rank1[0], signal.SIGKILL)
+    assert process.wait(timeout=60) != 0
+    waited = wait_until_gone(str(tmp_path), process.pid, 30)
+    assert not processes_of(str(tmp_path)) and not group_alive(process.pid), f"left after {waited:.0f} s"
+    assert not (tmp_path / "summary.json").exists()
+
+
+def test_a_process_whose_peer_stops_answering_gives_up_after_the_ddp_timeout(holdout_data, tmp_path):
+    """rank 0 frozen (SIGSTOP: alive, its sockets open, so nothing tells rank 1 that it is gone):
+    rank 1 fails its next collective after `--ddp-timeout-minutes` and exits non-zero, instead of
+    waiting torch's default half hour."""
+    command = cli_train(holdout_data, tmp_path, "--accelerator", "cpu", "--devices", "2", "--epochs", "3",
+                        "--ddp-timeout-minutes", "0.25")
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        last = tmp_path / "checkpoints" / "last.ckpt"
+        deadline = time.time() + 240
+        while not last.exists() and time.time() < deadline:
+            time.sleep(0.05)
+        rank1 = [pid for pid in processes_of(str(tmp_path))
+                 if "LOCAL_RANK=1" in open(f"/proc/{pid}/environ", "rb").read().decode(errors="replace")
+                 and open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1] == str(process.pid)]
+        assert len(rank1) == 1
+        os.kill(process.pid, signal.SIGSTOP)
+        start = time.time()
+        while rank1[0] in processes_of(str(tmp_path)) and time.time() - start < 120:
+            time.sleep(0.2)
+        assert rank1[0] not in processes_of(str(tmp_path)), "rank 1 still waits for its frozen peer"
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()

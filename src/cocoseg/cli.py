@@ -25,6 +25,13 @@ def _positive(text: str) -> int:
     return value
 
 
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
+    return value
+
+
 def _image_size(text: str) -> tuple[int, int]:
     sides = [int(v) for v in text.replace("x", ",").split(",")]
     if len(sides) not in (1, 2) or min(sides) < 1:
@@ -65,7 +72,8 @@ def _train(args: argparse.Namespace) -> None:
                          f"but --num_classes {args.num_classes}")
     output = args.output or Path("runs") / variant.name
     summary = train.train(variant, train_dir, val_dir, output, args.checkpoint_dir or output / "checkpoints",
-                          args.log_dir or output / "logs", args.cpus or default_cpus(), args.allow_cpu_fallback)
+                          args.log_dir or output / "logs", args.cpus or default_cpus(), args.allow_cpu_fallback,
+                          args.ddp_timeout_minutes or train.DDP_TIMEOUT_MINUTES)
     if summary is not None:  # None in the extra processes of a multi-process run
         print(f"{variant.name}: {summary['epochs']} epochs, best mIoU {summary['best_val_miou']:.3f} on "
               f"{summary['selection']['split']} ({summary['selection']['subset']}) at epoch {summary['best_epoch']}, "
@@ -159,6 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", help="auto, 32-true, bf16-mixed, 16-mixed")
     p.add_argument("--accelerator", choices=["auto", "cpu", "gpu"])
     p.add_argument("--channels-last", choices=["true", "false"])
+    p.add_argument("--ddp-timeout-minutes", type=_positive_float,
+                   help="with several processes, how long one waits for a peer before the run fails "
+                        "(default 5), so a dead process never leaves the others holding their devices")
     _add_gpu_options(p)
 
     p = sub.add_parser("weights", help="fetch named encoder weights (or check a file) into a file that loads offline")

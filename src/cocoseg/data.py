@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from .common import IGNORE, InputError
 from .decode import is_reduced, read_rgb
+from .processes import end_with_parent
 from .splitfolder import read_manifest
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # ImageNet, as the encoders expect
@@ -180,12 +181,14 @@ class SegmentationDataset(Dataset):
 
 
 def reseed_worker(worker_id: int) -> None:
-    """Give each loader worker its own augmentation stream, derived from the run's seed.
+    """Give each loader worker its own augmentation stream, derived from the run's seed, and end
+    it with its parent (`end_with_parent`).
 
     albumentations' Compose keeps its own generator; without this every worker would repeat
     the same augmentations. torch.initial_seed() differs per worker and epoch and follows
     seed_everything, so runs stay reproducible.
     """
+    end_with_parent()
     info = torch.utils.data.get_worker_info()
     info.dataset.transform.set_random_seed(torch.initial_seed() % 2**32)
 

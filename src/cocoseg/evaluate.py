@@ -22,6 +22,7 @@ from .decode import load_rgb
 from .metrics import confusion_matrix, scores
 from .modelfile import load_trained
 from .png import encode_mask_png
+from .processes import end_with_parent
 from .splitfolder import label_map_difference, read_labels, write_label_map
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
@@ -93,7 +94,11 @@ def _as_is(sample):
 def _images_and_masks(split_dir: Path, rows: list[dict], workers: int):
     """Decoding in `workers` processes overlaps inference; samples come in manifest order."""
     return DataLoader(SplitSamples(split_dir, rows), batch_size=None, num_workers=workers, collate_fn=_as_is,
-                      prefetch_factor=4 if workers else None)
+                      prefetch_factor=4 if workers else None, worker_init_fn=_end_with_parent if workers else None)
+
+
+def _end_with_parent(worker_id: int) -> None:
+    end_with_parent()
 
 
 def check_label_maps(model_path: Path, model_labels: list[dict], split_dir: Path) -> None:

@@ -14,6 +14,7 @@ import shutil
 import sys
 import time
 import warnings
+from datetime import timedelta
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -21,6 +22,7 @@ import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 from pytorch_lightning.plugins.environments import LightningEnvironment, SLURMEnvironment
+from pytorch_lightning.strategies import DDPStrategy
 
 from .common import InputError, first_line
 from .data import SegmentationDataModule
@@ -30,11 +32,13 @@ from .files import file_checksum, write_json
 from .model import SegmentationModule
 from .modelfile import save_model
 from .network import size_problem
+from .processes import end_with_parent
 from .splitfolder import content_digest, read_labels
 from .torchfile import read_tensors
 from .variants import Variant, is_weights_file
 
 FINGERPRINT = "fingerprint.json"  # beside the checkpoints: what the run they belong to was trained on
+DDP_TIMEOUT_MINUTES = 5.0  # how long a DDP process waits for a peer before the run fails
 
 
 def cluster_environment(devices: int) -> list:
@@ -156,11 +160,15 @@ def epoch_checkpoints(checkpoint_dir: Path) -> tuple[ModelCheckpoint, ModelCheck
 
 
 def _trainer(variant: Variant, accelerator: str, processes: int, precision: str, checkpoints: list[ModelCheckpoint],
-             log_dir: Path, resumed_from: int, checkpoint_dir: Path) -> pl.Trainer:
+             log_dir: Path, resumed_from: int, checkpoint_dir: Path, ddp_timeout_minutes: float) -> pl.Trainer:
+    """The Lightning trainer of one run. Under DDP, a collective that waits longer than
+    `ddp_timeout_minutes` for a peer fails, so the survivors of a dead process exit (the
+    workflow's retry then resumes) instead of holding their devices until the job's time limit."""
     # CSVLogger rewrites its file when a run resumes: each run segment gets its own folder.
     csv_version = f"csv-from-epoch-{resumed_from + 1}" if resumed_from else "csv"
     return pl.Trainer(
-        accelerator=accelerator, devices=processes, strategy="ddp" if processes > 1 else "auto",
+        accelerator=accelerator, devices=processes,
+        strategy=DDPStrategy(timeout=timedelta(minutes=ddp_timeout_minutes)) if processes > 1 else "auto",
         use_distributed_sampler=False,  # the data module places samplers that never repeat an image
         precision=precision, max_epochs=variant.epochs, callbacks=checkpoints,
         logger=[CSVLogger(log_dir, name="", version=csv_version),
@@ -183,13 +191,16 @@ def _fit(trainer: pl.Trainer, module: SegmentationModule, data: SegmentationData
 
 
 def train(variant: Variant, train_dir: Path, val_dir: Path | None, output_dir: Path, checkpoint_dir: Path,
-          log_dir: Path, cpus: int, allow_cpu_fallback: bool = False) -> dict | None:
+          log_dir: Path, cpus: int, allow_cpu_fallback: bool = False,
+          ddp_timeout_minutes: float = DDP_TIMEOUT_MINUTES) -> dict | None:
     """Train (or resume) one variant; writes `output_dir/model.pt` and `output_dir/summary.json`.
 
     `val_dir` chooses the best epoch; None chooses it on the training split's holdout. `cpus`
     are the job's, shared over its processes (`share_cpus`). Returns the summary in the main
     process, None in the others of a multi-process run.
     """
+    if os.environ.get("LOCAL_RANK", "0") != "0":  # an extra rank, started by rank 0
+        end_with_parent()
     labels, val_dir, val_subset = _selection_split(train_dir, val_dir)
     if problem := size_problem(variant.architecture, variant.encoder, variant.image_size):
         raise InputError(f"image size {problem}")
@@ -207,7 +218,7 @@ def train(variant: Variant, train_dir: Path, val_dir: Path | None, output_dir: P
     module = SegmentationModule(variant, len(labels))
     best, last_epoch = epoch_checkpoints(checkpoint_dir)
     trainer = _trainer(variant, accelerator, processes, precision, [best, last_epoch], log_dir, resumed_from,
-                       checkpoint_dir)
+                       checkpoint_dir, ddp_timeout_minutes)
     seconds = _fit(trainer, module, data, last)
     if not trainer.is_global_zero:
         return None

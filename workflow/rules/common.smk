@@ -145,6 +145,7 @@ def train_options(wildcards):
         *("--warmup-epochs", v.warmup_epochs, "--dice-weight", v.dice_weight),
         *("--precision", v.precision, "--seed", v.seed, "--accelerator", v.accelerator),
         *("--devices", v.devices, "--channels-last", str(v.channels_last).lower()),
+        *("--ddp-timeout-minutes", config["train"]["ddp_timeout_minutes"]),
         *gpu_options(wildcards),
     ]
 
