@@ -258,3 +258,22 @@ def test_existing_folders_not_written_by_cocoseg_are_left_alone(tmp_path, coco_d
     assert run_masks(path, images, tmp_path / "out") == 2
     one_line_error(capsys, tmp_path / "out", "has masks not written by cocoseg")
     assert mine.read_text() == "user data"
+
+
+def test_every_command_lists_each_flag_once_each_with_help():
+    import argparse
+
+    from cocoseg.cli import build_parser
+
+    commands = build_parser()._subparsers._group_actions[0].choices
+    assert {"masks", "train", "evaluate", "predict", "report", "weights"} <= set(commands)
+    for name, command in commands.items():
+        assert command.description, name
+        text = command.format_help()
+        for action in command._actions:
+            if isinstance(action, argparse._HelpAction):
+                continue
+            assert action.help, f"{name} {action.option_strings[0]}: no help text"
+            invocation = next(line for line in text.splitlines() if line.strip().startswith(action.option_strings[0]))
+            for flag in set(action.option_strings):
+                assert invocation.split().count(flag) + invocation.split().count(flag + ",") == 1, (name, invocation)

@@ -447,3 +447,27 @@ def test_a_process_whose_peer_stops_answering_gives_up_after_the_ddp_timeout(hol
     finally:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
+
+
+def test_model_file_faults_are_said_in_plain_words_never_with_torchs_advice(trained, tmp_path, capsys):
+    import torch
+    out, _ = trained
+    (tmp_path / "images").mkdir()
+
+    def predict_with(model):
+        capsys.readouterr()
+        assert main(["predict", "--checkpoint", str(model), "--images", str(tmp_path / "images"),
+                     "--output", str(tmp_path / "out")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and "weights_only" not in err and err.startswith(f"cocoseg: error: {model}: ")
+        return err
+
+    assert "a Lightning checkpoint of `cocoseg train`, not its model.pt" in predict_with(
+        out / "checkpoints" / "last.ckpt")
+    (tmp_path / "text.pt").write_text("not a model\n")
+    assert "not a file written by torch.save" in predict_with(tmp_path / "text.pt")
+    torch.save({"weights": CodeOnLoad(tmp_path / "exploited")}, tmp_path / "code.pt")
+    assert "holds objects other than tensors and plain data" in predict_with(tmp_path / "code.pt")
+    assert not (tmp_path / "exploited").exists()
+    torch.save({"epochs": 3}, tmp_path / "plain.pt")
+    assert "no variant settings in it" in predict_with(tmp_path / "plain.pt")

@@ -42,10 +42,9 @@ def _image_size(text: str) -> tuple[int, int]:
 def _variant(args: argparse.Namespace):
     from .variants import Variant
 
-    overrides = {key: getattr(args, key) for key in
-                 ("epochs", "batch_size", "lr", "weight_decay", "warmup_epochs", "dice_weight", "seed",
-                  "devices", "architecture", "encoder", "schedule", "precision", "accelerator", "name")
-                 if getattr(args, key) is not None}
+    keys = [flag for flag, _, _ in TRAIN_SETTINGS] + ["architecture", "encoder", "schedule", "precision",
+                                                      "accelerator", "name"]
+    overrides = {key: getattr(args, key) for key in keys if getattr(args, key) is not None}
     if args.img_size:
         overrides["image_size"] = args.img_size
     if args.encoder_weights is not None:
@@ -80,6 +79,28 @@ def _train(args: argparse.Namespace) -> None:
               f"{summary['train_seconds']:.0f} s; {output / 'model.pt'}", file=sys.stderr)
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Each flag's spellings once, its value once (`--batch-size, --batch_size BATCH_SIZE`), and
+    defaults shown where a flag has one."""
+
+    def _format_action_invocation(self, action: argparse.Action) -> str:
+        if not action.option_strings or action.nargs == 0:
+            return super()._format_action_invocation(action)
+        names = ", ".join(dict.fromkeys(action.option_strings))
+        return f"{names} {self._format_args(action, self._get_default_metavar_for_optional(action))}"
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default in (None, False) or action.default is argparse.SUPPRESS:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _command(sub, name: str, func, description: str, **defaults) -> argparse.ArgumentParser:
+    p = sub.add_parser(name, help=description, description=description, formatter_class=HelpFormatter)
+    p.set_defaults(func=func, **defaults)
+    return p
+
+
 def _add_mask_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--classes", nargs="+", type=_class_value, default=None,
                    help="category names or ids to keep, in label order (default: all, sorted by id)")
@@ -89,9 +110,14 @@ def _add_mask_options(p: argparse.ArgumentParser) -> None:
 
 def _add_holdout_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--holdout-fraction", type=float, default=0.0,
-                   help="share of the usable images held out of training to choose the best epoch (default 0)")
+                   help="share of the usable images held out of training to choose the best epoch")
     p.add_argument("--holdout-count", type=_positive, default=None, help="hold out this many images instead")
-    p.add_argument("--holdout-seed", type=int, default=0, help="seed of the held-out draw (default 0)")
+    p.add_argument("--holdout-seed", type=int, default=0, help="seed of the held-out draw")
+
+
+def _add_link_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--link", choices=["symlink", "hardlink", "copy"], default="symlink",
+                   help="how OUT/images refers to the source images (symlink: no copy)")
 
 
 def _add_gpu_options(p: argparse.ArgumentParser) -> None:
@@ -101,120 +127,128 @@ def _add_gpu_options(p: argparse.ArgumentParser) -> None:
                    help="with --gpu, run on the CPU (with a warning) where CUDA cannot be used")
 
 
+TRAIN_SETTINGS = [  # (flag, type, help) of the variant settings `cocoseg train` takes
+    ("epochs", _positive, "epochs to train"),
+    ("batch_size", _positive, "images per batch (per process under DDP)"),
+    ("lr", float, "peak learning rate of AdamW"),
+    ("weight_decay", float, "AdamW weight decay"),
+    ("warmup_epochs", float, "epochs of linear warm-up before the decay"),
+    ("dice_weight", float, "weight of the Dice loss added to cross-entropy (0: none)"),
+    ("seed", int, "seed of weights, data order and augmentation"),
+    ("devices", _positive, "processes: GPUs, or CPU processes with --accelerator cpu; above 1 trains with DDP"),
+]
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cocoseg", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("masks", help="COCO JSON + images -> OUT/{images,masks}, manifest.csv, labels.csv")
-    p.set_defaults(func=_masks)
+    p = _command(sub, "masks", _masks, "COCO JSON + images -> OUT/{images,masks}, manifest.csv, labels.csv")
     p.add_argument("--annotations", required=True, type=Path, help="COCO instances JSON")
     p.add_argument("--images", required=True, type=Path, help="folder the file_names are relative to")
     p.add_argument("--output", required=True, type=Path, help="output folder")
-    p.add_argument("--workers", type=_positive, default=1, help="processes (default 1)")
-    p.add_argument("--link", choices=["symlink", "hardlink", "copy"], default="symlink",
-                   help="how OUT/images refers to the source images (default symlink: no copy)")
+    p.add_argument("--workers", type=_positive, default=1, help="processes")
+    _add_link_option(p)
     _add_mask_options(p)
     _add_holdout_options(p)
 
-    p = sub.add_parser("demo", help="write the synthetic demo dataset")
-    p.set_defaults(func=_demo)
-    p.add_argument("--output", required=True, type=Path)
-    p.add_argument("--split", nargs=2, action="append", metavar=("NAME", "IMAGES"), required=True)
-    p.add_argument("--seed", type=int, default=0)
+    p = _command(sub, "demo", _demo, "write the synthetic demo dataset (COCO JSON and JPEGs)")
+    p.add_argument("--output", required=True, type=Path, help="folder for annotations/ and images/")
+    p.add_argument("--split", nargs=2, action="append", metavar=("NAME", "IMAGES"), required=True,
+                   help="a split and its image count; repeat for each split")
+    p.add_argument("--seed", type=int, default=0, help="seed of the drawn shapes")
 
-    p = sub.add_parser("index", help="workflow step: parse a COCO file once, write per-shard parts")
-    p.set_defaults(func=_index)
-    p.add_argument("--annotations", required=True, type=Path)
+    p = _command(sub, "index", _index, "workflow step: parse a COCO file once, write per-shard parts")
+    p.add_argument("--annotations", required=True, type=Path, help="COCO instances JSON")
     p.add_argument("--output", required=True, type=Path, help="index folder")
-    p.add_argument("--shards", type=_positive, default=1)
+    p.add_argument("--shards", type=_positive, default=1, help="parts to write, one per shard job")
     _add_mask_options(p)
 
-    p = sub.add_parser("shard", help="workflow step: convert one shard")
-    p.set_defaults(func=_shard)
-    p.add_argument("--index-file", required=True, type=Path)
-    p.add_argument("--images", required=True, type=Path)
-    p.add_argument("--output", required=True, type=Path)
-    p.add_argument("--link", choices=["symlink", "hardlink", "copy"], default="symlink")
-    p.add_argument("--compress-level", type=int, default=1, choices=range(10))
-    p.add_argument("--name", default="")
+    p = _command(sub, "shard", _shard, "workflow step: convert one shard")
+    p.add_argument("--index-file", required=True, type=Path, help="the shard's part, written by `cocoseg index`")
+    p.add_argument("--images", required=True, type=Path, help="folder the file_names are relative to")
+    p.add_argument("--output", required=True, type=Path, help="shard output folder")
+    _add_link_option(p)
+    p.add_argument("--compress-level", type=int, default=1, choices=range(10), help="zlib level of the mask PNGs")
+    p.add_argument("--name", default="", help="label for progress lines")
 
-    p = sub.add_parser("train", help="train one variant on mask-stage folders (underscore flags are accepted as aliases)")
-    p.set_defaults(func=_train)
-    p.add_argument("--data_path", "--data-path", type=Path,
+    p = _command(sub, "train", _train, "train one variant on mask-stage folders (underscore spellings of the "
+                 "flags are accepted too)")
+    p.add_argument("--data-path", "--data_path", type=Path,
                    help="folder with train/ and val/ from `cocoseg masks` (or give --train-dir, --val-dir)")
-    p.add_argument("--train-dir", type=Path)
+    p.add_argument("--train-dir", type=Path, help="the training split, a `cocoseg masks` output folder")
     p.add_argument("--val-dir", type=Path, help="split that chooses the best epoch (default: the training "
                    "split's holdout, see `masks --holdout-fraction`)")
     p.add_argument("--output", type=Path, help="where model.pt and summary.json go (default runs/<variant>)")
     p.add_argument("--checkpoint-dir", type=Path, help="resumable checkpoints (default OUTPUT/checkpoints)")
     p.add_argument("--log-dir", type=Path, help="CSV and TensorBoard logs (default OUTPUT/logs)")
-    p.add_argument("--num_classes", "--num-classes", type=_positive,
+    p.add_argument("--num-classes", "--num_classes", type=_positive,
                    help="classes including background; checked against labels.csv")
-    p.add_argument("--img_size", "--img-size", type=_image_size, help="H,W or one side, e.g. 512,512")
+    p.add_argument("--img-size", "--img_size", type=_image_size, help="H,W or one side, e.g. 512,512")
     p.add_argument("--cpus", "--workers", type=_positive, default=None,
                    help="CPUs the job holds (default: all this process may use), shared over its processes, "
                         "loader workers and threads")
-    for flag, kind in (("epochs", _positive), ("batch_size", _positive), ("lr", float),
-                       ("weight_decay", float), ("warmup_epochs", float), ("dice_weight", float),
-                       ("seed", int), ("devices", _positive)):
-        p.add_argument(f"--{flag}", f"--{flag.replace('_', '-')}", type=kind)
+    for flag, kind, text in TRAIN_SETTINGS:
+        p.add_argument(*dict.fromkeys([f"--{flag.replace('_', '-')}", f"--{flag}"]), type=kind, help=text)
     p.add_argument("--name", help="variant name (default <architecture>-<encoder>-<size>)")
-    p.add_argument("--architecture")
-    p.add_argument("--encoder")
+    p.add_argument("--architecture", help="a segmentation_models_pytorch architecture (default DeepLabV3Plus)")
+    p.add_argument("--encoder", help="a segmentation_models_pytorch encoder (default resnet18)")
     p.add_argument("--encoder-weights", "--encoder_weights",
                    help="imagenet (downloaded by SMP), a file from `cocoseg weights`, or none for random init")
-    p.add_argument("--schedule", choices=["poly", "cosine"])
+    p.add_argument("--schedule", choices=["poly", "cosine"], help="learning-rate decay after the warm-up")
     p.add_argument("--precision", help="auto, 32-true, bf16-mixed, 16-mixed")
-    p.add_argument("--accelerator", choices=["auto", "cpu", "gpu"])
-    p.add_argument("--channels-last", choices=["true", "false"])
+    p.add_argument("--accelerator", choices=["auto", "cpu", "gpu"], help="auto: the GPU where CUDA can use one")
+    p.add_argument("--channels-last", choices=["true", "false"], help="run the network channels-last")
     p.add_argument("--ddp-timeout-minutes", type=_positive_float,
                    help="with several processes, how long one waits for a peer before the run fails "
                         "(default 5), so a dead process never leaves the others holding their devices")
     _add_gpu_options(p)
 
-    p = sub.add_parser("weights", help="fetch named encoder weights (or check a file) into a file that loads offline")
-    p.set_defaults(func=_weights, output_files=("output",))
-    p.add_argument("--architecture", default="DeepLabV3Plus")
-    p.add_argument("--encoder", required=True)
+    p = _command(sub, "weights", _weights, "fetch named encoder weights (or check a file) into a file that "
+                 "loads offline", output_files=("output",))
+    p.add_argument("--architecture", default="DeepLabV3Plus", help="the architecture the encoder serves")
+    p.add_argument("--encoder", required=True, help="a segmentation_models_pytorch encoder")
     p.add_argument("--weights", required=True, help="a name SMP knows (imagenet, ...) or a state-dict file")
-    p.add_argument("--output", required=True, type=Path)
+    p.add_argument("--output", required=True, type=Path, help="the state-dict file to write")
 
-    p = sub.add_parser("evaluate", help="metrics of a trained model on a mask-stage folder")
-    p.set_defaults(func=_evaluate)
+    p = _command(sub, "evaluate", _evaluate, "metrics of a trained model on a mask-stage folder, at each image's "
+                 "own size")
     p.add_argument("--model", required=True, type=Path, help="model.pt written by `cocoseg train`")
-    p.add_argument("--split-dir", required=True, type=Path)
-    p.add_argument("--output", required=True, type=Path)
+    p.add_argument("--split-dir", required=True, type=Path, help="a `cocoseg masks` output folder")
+    p.add_argument("--output", required=True, type=Path, help="folder for metrics.json, tables and panels")
     p.add_argument("--samples", type=int, default=6, help="sample panels to write")
     p.add_argument("--cpus", "--workers", type=_positive, default=1,
-                   help="CPUs the job holds, shared between decoding workers and threads (default 1)")
+                   help="CPUs the job holds, shared between decoding workers and threads")
     _add_gpu_options(p)
 
-    p = sub.add_parser("predict", help="masks and overlays for any folder of images")
-    p.set_defaults(func=_predict)
-    p.add_argument("--checkpoint", required=True, type=Path, help="model.pt written by `cocoseg train`")
-    p.add_argument("--images", required=True, type=Path)
-    p.add_argument("--output", required=True, type=Path)
-    p.add_argument("--cpus", "--workers", type=_positive, default=1, help="CPUs to use (default 1)")
+    p = _command(sub, "predict", _predict, "masks and overlays for every image of a folder (recursively), with "
+                 "the model's labels.csv")
+    p.add_argument("--checkpoint", "--model", required=True, type=Path,
+                   help="model.pt written by `cocoseg train` (results/models/<variant>/seed-<n>/model.pt)")
+    p.add_argument("--images", required=True, type=Path, help="folder of images (jpg, png, bmp, tif, webp)")
+    p.add_argument("--output", required=True, type=Path,
+                   help="folder for masks/ (label values, as PNG) and overlays/, outside the image folder")
+    p.add_argument("--cpus", "--workers", type=_positive, default=1, help="CPUs to use")
 
-    p = sub.add_parser("report", help="comparison tables, plots and REPORT.md from a results folder")
-    p.set_defaults(func=_report, output_files=("report_md",))
-    p.add_argument("--results", type=Path, default=Path("results"))
-    p.add_argument("--variants", nargs="+", required=True)
-    p.add_argument("--seeds", nargs="+", required=True)
-    p.add_argument("--eval-splits", nargs="+", required=True)
-    p.add_argument("--data-splits", nargs="+", required=True)
-    p.add_argument("--output-dir", type=Path, default=Path("results/report"))
-    p.add_argument("--report-md", type=Path, default=Path("REPORT.md"))
-    p.add_argument("--template", type=Path, default=Path("workflow/report/REPORT.md.jinja"))
+    p = _command(sub, "report", _report, "comparison tables, plots and REPORT.md from a results folder",
+                 output_files=("report_md",))
+    p.add_argument("--results", type=Path, default=Path("results"), help="the workflow's results folder")
+    p.add_argument("--variants", nargs="+", required=True, help="variant names to compare")
+    p.add_argument("--seeds", nargs="+", required=True, help="seeds each variant ran with")
+    p.add_argument("--eval-splits", nargs="+", required=True, help="splits the variants were scored on")
+    p.add_argument("--data-splits", nargs="+", required=True, help="splits whose statistics to show")
+    p.add_argument("--output-dir", type=Path, default=Path("results/report"), help="tables and plots")
+    p.add_argument("--report-md", type=Path, default=Path("REPORT.md"), help="the report to write")
+    p.add_argument("--template", type=Path, default=Path("workflow/report/REPORT.md.jinja"),
+                   help="Jinja template of the report")
     p.add_argument("--configs", nargs="+", default=["config/config.yaml"],
                    help="the config files of the run, named in the report")
 
-    p = sub.add_parser("gather", help="workflow step: assemble a split from its shards")
-    p.set_defaults(func=_gather)
-    p.add_argument("--meta", required=True, type=Path)
-    p.add_argument("--shard-dirs", required=True, nargs="+", type=Path)
-    p.add_argument("--output", required=True, type=Path)
-    p.add_argument("--name", default="")
+    p = _command(sub, "gather", _gather, "workflow step: assemble a split from its shards")
+    p.add_argument("--meta", required=True, type=Path, help="meta.json written by `cocoseg index`")
+    p.add_argument("--shard-dirs", required=True, nargs="+", type=Path, help="the shard output folders")
+    p.add_argument("--output", required=True, type=Path, help="the split folder to write")
+    p.add_argument("--name", default="", help="label for progress lines")
     _add_holdout_options(p)
     return parser
 
