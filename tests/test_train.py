@@ -471,3 +471,25 @@ def test_model_file_faults_are_said_in_plain_words_never_with_torchs_advice(trai
     assert not (tmp_path / "exploited").exists()
     torch.save({"epochs": 3}, tmp_path / "plain.pt")
     assert "no variant settings in it" in predict_with(tmp_path / "plain.pt")
+
+
+def test_a_log_file_gets_plain_progress_lines_and_no_notices(data, tmp_path, monkeypatch, capfd):
+    """Output that is not a terminal (a job's log file): a line per epoch and, inside epochs, one per
+    interval (here every batch); no carriage return, no advert; evaluation says its progress too."""
+    import re
+    from cocoseg import progress
+    monkeypatch.setattr(progress, "EVERY_SECONDS", 0.0)
+    capfd.readouterr()
+    summary = run_train(data, tmp_path, epochs=2, batch_size=4)
+    err = capfd.readouterr().err
+    assert "\r" not in err and "Tip:" not in err and "LeafSpec" not in err
+    epochs = re.findall(r"^epoch (\d)/2 done: train loss [\d.]+, selection mIoU ([\d.]+), [\d.]+ images/s, "
+                        r"elapsed \d:\d\d:\d\d, left ~\d:\d\d:\d\d$", err, flags=re.M)
+    assert [int(e) for e, _ in epochs] == [1, 2]
+    assert [float(m) for _, m in epochs] == pytest.approx([row["val_miou"] for row in summary["history"]], abs=1e-4)
+    batches = re.findall(r"^epoch (\d)/2, batch (\d)/3: train loss [\d.]+, ", err, flags=re.M)
+    assert batches == [(e, b) for e in "12" for b in "123"]  # 13 images, batches of 4, the last dropped
+    evaluate(tmp_path / "model.pt", data / "val", tmp_path / "eval", samples=0)
+    err = capfd.readouterr().err
+    assert re.search(r"^val, chosen epoch: 6/6 images, [\d.]+ images/s", err, flags=re.M)
+    assert re.search(r"^val, last epoch: 6/6 images", err, flags=re.M)

@@ -85,6 +85,9 @@ def test_test_config_runs_end_to_end_and_masks_match_the_cli(tmp_path):
         metrics = json.loads((workdir / "results" / "eval" / run / "val" / "metrics.json").read_text())
         assert metrics["images"] == 9 and metrics["variant"] == variant and metrics["seed"] == seed
         assert metrics["image_size"] == [64, 96] and summary["config"]["architecture"] == "Unet"
+        log = (workdir / "results" / "logs" / "train" / variant / f"seed-{seed}.log").read_text()
+        assert "\r" not in log and "Tip:" not in log  # a job log a person can tail
+        assert [line.split(":")[0] for line in log.splitlines() if line.startswith("epoch ")] == ["epoch 1/1 done"]
         assert len(list((workdir / "results" / "eval" / run / "val" / "samples").glob("*.png"))) == 2
     per_seed = list(csv.DictReader(open(workdir / "results" / "report" / "metrics_per_seed.csv")))
     assert sorted(row["seed"] for row in per_seed) == ["0", "1"]

@@ -23,6 +23,7 @@ from .metrics import confusion_matrix, scores
 from .modelfile import load_trained
 from .png import encode_mask_png
 from .processes import end_with_parent
+from .progress import CountLines
 from .splitfolder import label_map_difference, read_labels, write_label_map
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
@@ -50,6 +51,7 @@ class Predictor:
     def __init__(self, model_path: Path, device: str, epoch: str = "chosen"):
         self.device = device
         self.model, self.variant, self.labels, self.epoch = load_trained(model_path, self.device, epoch)
+        self.epoch_name = epoch
         self.transform = eval_transform(self.variant.image_size)
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
@@ -118,7 +120,9 @@ def _score(predictor: Predictor, split_dir: Path, rows: list[dict], workers: int
     colours = palette(num_classes)
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.long)
     seconds = 0.0
+    progress = CountLines(f"{Path(split_dir).name}, {predictor.epoch_name} epoch", len(rows))
     for index, (row, image, truth) in enumerate(_images_and_masks(split_dir, rows, workers)):
+        progress.step()
         predictor.synchronize()
         start = time.perf_counter()
         prediction = predictor(image)
@@ -218,7 +222,9 @@ def predict(model_path: Path, images_dir: Path, output_dir: Path, cpus: int = 1)
     colours = palette(len(predictor.labels))
     paths = sorted(p for p in Path(images_dir).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     skipped = 0
+    progress = CountLines("predict", len(paths))
     for path in paths:
+        progress.step()
         relative = path.relative_to(images_dir).with_suffix(".png")
         try:
             image = load_rgb(path)

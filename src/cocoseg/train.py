@@ -33,6 +33,7 @@ from .model import SegmentationModule
 from .modelfile import save_model
 from .network import size_problem
 from .processes import end_with_parent
+from .progress import ProgressLines, at_terminal, quiet_notices
 from .splitfolder import content_digest, read_labels
 from .torchfile import read_tensors
 from .variants import Variant, is_weights_file
@@ -170,7 +171,8 @@ def _trainer(variant: Variant, accelerator: str, processes: int, precision: str,
         accelerator=accelerator, devices=processes,
         strategy=DDPStrategy(timeout=timedelta(minutes=ddp_timeout_minutes)) if processes > 1 else "auto",
         use_distributed_sampler=False,  # the data module places samplers that never repeat an image
-        precision=precision, max_epochs=variant.epochs, callbacks=checkpoints,
+        precision=precision, max_epochs=variant.epochs,
+        callbacks=[*checkpoints, *([] if at_terminal() else [ProgressLines()])], enable_progress_bar=at_terminal(),
         logger=[CSVLogger(log_dir, name="", version=csv_version),
                 TensorBoardLogger(log_dir, name="", version="tensorboard")],
         plugins=cluster_environment(processes), deterministic="warn", log_every_n_steps=5,
@@ -182,7 +184,6 @@ def _fit(trainer: pl.Trainer, module: SegmentationModule, data: SegmentationData
     """Run (or resume) the fit; its wall time in seconds."""
     start = time.perf_counter()
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*exists and is not empty.*")  # our fingerprint.json
         trainer.fit(module, datamodule=data, ckpt_path=last, weights_only=True)
     if trainer.interrupted:
@@ -201,6 +202,7 @@ def train(variant: Variant, train_dir: Path, val_dir: Path | None, output_dir: P
     """
     if os.environ.get("LOCAL_RANK", "0") != "0":  # an extra rank, started by rank 0
         end_with_parent()
+    quiet_notices()
     labels, val_dir, val_subset = _selection_split(train_dir, val_dir)
     if problem := size_problem(variant.architecture, variant.encoder, variant.image_size):
         raise InputError(f"image size {problem}")
