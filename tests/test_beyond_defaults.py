@@ -3,8 +3,6 @@ split, the chosen epoch's record, checkpoints from elsewhere, label maps, output
 
 import csv
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest

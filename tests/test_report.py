@@ -9,7 +9,10 @@ import pytest
 from PIL import Image
 
 from cocoseg.files import write_csv, write_json
-from cocoseg.report import PLOTS, build, pareto_front, shown_classes, top_confusions
+from cocoseg.report import build
+from cocoseg.report.statistics import pareto_front
+from cocoseg.report.tables import shown_classes, top_confusions
+from cocoseg.report_plots import PLOTS
 from cocoseg.splitfolder import manifest_row, write_labels, write_manifest
 
 from conftest import REPO

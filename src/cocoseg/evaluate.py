@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import colorsys
 import json
 import sys
 import time
@@ -14,6 +13,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
+from .colours import overlay, palette
 from .common import InputError
 from .data import as_tensor, check_files_exist, eval_transform, fitted_size, load_sample, normalize, read_manifest
 from .devices import count_parameters, peak_memory_mb, resolve_accelerator, share_cpus
@@ -27,22 +27,6 @@ from .progress import CountLines
 from .splitfolder import label_map_difference, read_labels, write_label_map
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
-
-
-def palette(num_classes: int) -> np.ndarray:
-    """Colour per label: background black, classes spread over hues, ignore (255) white."""
-    colours = np.full((256, 3), 255, dtype=np.uint8)
-    colours[0] = 0
-    for label in range(1, num_classes):
-        hue = (label * 0.618033988749895) % 1.0
-        colours[label] = [round(255 * c) for c in colorsys.hsv_to_rgb(hue, 0.75, 0.95)]
-    return colours
-
-
-def overlay(image: np.ndarray, mask: np.ndarray, colours: np.ndarray, alpha: float = 0.55) -> np.ndarray:
-    painted = colours[mask].astype(np.float32)
-    blend = np.where((mask > 0)[..., None], (1 - alpha) * image + alpha * painted, image)
-    return blend.astype(np.uint8)
 
 
 class Predictor:

@@ -1,0 +1,104 @@
+"""REPORT.md and the files beside it: reads what the earlier stages wrote, writes the tables and
+plots under the report folder and renders the Jinja template (`workflow/report/REPORT.md.jinja`)."""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+
+import jinja2
+import numpy as np
+import pandas as pd
+
+from ..coco import read_json
+from ..files import atomic_path, read_csv
+from ..report_plots import PLOTS
+from .plots import (plot_class_frequency, plot_confusion, plot_cost_accuracy, plot_metrics_bars, plot_per_class_iou,
+                    plot_samples, plot_speed_accuracy, plot_training_curves)
+from .statistics import NOISE_RULE, verdict
+from .tables import (aggregate, dataset_table, markdown, mean_std, per_class_tables, run_path, runs_table,
+                     shown_classes, top_confusions, zoo_table)
+
+
+def machine_description() -> str:
+    return f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
+
+
+def _write_table(frame: pd.DataFrame, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False, float_format="%.6g")
+
+
+def build(results: Path, variants: list[str], seeds: list[str], eval_splits: list[str], data_splits: list[str],
+          out_dir: Path, report_md: Path, template: Path, configs: list[str]) -> None:
+    """Write tables and plots under `out_dir` and render `report_md` from `template`."""
+    results, out_dir = Path(results), Path(out_dir)
+    seeds = [str(seed) for seed in seeds]
+    summaries = {(v, seed): read_json(run_path(results, "models", v, seed) / "summary.json")
+                 for v in variants for seed in seeds}
+    runs_of = [(v, seed, s) for v in variants for seed in seeds for s in eval_splits]
+
+    def eval_file(run: tuple[str, str, str], name: str) -> Path:
+        variant, seed, split = run
+        return run_path(results, "eval", variant, seed) / split / name
+
+    metrics = {run: read_json(eval_file(run, "metrics.json")) for run in runs_of}
+    per_class = {run: pd.DataFrame(read_csv(eval_file(run, "per_class.csv")))
+                 .assign(iou=lambda f: pd.to_numeric(f["iou"])) for run in runs_of}
+    confusions = {run: pd.DataFrame(read_csv(eval_file(run, "confusion.csv")))
+                  .drop(columns="label").to_numpy(dtype=np.int64) for run in runs_of}
+
+    runs = runs_table(summaries, metrics, results)
+    table = aggregate(runs)
+    per_class_long, classes = per_class_tables(per_class, single_split=len(eval_splits) == 1)
+    datasets, shares = dataset_table({s: results / "masks" / s for s in data_splits})
+    names = list(dict.fromkeys(per_class_long["name"]))
+    summed = {(v, s): sum(confusions[v, seed, s] for seed in seeds) for v in variants for s in eval_splits}
+    confused = pd.concat([top_confusions(matrix, names).assign(variant=v, split=s)
+                          for (v, s), matrix in summed.items()], ignore_index=True)
+    confused = confused[["variant", "split", "label", "predicted", "share", "pixels"]]
+
+    tables = {"metrics.csv": table, "metrics_per_seed.csv": runs,
+              "per_class_iou.csv": classes.rename_axis("class").reset_index(),
+              "per_class_iou_per_seed.csv": per_class_long, "top_confusions.csv": confused,
+              "dataset_stats.csv": datasets, "class_pixel_share.csv": shares.rename_axis("class").reset_index()}
+    for name, frame in tables.items():
+        _write_table(frame, out_dir / name)
+    zoo = markdown(zoo_table(table))
+    with atomic_path(out_dir / "metrics.md") as tmp:
+        tmp.write_text(zoo + "\n", encoding="utf-8")
+
+    verdicts = {split: verdict(part) for split, part in table.groupby("split", sort=False)}
+    best = verdicts[eval_splits[0]]["best"]
+    frequency = shares[eval_splits[0]] if eval_splits[0] in shares else shares.iloc[:, 0]
+    shown, note = shown_classes(frequency.reindex(classes.index).fillna(0))
+    plots = out_dir / "plots"
+    plot_metrics_bars(runs, plots / "metrics_bars.png")
+    plot_speed_accuracy(table, plots / "speed_accuracy.png")
+    plot_cost_accuracy(table, plots / "cost_accuracy.png")
+    plot_per_class_iou(classes, shown, note, plots / "per_class_iou.png")
+    plot_training_curves(summaries, plots / "training_curves.png")
+    plot_class_frequency(shares, plots / "class_frequency.png")
+    plot_confusion(summed[best["variant"], best["split"]], names,
+                   f"{best['variant']} on {best['split']}, all seeds", plots / "confusion_best.png")
+    plot_samples({v: run_path(results, "eval", v, seeds[0]) / eval_splits[0] / "samples" for v in variants},
+                 plots / "samples.png")
+
+    class_table = classes.loc[shown].round(3).astype(object).where(classes.loc[shown].notna(), "-")
+    relative = Path(os.path.relpath(out_dir, Path(report_md).parent))
+    environment = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(template).parent),
+                                     undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    text = environment.get_template(Path(template).name).render(
+        configs=configs, machine=machine_description(), zoo=zoo, table=table, verdicts=verdicts,
+        noise_rule=NOISE_RULE, summaries={v: summaries[v, seeds[0]] for v in variants},
+        variants=variants, eval_splits=eval_splits, mean_std=mean_std,
+        same_images=table[table["same_images"]], datasets=markdown(datasets),
+        class_table=markdown(class_table.rename_axis("class").reset_index()), class_note=note,
+        confusions=markdown(confused.assign(share=confused["share"].map("{:.3f}".format))),
+        plots={name: (relative / "plots" / f"{name}.png").as_posix() for name in PLOTS},
+        tables={name: (relative / name).as_posix() for name in tables},
+        pareto=list(table.loc[table["pareto"], "variant"]),
+    )
+    with atomic_path(report_md) as tmp:
+        tmp.write_text(text, encoding="utf-8")

@@ -1,0 +1,33 @@
+"""The report's statistics: which variants no other beats on both speed and accuracy, and whether
+the best one's lead is larger than seed noise."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+NOISE_RULE = "the lead exceeds twice the standard error of the difference of the means, sqrt(s1²/n1 + s2²/n2)"
+
+
+def pareto_front(speed: pd.Series, accuracy: pd.Series) -> pd.Series:
+    """True where no other point is at least as fast and as accurate, and strictly better in one."""
+    s, a = speed.to_numpy(), accuracy.to_numpy()
+    dominated = [bool(((s >= s[i]) & (a >= a[i]) & ((s > s[i]) | (a > a[i]))).any()) for i in range(len(s))]
+    return pd.Series(np.logical_not(dominated), index=speed.index)
+
+
+def verdict(part: pd.DataFrame) -> dict:
+    """The best variant of one split and whether its lead over the runner-up is beyond seed noise."""
+    ranked = part.sort_values("miou_mean", ascending=False)
+    best = ranked.iloc[0]
+    result = {"best": best, "runner_up": None, "lead": None, "standard_error": None, "beyond_noise": None}
+    if len(ranked) < 2:
+        return result
+    second = ranked.iloc[1]
+    result["runner_up"], result["lead"] = second, best["miou_mean"] - second["miou_mean"]
+    if min(best["seeds"], second["seeds"]) >= 2:
+        se = math.sqrt(best["miou_std"] ** 2 / best["seeds"] + second["miou_std"] ** 2 / second["seeds"])
+        result["standard_error"], result["beyond_noise"] = se, bool(result["lead"] > 2 * se)
+    return result

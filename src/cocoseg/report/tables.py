@@ -1,0 +1,173 @@
+"""The report's tables: one row per run, means and spreads per variant, per class, per split."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..coco import read_json
+from ..splitfolder import OK, read_manifest_rows
+from .statistics import pareto_front
+
+METRICS = ["miou", "mdice", "pixel_accuracy", "last_epoch_miou", "inference_images_per_s",
+           "inference_peak_memory_mb", "train_seconds", "train_peak_memory_mb", "device_hours", "epoch"]
+TOP_CONFUSIONS = 5
+MANY_CLASSES = 30  # above this, per-class plots show the most and least frequent classes only
+
+
+def run_path(results: Path, stage: str, variant: str, seed: str) -> Path:
+    return Path(results) / stage / variant / f"seed-{seed}"
+
+
+def training_device(summary: dict) -> str:
+    """The device a run trained on, marked when it was a GPU job that fell back to the CPU."""
+    fell_back = summary.get("gpu_requested") and summary.get("accelerator") == "cpu"
+    return summary["device"] + (" (GPU asked for, none usable)" if fell_back else "")
+
+
+def runs_table(summaries: dict[tuple[str, str], dict], metrics: dict[tuple[str, str, str], dict],
+               results: Path) -> pd.DataFrame:
+    """One row per variant, seed and evaluation split."""
+    rows = []
+    for (variant, seed, split), m in metrics.items():
+        s = summaries[variant, seed]
+        config = s["config"]
+        h, w = config["image_size"]
+        selection = s["selection"]
+        rows.append({
+            "variant": variant, "seed": int(seed), "split": split, "architecture": config["architecture"],
+            "encoder": config["encoder"], "image_size": f"{h}x{w}", "params_m": s["params"] / 1e6,
+            "epochs": s["epochs"], "epoch": m["epoch"], "last_epoch_miou": m["last_epoch_miou"],
+            "selected_on": selection["split"] + (" (holdout)" if selection["subset"] == "holdout" else ""),
+            "selection_images": selection["images"],
+            "same_images": selection["subset"] == "all" and selection["split"] == split,
+            "train_seconds": s["train_seconds"], "device_hours": s["device_hours"],
+            "device_hours_unit": s["device_hours_unit"], "device": training_device(s), "precision": s["precision"],
+            "train_peak_memory_mb": s["peak_memory_mb"],
+            "inference_images_per_s": m["inference_images_per_s"],
+            "inference_peak_memory_mb": m["inference_peak_memory_mb"],
+            "miou": m["miou"], "mdice": m["mdice"], "pixel_accuracy": m["pixel_accuracy"],
+            "checkpoint": str(run_path(results, "models", variant, seed) / "model.pt"),
+        })
+    return pd.DataFrame(rows)
+
+
+def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
+    """Mean and standard deviation over seeds (std NaN with one seed), one row per variant and split."""
+    keys = ["variant", "split"]
+    fixed = ["architecture", "encoder", "image_size", "params_m", "epochs", "selected_on", "device_hours_unit",
+             "device", "precision"]
+    grouped = runs.groupby(keys, sort=False)
+    table = grouped[fixed].first()
+    table["seeds"] = grouped["seed"].count()
+    table["same_images"] = grouped["same_images"].any()
+    for metric in METRICS:
+        table[f"{metric}_mean"] = grouped[metric].mean()
+        table[f"{metric}_std"] = grouped[metric].std(ddof=1)
+    table["chosen_epochs"] = grouped["epoch"].apply(lambda e: ", ".join(map(str, e)))
+    table["miou_per_device_hour"] = table["miou_mean"] / table["device_hours_mean"]
+    table = table.reset_index()
+    table["pareto"] = False
+    for _, part in table.groupby("split"):
+        table.loc[part.index, "pareto"] = pareto_front(part["inference_images_per_s_mean"], part["miou_mean"])
+    return table
+
+
+def mean_std(mean: float, std: float, digits: int = 3) -> str:
+    return f"{mean:.{digits}f}" if pd.isna(std) else f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def markdown(table: pd.DataFrame) -> str:
+    header = "| " + " | ".join(map(str, table.columns)) + " |"
+    rule = "|" + "|".join("---" for _ in table.columns) + "|"
+    body = ["| " + " | ".join(str(v) for v in row) + " |" for row in table.itertuples(index=False)]
+    return "\n".join([header, rule, *body])
+
+
+def zoo_table(table: pd.DataFrame) -> pd.DataFrame:
+    """The metrics in a model zoo's columns (MMSegmentation's README style), mean ± std over seeds."""
+    def pm(metric: str, digits: int = 3):
+        return [mean_std(m, s, digits) for m, s in zip(table[f"{metric}_mean"], table[f"{metric}_std"])]
+
+    return pd.DataFrame({
+        "Method": table["architecture"], "Backbone": table["encoder"], "Crop size": table["image_size"],
+        "Schedule": table["epochs"].map(lambda e: f"{e} epochs"), "Seeds": table["seeds"],
+        "Params (M)": table["params_m"].map("{:.1f}".format),
+        "Train mem (MiB)": table["train_peak_memory_mb_mean"].map("{:.0f}".format),
+        "Train time (min)": [mean_std(m / 60, s / 60, 1) for m, s in
+                             zip(table["train_seconds_mean"], table["train_seconds_std"])],
+        "Cost": [f"{h:.3f} {unit}" for h, unit in zip(table["device_hours_mean"], table["device_hours_unit"])],
+        "mIoU per device-hour": table["miou_per_device_hour"].map("{:.1f}".format),
+        "Inf (img/s)": pm("inference_images_per_s", 1),
+        "Selected on": table["selected_on"], "Split": table["split"], "mIoU": pm("miou"),
+        "mDice": pm("mdice"), "aAcc": pm("pixel_accuracy"), "mIoU last epoch": pm("last_epoch_miou"),
+        "Config": table["variant"],
+    })
+
+
+def per_class_tables(per_class: dict[tuple[str, str, str], pd.DataFrame], single_split: bool
+                     ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per-seed IoU per class (long) and its mean and std per variant (wide, classes as rows)."""
+    rows = [frame.assign(variant=variant, seed=int(seed), split=split)
+            for (variant, seed, split), frame in per_class.items()]
+    long = pd.concat(rows, ignore_index=True)[["name", "variant", "split", "seed", "iou", "label_pixels"]]
+    long["column"] = long["variant"] if single_split else long["variant"] + " (" + long["split"] + ")"
+    grouped = long.groupby(["name", "column"], sort=False)["iou"]
+    order = list(dict.fromkeys(long["name"]))
+    mean = grouped.mean().unstack("column").reindex(order)[list(dict.fromkeys(long["column"]))]
+    std = grouped.std(ddof=1).unstack("column").reindex(order)[mean.columns]
+    wide = pd.concat({"mean": mean, "std": std}, axis=1)
+    wide.columns = [name if stat == "mean" else f"{name} std" for stat, name in wide.columns]
+    return long.drop(columns="column"), wide[[c for name in mean.columns for c in (name, f"{name} std")]]
+
+
+def label_shares(confusion: np.ndarray) -> np.ndarray:
+    """Each row of a confusion matrix as shares of that label's pixels."""
+    counts = np.asarray(confusion, dtype=np.float64)
+    return counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+
+
+def top_confusions(confusion: np.ndarray, names: list[str], k: int = TOP_CONFUSIONS) -> pd.DataFrame:
+    """The k largest off-diagonal shares of a confusion matrix: label -> predicted, share of the label's pixels."""
+    counts = np.asarray(confusion)
+    shares = label_shares(counts)
+    np.fill_diagonal(shares, 0)
+    order = np.argsort(-shares, axis=None, kind="stable")[:k]
+    rows = [(names[i], names[j], shares[i, j], int(counts[i, j])) for i, j in zip(*np.unravel_index(order, shares.shape))
+            if shares[i, j] > 0]
+    return pd.DataFrame(rows, columns=["label", "predicted", "share", "pixels"])
+
+
+def dataset_table(split_dirs: dict[str, Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per split: images, skips with reasons, held-out images, instances; and pixel share per class.
+
+    Reads the manifests and summaries only: never a mask (COCO train has 118k of them).
+    """
+    rows, shares = [], {}
+    for split, split_dir in split_dirs.items():
+        rows_of_manifest = read_manifest_rows(split_dir / "manifest.csv")
+        manifest = pd.DataFrame(rows_of_manifest)
+        summary = read_json(split_dir / "summary.json")
+        skipped = manifest[manifest["status"] != OK]
+        reasons = skipped["reason"].str.split(":").str[0].value_counts()
+        rows.append({
+            "split": split, "images": len(manifest), "ok": summary["ok"], "skipped": summary["skipped"],
+            "held_out": int((manifest["holdout"] == "1").sum()),
+            "instances": int(manifest.loc[manifest["status"] == OK, "annotations"].astype(int).sum()),
+            "orphan_annotations": summary["orphan_annotations"],
+            "skip_reasons": "; ".join(f"{reason} ({n})" for reason, n in reasons.items()) or "none",
+        })
+        pixels = pd.Series(summary["class_pixels"], dtype="int64")  # counted by the mask stage
+        shares[split] = pixels / max(1, pixels.sum())
+    return pd.DataFrame(rows), pd.DataFrame(shares)
+
+
+def shown_classes(frequency: pd.Series, limit: int = MANY_CLASSES) -> tuple[list[str], str]:
+    """All classes by frequency, or the most and least frequent halves of `limit` when there are more."""
+    ordered = list(frequency.sort_values(ascending=False).index)
+    if len(ordered) <= limit:
+        return ordered, ""
+    half = limit // 2
+    return ordered[:half] + ordered[-half:], f" ({half} most and {half} least frequent of {len(ordered)} classes)"
