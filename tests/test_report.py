@@ -99,9 +99,40 @@ def test_metrics_table_holds_mean_and_std_over_seeds_and_the_pareto_front(built)
     assert table.loc["v-c-96", "miou_per_device_hour"] == pytest.approx(0.9 / 0.6)
     per_seed = pd.read_csv(report_dir / "metrics_per_seed.csv")
     assert len(per_seed) == 6 and sorted(per_seed["seed"].unique()) == [0, 1]
-    zoo = (report_dir / "metrics.md").read_text()
-    assert zoo.startswith("| Method | Backbone | Crop size |") and "| 0.900 ± 0.014 |" in zoo
-    assert "0.600 CPU core-hours" in zoo and "| train (holdout) |" in zoo
+    main, details = (report_dir / "metrics.md").read_text().split("\n\n")
+    assert main.startswith("| Variant | Params (M) | Cost | Images/s | mIoU | mDice | Pixel accuracy |\n")
+    row_c = next(line for line in main.splitlines() if line.startswith("| v-c-96 |"))
+    assert row_c == "| v-c-96 | 3.0 | 0.600 CPU core-hours | 20.0 ± 0.0 | 0.900 ± 0.014 | 0.950 ± 0.014 | 0.950 ± 0.000 |"
+    assert details.startswith("| Variant | Split | Method | Backbone | Crop size | Schedule |")
+    assert "| poly, 2 epochs |" in details and "| train (holdout) |" in details and "aAcc" not in main + details
+
+
+def test_every_abbreviation_of_the_comparison_is_defined(built):
+    _, text = built
+    comparison = text[text.index("## Comparison"):text.index("## Design choices")]
+    for term in ("**mIoU**", "**mDice**", "**pixel accuracy**", "**Images/s**", "**Cost**"):
+        assert term in comparison
+    assert "Timings are unsteady" not in text  # every fixture timing is the same for both seeds
+
+
+def test_timings_that_swing_between_seeds_are_flagged(tmp_path):
+    results = fixture_results(tmp_path)
+    for seed, speed in (("0", 5.0), ("1", 35.0)):  # mean 20, std 21: far above a quarter of the mean
+        path = results / "eval" / "v-a-64" / f"seed-{seed}" / "val" / "metrics.json"
+        write_json(path, {**json.loads(path.read_text()), "inference_images_per_s": speed})
+    build(results, list(VARIANTS), SEEDS, ["val"], ["train", "val"], results / "report", tmp_path / "REPORT.md",
+          REPO / "workflow" / "report" / "REPORT.md.jinja", ["config/config.yaml"])
+    text = (tmp_path / "REPORT.md").read_text()
+    assert "**Timings are unsteady in this run**: inference images/s of v-a-64 (val) varied by 106% of its mean" \
+        in text
+    assert "v-b-64 (val) varied" not in text
+
+
+def test_error_bars_never_reach_below_zero():
+    from cocoseg.report.plots import error_bar
+    assert error_bar(20.0, 21.2) == [[20.0], [21.2]]
+    assert error_bar(20.0, 3.0) == [[3.0], [3.0]]
+    assert error_bar(0.5, float("nan")) == [[0.0], [0.0]]
 
 
 def test_per_class_and_dataset_tables(built):

@@ -16,9 +16,9 @@ from ..files import atomic_path, read_csv
 from ..report_plots import PLOTS
 from .plots import (plot_class_frequency, plot_confusion, plot_cost_accuracy, plot_metrics_bars, plot_per_class_iou,
                     plot_samples, plot_speed_accuracy, plot_training_curves)
-from .statistics import NOISE_RULE, verdict
-from .tables import (aggregate, dataset_table, markdown, mean_std, per_class_tables, run_path, runs_table,
-                     shown_classes, top_confusions, zoo_table)
+from .statistics import NOISE_RULE, TIMING_SPREAD, unsteady_timings, verdict
+from .tables import (aggregate, class_order, dataset_table, details_table, main_table, markdown, mean_std, per_class_tables,
+                     run_path, runs_table, shown_classes, top_confusions)
 
 
 def machine_description() -> str:
@@ -65,32 +65,34 @@ def build(results: Path, variants: list[str], seeds: list[str], eval_splits: lis
               "dataset_stats.csv": datasets, "class_pixel_share.csv": shares.rename_axis("class").reset_index()}
     for name, frame in tables.items():
         _write_table(frame, out_dir / name)
-    zoo = markdown(zoo_table(table))
+    main, details = markdown(main_table(table)), markdown(details_table(table))
     with atomic_path(out_dir / "metrics.md") as tmp:
-        tmp.write_text(zoo + "\n", encoding="utf-8")
+        tmp.write_text(main + "\n\n" + details + "\n", encoding="utf-8")
 
     verdicts = {split: verdict(part) for split, part in table.groupby("split", sort=False)}
     best = verdicts[eval_splits[0]]["best"]
     frequency = shares[eval_splits[0]] if eval_splits[0] in shares else shares.iloc[:, 0]
-    shown, note = shown_classes(frequency.reindex(classes.index).fillna(0))
+    frequency = frequency.reindex(classes.index).fillna(0)
+    order = class_order(frequency)
+    shown, note = shown_classes(frequency)
     plots = out_dir / "plots"
     plot_metrics_bars(runs, plots / "metrics_bars.png")
     plot_speed_accuracy(table, plots / "speed_accuracy.png")
     plot_cost_accuracy(table, plots / "cost_accuracy.png")
     plot_per_class_iou(classes, shown, note, plots / "per_class_iou.png")
     plot_training_curves(summaries, plots / "training_curves.png")
-    plot_class_frequency(shares, plots / "class_frequency.png")
-    plot_confusion(summed[best["variant"], best["split"]], names,
+    plot_class_frequency(shares, order, plots / "class_frequency.png")
+    plot_confusion(summed[best["variant"], best["split"]], names, order,
                    f"{best['variant']} on {best['split']}, all seeds", plots / "confusion_best.png")
     plot_samples({v: run_path(results, "eval", v, seeds[0]) / eval_splits[0] / "samples" for v in variants},
-                 plots / "samples.png")
+                 names, plots / "samples.png")
 
     class_table = classes.loc[shown].round(3).astype(object).where(classes.loc[shown].notna(), "-")
     relative = Path(os.path.relpath(out_dir, Path(report_md).parent))
     environment = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(template).parent),
                                      undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
     text = environment.get_template(Path(template).name).render(
-        configs=configs, machine=machine_description(), zoo=zoo, table=table, verdicts=verdicts,
+        configs=configs, machine=machine_description(), main=main, details=details, table=table, verdicts=verdicts,
         noise_rule=NOISE_RULE, summaries={v: summaries[v, seeds[0]] for v in variants},
         variants=variants, eval_splits=eval_splits, mean_std=mean_std,
         same_images=table[table["same_images"]], datasets=markdown(datasets),
@@ -99,6 +101,7 @@ def build(results: Path, variants: list[str], seeds: list[str], eval_splits: lis
         plots={name: (relative / "plots" / f"{name}.png").as_posix() for name in PLOTS},
         tables={name: (relative / name).as_posix() for name in tables},
         pareto=list(table.loc[table["pareto"], "variant"]),
+        unsteady=unsteady_timings(table), timing_spread=TIMING_SPREAD,
     )
     with atomic_path(report_md) as tmp:
         tmp.write_text(text, encoding="utf-8")

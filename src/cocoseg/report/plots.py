@@ -9,12 +9,14 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.patches import Patch
 import pandas as pd
 import seaborn as sns
 from PIL import Image
 
+from ..colours import palette
 from ..files import atomic_path
-from .tables import MANY_CLASSES, label_shares, shown_classes
+from .tables import MANY_CLASSES, label_shares
 
 
 def _save(fig: plt.Figure, path: Path) -> None:
@@ -33,10 +35,21 @@ def plot_metrics_bars(runs: pd.DataFrame, path: Path) -> None:
     _save(grid.figure, path)
 
 
+def error_bar(mean: float, std: float) -> list[list[float]]:
+    """Below and above `mean` for a ± std bar of a quantity that cannot be negative: never below 0."""
+    std = float(np.nan_to_num(std))
+    return [[min(std, max(0.0, mean))], [std]]
+
+
+def _legend_outside(ax: plt.Axes) -> None:
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1), borderaxespad=0)
+
+
 def _means_with_error_bars(table: pd.DataFrame, x: str, ax: plt.Axes) -> None:
     for variant, row in table.set_index("variant").iterrows():
-        ax.errorbar(row[f"{x}_mean"], row["miou_mean"], xerr=np.nan_to_num(row[f"{x}_std"]),
-                    yerr=np.nan_to_num(row["miou_std"]), fmt="o", capsize=3, label=f"{variant} ({row['split']})")
+        ax.errorbar(row[f"{x}_mean"], row["miou_mean"], xerr=error_bar(row[f"{x}_mean"], row[f"{x}_std"]),
+                    yerr=error_bar(row["miou_mean"], row["miou_std"]), fmt="o", capsize=3,
+                    label=f"{variant} ({row['split']})")
 
 
 def plot_speed_accuracy(table: pd.DataFrame, path: Path) -> None:
@@ -47,7 +60,7 @@ def plot_speed_accuracy(table: pd.DataFrame, path: Path) -> None:
         ax.plot(front["inference_images_per_s_mean"], front["miou_mean"], "--", color="grey",
                 label=f"Pareto front ({split})")
     ax.set(xlabel="inference images/s (batch 1)", ylabel="mIoU (mean ± std over seeds)")
-    ax.legend(fontsize=7)
+    _legend_outside(ax)
     _save(fig, path)
 
 
@@ -56,7 +69,7 @@ def plot_cost_accuracy(table: pd.DataFrame, path: Path) -> None:
     _means_with_error_bars(table, "device_hours", ax)
     ax.set(xlabel=f"training cost ({' / '.join(table['device_hours_unit'].unique())}, mean ± std)",
            ylabel="mIoU (mean ± std over seeds)")
-    ax.legend(fontsize=7)
+    _legend_outside(ax)
     _save(fig, path)
 
 
@@ -77,10 +90,14 @@ def plot_training_curves(summaries: dict[tuple[str, str], dict], path: Path) -> 
     sns.lineplot(frame, x="epoch", y="val_miou", hue="variant", errorbar="sd", marker="o", ax=axes[1])
     axes[0].set(ylabel="training loss (epoch mean)")
     axes[1].set(ylabel="selection mIoU (whole split)", ylim=(0, 1))
+    axes[0].get_legend().remove()
+    _legend_outside(axes[1])
     _save(fig, path)
 
 
-def plot_class_frequency(shares: pd.DataFrame, path: Path) -> None:
+def plot_class_frequency(shares: pd.DataFrame, order: list[str], path: Path) -> None:
+    """Pixel share of each class per split, classes in `order` (the report's one class order)."""
+    shares = shares.reindex([name for name in order if name in shares.index])
     long = shares.rename_axis("class").reset_index().melt(id_vars="class", var_name="split", value_name="share")
     fig, ax = plt.subplots(figsize=(max(6, 0.25 * len(shares)), 3.6))
     sns.barplot(long, x="class", y="share", hue="split", ax=ax)
@@ -89,9 +106,12 @@ def plot_class_frequency(shares: pd.DataFrame, path: Path) -> None:
     _save(fig, path)
 
 
-def plot_confusion(confusion: np.ndarray, names: list[str], title: str, path: Path) -> None:
+def plot_confusion(confusion: np.ndarray, names: list[str], order: list[str], title: str, path: Path) -> None:
+    """Shares of each label's pixels by predicted class; the first 20 classes of `order` (the
+    report's one class order, most frequent first)."""
     normalised = pd.DataFrame(label_shares(confusion), index=names, columns=names)
-    shown, note = shown_classes(pd.Series(np.asarray(confusion).sum(axis=1), index=names), limit=20)
+    shown = [name for name in order if name in names][:20]
+    note = f" (the 20 most frequent of {len(names)} classes)" if len(names) > 20 else ""
     normalised = normalised.loc[shown, shown]
     fig, ax = plt.subplots(figsize=(1.5 + 0.45 * len(shown), 1 + 0.4 * len(shown)))
     sns.heatmap(normalised, vmin=0, vmax=1, cmap="Blues", annot=len(shown) <= 15, fmt=".2f", ax=ax)
@@ -99,8 +119,9 @@ def plot_confusion(confusion: np.ndarray, names: list[str], title: str, path: Pa
     _save(fig, path)
 
 
-def plot_samples(sample_dirs: dict[str, Path], path: Path, per_variant: int = 4) -> None:
-    """Rows: sample images; columns: variants; each cell image | ground truth | prediction."""
+def plot_samples(sample_dirs: dict[str, Path], labels: list[str], path: Path, per_variant: int = 4) -> None:
+    """Rows: sample images; columns: variants; each cell image | ground truth | prediction, with
+    the colour of each label (`labels` in label order) in a legend."""
     names = sorted({p.name for d in sample_dirs.values() for p in d.glob("*.png")})[:per_variant]
     fig, axes = plt.subplots(max(1, len(names)), len(sample_dirs), squeeze=False,
                              figsize=(4.2 * len(sample_dirs), 1.6 * max(1, len(names))))
@@ -110,4 +131,8 @@ def plot_samples(sample_dirs: dict[str, Path], path: Path, per_variant: int = 4)
             if (directory / name).exists():
                 axes[row, col].imshow(Image.open(directory / name))
             axes[row, col].axis("off")
+    colours = palette(len(labels))
+    handles = [Patch(facecolor=colours[i] / 255, edgecolor="grey", label=name) for i, name in enumerate(labels)]
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 8), fontsize=7, frameon=False,
+               bbox_to_anchor=(0.5, -0.02 - 0.03 * ((len(handles) - 1) // 8)))
     _save(fig, path)

@@ -31,3 +31,19 @@ def verdict(part: pd.DataFrame) -> dict:
         se = math.sqrt(best["miou_std"] ** 2 / best["seeds"] + second["miou_std"] ** 2 / second["seeds"])
         result["standard_error"], result["beyond_noise"] = se, bool(result["lead"] > 2 * se)
     return result
+
+
+TIMING_SPREAD = 0.25  # a timing whose std over seeds exceeds this share of its mean is flagged
+TIMINGS = {"inference_images_per_s": "inference images/s", "train_seconds": "training time"}
+
+
+def unsteady_timings(table: pd.DataFrame, limit: float = TIMING_SPREAD) -> list[str]:
+    """Timings whose spread over seeds exceeds `limit` of their mean, one phrase each: seeds of
+    one variant do the same work, so such a spread says the machine was busy, not the model slow."""
+    found = []
+    for metric, name in TIMINGS.items():
+        spread = table[f"{metric}_std"] / table[f"{metric}_mean"]
+        for variant, split, share in zip(table["variant"], table["split"], spread):
+            if share > limit:
+                found.append(f"{name} of {variant} ({split}) varied by {share:.0%} of its mean")
+    return found

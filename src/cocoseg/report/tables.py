@@ -39,6 +39,7 @@ def runs_table(summaries: dict[tuple[str, str], dict], metrics: dict[tuple[str, 
         rows.append({
             "variant": variant, "seed": int(seed), "split": split, "architecture": config["architecture"],
             "encoder": config["encoder"], "image_size": f"{h}x{w}", "params_m": s["params"] / 1e6,
+            "schedule": config["schedule"],
             "epochs": s["epochs"], "epoch": m["epoch"], "last_epoch_miou": m["last_epoch_miou"],
             "selected_on": selection["split"] + (" (holdout)" if selection["subset"] == "holdout" else ""),
             "selection_images": selection["images"],
@@ -57,8 +58,8 @@ def runs_table(summaries: dict[tuple[str, str], dict], metrics: dict[tuple[str, 
 def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
     """Mean and standard deviation over seeds (std NaN with one seed), one row per variant and split."""
     keys = ["variant", "split"]
-    fixed = ["architecture", "encoder", "image_size", "params_m", "epochs", "selected_on", "device_hours_unit",
-             "device", "precision"]
+    fixed = ["architecture", "encoder", "image_size", "params_m", "schedule", "epochs", "selected_on",
+             "device_hours_unit", "device", "precision"]
     grouped = runs.groupby(keys, sort=False)
     table = grouped[fixed].first()
     table["seeds"] = grouped["seed"].count()
@@ -86,24 +87,37 @@ def markdown(table: pd.DataFrame) -> str:
     return "\n".join([header, rule, *body])
 
 
-def zoo_table(table: pd.DataFrame) -> pd.DataFrame:
-    """The metrics in a model zoo's columns (MMSegmentation's README style), mean ± std over seeds."""
-    def pm(metric: str, digits: int = 3):
-        return [mean_std(m, s, digits) for m, s in zip(table[f"{metric}_mean"], table[f"{metric}_std"])]
+def _spread(table: pd.DataFrame, metric: str, digits: int = 3) -> list[str]:
+    return [mean_std(m, s, digits) for m, s in zip(table[f"{metric}_mean"], table[f"{metric}_std"])]
 
-    return pd.DataFrame({
-        "Method": table["architecture"], "Backbone": table["encoder"], "Crop size": table["image_size"],
-        "Schedule": table["epochs"].map(lambda e: f"{e} epochs"), "Seeds": table["seeds"],
+
+def main_table(table: pd.DataFrame) -> pd.DataFrame:
+    """What decides between variants, mean ± std over seeds: size, cost, speed and accuracy."""
+    columns = {"Variant": table["variant"]}
+    if table["split"].nunique() > 1:
+        columns["Split"] = table["split"]
+    columns.update({
         "Params (M)": table["params_m"].map("{:.1f}".format),
-        "Train mem (MiB)": table["train_peak_memory_mb_mean"].map("{:.0f}".format),
+        "Cost": [f"{h:.3f} {unit}" for h, unit in zip(table["device_hours_mean"], table["device_hours_unit"])],
+        "Images/s": _spread(table, "inference_images_per_s", 1),
+        "mIoU": _spread(table, "miou"), "mDice": _spread(table, "mdice"),
+        "Pixel accuracy": _spread(table, "pixel_accuracy"),
+    })
+    return pd.DataFrame(columns)
+
+
+def details_table(table: pd.DataFrame) -> pd.DataFrame:
+    """How each variant was built, trained and chosen, in a model zoo's columns (MMSegmentation style)."""
+    return pd.DataFrame({
+        "Variant": table["variant"], "Split": table["split"], "Method": table["architecture"],
+        "Backbone": table["encoder"], "Crop size": table["image_size"],
+        "Schedule": [f"{schedule}, {epochs} epochs" for schedule, epochs in zip(table["schedule"], table["epochs"])],
+        "Seeds": table["seeds"], "Train memory (MiB)": table["train_peak_memory_mb_mean"].map("{:.0f}".format),
         "Train time (min)": [mean_std(m / 60, s / 60, 1) for m, s in
                              zip(table["train_seconds_mean"], table["train_seconds_std"])],
-        "Cost": [f"{h:.3f} {unit}" for h, unit in zip(table["device_hours_mean"], table["device_hours_unit"])],
         "mIoU per device-hour": table["miou_per_device_hour"].map("{:.1f}".format),
-        "Inf (img/s)": pm("inference_images_per_s", 1),
-        "Selected on": table["selected_on"], "Split": table["split"], "mIoU": pm("miou"),
-        "mDice": pm("mdice"), "aAcc": pm("pixel_accuracy"), "mIoU last epoch": pm("last_epoch_miou"),
-        "Config": table["variant"],
+        "Selected on": table["selected_on"], "Chosen epochs": table["chosen_epochs"],
+        "mIoU, last epoch": _spread(table, "last_epoch_miou"),
     })
 
 
@@ -164,9 +178,15 @@ def dataset_table(split_dirs: dict[str, Path]) -> tuple[pd.DataFrame, pd.DataFra
     return pd.DataFrame(rows), pd.DataFrame(shares)
 
 
+def class_order(frequency: pd.Series) -> list[str]:
+    """The report's one class order, used by every class table and plot: most frequent first,
+    ties in label order."""
+    return list(frequency.sort_values(ascending=False, kind="stable").index)
+
+
 def shown_classes(frequency: pd.Series, limit: int = MANY_CLASSES) -> tuple[list[str], str]:
     """All classes by frequency, or the most and least frequent halves of `limit` when there are more."""
-    ordered = list(frequency.sort_values(ascending=False).index)
+    ordered = class_order(frequency)
     if len(ordered) <= limit:
         return ordered, ""
     half = limit // 2
