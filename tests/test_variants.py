@@ -67,3 +67,44 @@ def test_schedule_warms_up_then_decays_to_zero():
     assert lr_factor(55, 100, 10, "cosine") == pytest.approx(0.5)
     mid = [lr_factor(s, 100, 10, "poly") for s in range(10, 101)]
     assert all(a >= b for a, b in zip(mid, mid[1:]))
+
+
+GRID_MODEL = {**MODEL, "architectures": ["Unet", "FPN"], "encoders": ["resnet18"], "image_sizes": [128],
+              "grid": {"lr": [1.0e-3, 3.0e-4], "schedule": ["poly", "cosine"]}}
+
+
+def test_architectures_and_grid_axes_cross_and_only_settings_off_the_train_values_name_a_variant():
+    variants = expand(GRID_MODEL, {"lr": 1.0e-3, "schedule": "poly", "epochs": 3})
+    assert list(variants) == [
+        "unet-resnet18-128", "unet-resnet18-128-cosine", "unet-resnet18-128-lr3e-4",
+        "unet-resnet18-128-lr3e-4-cosine", "fpn-resnet18-128", "fpn-resnet18-128-cosine",
+        "fpn-resnet18-128-lr3e-4", "fpn-resnet18-128-lr3e-4-cosine"]
+    crossed = variants["fpn-resnet18-128-lr3e-4-cosine"]
+    assert (crossed.architecture, crossed.lr, crossed.schedule, crossed.epochs) == ("FPN", 3.0e-4, "cosine", 3)
+
+
+def test_a_value_added_to_an_axis_renames_and_changes_no_existing_variant():
+    before = expand(GRID_MODEL, {"lr": 1.0e-3})
+    wider = {**GRID_MODEL, "grid": {"lr": [1.0e-3, 3.0e-4, 1.0e-4], "schedule": ["poly", "cosine"]}}
+    after = expand(wider, {"lr": 1.0e-3})
+    assert set(before) < set(after) and "unet-resnet18-128-lr1e-4-cosine" in after
+    assert all(after[name] == variant for name, variant in before.items())
+
+
+def test_overrides_reach_crossed_variants_and_grid_mistakes_name_the_key():
+    model = {**GRID_MODEL, "overrides": {"fpn-resnet18-128-lr3e-4": {"batch_size": 4}}}
+    assert expand(model, {"lr": 1.0e-3})["fpn-resnet18-128-lr3e-4"].batch_size == 4
+    with pytest.raises(InputError, match=r"config model.grid: unknown key\(s\) lrate"):
+        expand({**GRID_MODEL, "grid": {"lrate": [0.1]}}, {})
+    with pytest.raises(InputError, match=r"config model.grid.batch_size: 'big' is not of the kind batch_size takes \(int\)"):
+        expand({**GRID_MODEL, "grid": {"batch_size": [8, "big"]}}, {})
+    with pytest.raises(InputError, match="two variants would both be named 'unet-resnet18-128-bs8'"):
+        expand({**GRID_MODEL, "architectures": ["Unet"], "grid": {"batch_size": [8, 8]}}, {})
+
+
+def test_names_are_valid_file_names_and_wildcards():
+    from cocoseg.variants import setting_label, variant_name
+    assert setting_label("channels_last", False) == "no-channels-last"
+    assert setting_label("weight_decay", 0.05) == "wd0.05" and setting_label("lr", 2.5e-4) == "lr2.5e-4"
+    assert variant_name("UnetPlusPlus", "tu-convnext_tiny", (512, 1024), {"schedule": "Cosine/Warm"}) == \
+        "unetplusplus-tu-convnext_tiny-512x1024-cosine-warm"

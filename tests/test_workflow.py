@@ -169,7 +169,10 @@ def test_the_workflow_runs_from_its_source_tree_without_the_package_installed(tm
 @pytest.mark.parametrize("extra, message", [
     ("model:\n  encoders: [resnet1800]\n",
      "config model.encoders: 'resnet1800' is not an encoder segmentation_models_pytorch knows"),
-    ("model:\n  architecture: DeepLabV9\n", "config model.architecture: 'DeepLabV9' is not one of"),
+    ("model:\n  architecture: DeepLabV9\n", "config model.architecture(s): 'DeepLabV9' is not one of"),
+    ("model:\n  architectures: [Unet, DPT]\n",
+     "config model.architecture(s) and model.encoders: DPT does not take resnet18 (Only Timm encoders"),
+    ("model:\n  grid: {lr: [0.1, fast]}\n", "config model.grid.lr: 'fast' is not of the kind lr takes (float)"),
     ("model:\n  encoder_weights: instagram\n",
      "config model.encoder_weights: 'instagram' is not available for resnet18"),
     ("model:\n  overrides: {unet-resnet18-64x96: {lrr: 0.1}}\n",

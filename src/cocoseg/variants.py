@@ -6,6 +6,7 @@ Kept free of torch so the Snakefile can import it cheaply to build its wildcards
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import asdict, dataclass, field, fields, replace
 from itertools import product
 
@@ -62,19 +63,80 @@ TRAIN_KEYS = {f.name for f in fields(Variant)} - {"architecture", "encoder", "en
                                                   "seed"}
 
 
+# How a grid setting reads in a variant name; other keys appear without underscores.
+NAME_LABELS = {"batch_size": "bs", "weight_decay": "wd", "epochs": "ep", "warmup_epochs": "warmup",
+               "dice_weight": "dice"}
+
+
+def _number(value: float) -> str:
+    """3e-4, 0.5, 16: short and exact enough to tell grid values apart."""
+    if isinstance(value, float) and value and abs(value) < 0.01:
+        mantissa, exponent = f"{value:e}".split("e")
+        return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def setting_label(key: str, value) -> str:
+    """A grid setting as it appears in a variant name: `lr3e-4`, `bs8`, `cosine`, `no-channels-last`."""
+    if isinstance(value, bool):
+        return key.replace("_", "-") if value else f"no-{key.replace('_', '-')}"
+    if isinstance(value, str):
+        return value
+    return f"{NAME_LABELS.get(key, key.replace('_', ''))}{_number(value)}"
+
+
+def variant_name(architecture: str, encoder: str, size: tuple[int, int], settings: dict) -> str:
+    """`<architecture>-<encoder>-<size>` and the grid settings that differ from `train:`, in grid order.
+
+    Settings equal to `train:` never appear, so adding a value to a grid axis renames no
+    variant that existed (and retrains none).
+    """
+    h, w = size
+    parts = [architecture.lower(), encoder, str(h) if h == w else f"{h}x{w}",
+             *(setting_label(key, value) for key, value in settings.items())]
+    return re.sub(r"[^a-z0-9._-]+", "-", "-".join(parts).lower())
+
+
+def _grid_axes(model: dict, base: dict) -> list[list[tuple[str, object]]]:
+    """Each `model.grid` axis as (key, value) pairs; unknown keys and values of the wrong kind refused."""
+    grid = model.get("grid") or {}
+    unknown = sorted(set(grid) - TRAIN_KEYS)
+    if unknown:
+        raise InputError(f"config model.grid: unknown key(s) {', '.join(unknown)}; "
+                         f"allowed: {', '.join(sorted(TRAIN_KEYS))}")
+    for key, values in grid.items():
+        kind = type(base[key])
+        accepted = (int, float) if kind is float else (kind,)
+        for value in values:
+            if not isinstance(value, accepted) or (isinstance(value, bool) and kind is not bool):
+                raise InputError(f"config model.grid.{key}: {value!r} is not of the kind {key} takes "
+                                 f"({kind.__name__})")
+    return [[(key, float(value) if isinstance(base[key], float) else value) for value in values]
+            for key, values in grid.items()]
+
+
 def expand(model: dict, train: dict) -> dict[str, Variant]:
-    """The grid architecture x encoders x image sizes, with per-variant overrides by name.
+    """The grid architectures x encoders x image sizes x `model.grid` axes, with per-variant
+    overrides by name.
 
     Each variant is trained once per seed; the seed is set per run (`Variant.with_seed`).
     """
     common = {key: value for key, value in train.items() if key in TRAIN_KEYS}
+    base = {**Variant().to_dict(), **common}
+    architectures = model.get("architectures") or [model["architecture"]]
     variants = {}
-    for encoder, size in product(model["encoders"], model["image_sizes"]):
+    for architecture, encoder, size, *settings in product(architectures, model["encoders"], model["image_sizes"],
+                                                           *_grid_axes(model, base)):
+        settings = dict(settings)
         try:
-            v = Variant(architecture=model["architecture"], encoder=encoder,
-                        encoder_weights=model["encoder_weights"], image_size=size, **common)
+            v = Variant(architecture=architecture, encoder=encoder, encoder_weights=model["encoder_weights"],
+                        image_size=size, **{**common, **settings})
         except (InputError, TypeError, ValueError) as e:
             raise InputError(f"config model.image_sizes: {size!r}: {e}") from None
+        v.name = variant_name(architecture, encoder, v.image_size,
+                              {key: value for key, value in settings.items() if value != base[key]})
+        if v.name in variants:
+            raise InputError(f"config model: two variants would both be named {v.name!r}; give each grid value once")
         variants[v.name] = v
     for name, override in (model.get("overrides") or {}).items():
         if name not in variants:

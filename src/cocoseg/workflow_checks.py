@@ -12,6 +12,7 @@ import shutil
 import socket
 from pathlib import Path
 
+from .common import first_line
 from .variants import is_weights_file
 
 LOCK_OWNER = "cocoseg-lock-owner.json"  # in .snakemake/: which process holds the locks
@@ -68,6 +69,18 @@ def clear_stale_locks(state_dir: Path) -> str | None:
     return f"removed the locks of a run that ended without cleaning up (process {owner['pid']})"
 
 
+def _network_problems(variant) -> list[str]:
+    """Whether the architecture takes the encoder, and the size, as SMP builds and checks them."""
+    from .network import size_problem
+
+    try:
+        problem = size_problem(variant.architecture, variant.encoder, variant.image_size)
+    except Exception as e:  # SMP refuses the pair while building it
+        return [f"config model.architecture(s) and model.encoders: {variant.architecture} does not take "
+                f"{variant.encoder} ({first_line(e)})"]
+    return [f"config model.image_sizes: {problem}"] if problem else []
+
+
 def config_problems(variants: dict) -> list[str]:
     """One line per setting that would fail only inside a training job, found before any job runs.
 
@@ -75,15 +88,13 @@ def config_problems(variants: dict) -> list[str]:
     """
     import segmentation_models_pytorch as smp
 
-    from .network import size_problem
-
     architectures = {name.lower() for name in smp.MODEL_ARCHITECTURES_MAPPING}
     encoders = smp.encoders.get_encoder_names()
     problems = []
     for name, v in variants.items():
         known_architecture = v.architecture.lower() in architectures
         if not known_architecture:
-            problems.append(f"config model.architecture: {v.architecture!r} is not one of "
+            problems.append(f"config model.architecture(s): {v.architecture!r} is not one of "
                             f"segmentation_models_pytorch's ({', '.join(sorted(smp.MODEL_ARCHITECTURES_MAPPING))})")
         if v.encoder not in encoders:
             problems.append(f"config model.encoders: {v.encoder!r} is not an encoder segmentation_models_pytorch "
@@ -94,8 +105,8 @@ def config_problems(variants: dict) -> list[str]:
                 if v.encoder_weights not in available:
                     problems.append(f"config model.encoder_weights: {v.encoder_weights!r} is not available for "
                                     f"{v.encoder} ({', '.join(available) or 'none'}; or give a file)")
-            if known_architecture and (problem := size_problem(v.architecture, v.encoder, v.image_size)):
-                problems.append(f"config model.image_sizes: {problem}")
+            if known_architecture:
+                problems += _network_problems(v)
         if v.gpu and v.accelerator == "cpu":
             problems.append(f"config for {name}: gpu: true asks for a GPU that accelerator: cpu would not use")
     return list(dict.fromkeys(problems))
