@@ -65,7 +65,7 @@ def bare_rate(args, data: SegmentationDataModule, num_classes: int) -> tuple[flo
     def step(images, masks):
         images, masks = module.on_after_batch_transfer((images, masks), 0)
         optimizer.zero_grad(set_to_none=True)
-        loss = module.loss(module(images), masks)
+        loss = module.criterion(module(images), masks)
         loss.backward()
         optimizer.step()
 

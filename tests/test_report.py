@@ -103,8 +103,8 @@ def test_metrics_table_holds_mean_and_std_over_seeds_and_the_pareto_front(built)
     assert main.startswith("| Variant | Params (M) | Cost | Images/s | mIoU | mDice | Pixel accuracy |\n")
     row_c = next(line for line in main.splitlines() if line.startswith("| v-c-96 |"))
     assert row_c == "| v-c-96 | 3.0 | 0.600 CPU core-hours | 20.0 ± 0.0 | 0.900 ± 0.014 | 0.950 ± 0.014 | 0.950 ± 0.000 |"
-    assert details.startswith("| Variant | Split | Method | Backbone | Crop size | Schedule |")
-    assert "| poly, 2 epochs |" in details and "| train (holdout) |" in details and "aAcc" not in main + details
+    assert details.startswith("| Variant | Split | Method | Backbone | Crop size | Schedule | Loss |")
+    assert "| poly, 2 epochs | ce |" in details and "| train (holdout) |" in details and "aAcc" not in main + details
 
 
 def test_every_abbreviation_of_the_comparison_is_defined(built):

@@ -108,3 +108,45 @@ def test_names_are_valid_file_names_and_wildcards():
     assert setting_label("weight_decay", 0.05) == "wd0.05" and setting_label("lr", 2.5e-4) == "lr2.5e-4"
     assert variant_name("UnetPlusPlus", "tu-convnext_tiny", (512, 1024), {"schedule": "Cosine/Warm"}) == \
         "unetplusplus-tu-convnext_tiny-512x1024-cosine-warm"
+
+
+def test_each_loss_ignores_255_and_equals_its_value_on_the_labelled_pixels_alone():
+    """Logits at ignored pixels change nothing; cross-entropy equals the hand-computed mean of
+    -log softmax over the labelled pixels; each term equals SMP's own loss on those pixels only."""
+    import segmentation_models_pytorch as smp
+    import torch
+
+    from cocoseg.losses import SegmentationLoss
+
+    torch.manual_seed(0)
+    logits = torch.randn(2, 3, 4, 5)
+    masks = torch.randint(0, 3, (2, 4, 5))
+    masks[0, 0, :3] = 255
+    masks[1, 2, 1] = 255
+    keep = masks != 255
+    noisy = logits.clone()
+    noisy.permute(0, 2, 3, 1)[~keep] = 100.0  # whatever the network says where nothing is labelled
+    log_p = torch.log_softmax(logits, dim=1).permute(0, 2, 3, 1)[keep]
+    by_hand = -log_p[torch.arange(len(log_p)), masks[keep]].mean()
+    assert SegmentationLoss("ce")(logits, masks) == pytest.approx(float(by_hand), rel=1e-6)
+    # labelled pixels only, as one image of shape 1 x C x 1 x N, no ignore needed
+    flat_logits = logits.permute(1, 0, 2, 3)[:, keep].reshape(1, 3, 1, -1)
+    flat_masks = masks[keep].reshape(1, 1, -1)
+    reference = {"dice": smp.losses.DiceLoss("multiclass"), "focal": smp.losses.FocalLoss("multiclass"),
+                 "jaccard": smp.losses.JaccardLoss("multiclass"), "lovasz": smp.losses.LovaszLoss("multiclass")}
+    for name, loss in reference.items():
+        ours = SegmentationLoss(name)
+        assert ours(noisy, masks) == pytest.approx(float(ours(logits, masks)), rel=1e-5), name
+        assert ours(logits, masks) == pytest.approx(float(loss(flat_logits, flat_masks)), rel=1e-5), name
+    summed = SegmentationLoss("ce+dice", dice_weight=0.5)(logits, masks)
+    assert summed == pytest.approx(float(by_hand + 0.5 * reference["dice"](flat_logits, flat_masks)), rel=1e-5)
+    assert SegmentationLoss("ce", dice_weight=0.5)(logits, masks) == pytest.approx(float(summed), rel=1e-6)
+
+
+def test_an_unknown_loss_is_refused_with_its_key():
+    with pytest.raises(InputError, match="config train.loss: 'fcal' is not one of ce, dice, focal"):
+        expand(MODEL, {"loss": "fcal"})
+    with pytest.raises(InputError, match="config model.grid.loss: 'ce\\+ce' is not one of"):
+        expand({**MODEL, "grid": {"loss": ["ce", "ce+ce"]}}, {})
+    assert list(expand({**MODEL, "encoders": ["resnet18"], "image_sizes": [128], "grid": {"loss": ["ce", "focal"]}},
+                       {}))[1] == "deeplabv3plus-resnet18-128-focal"

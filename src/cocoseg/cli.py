@@ -42,7 +42,7 @@ def _image_size(text: str) -> tuple[int, int]:
 def _variant(args: argparse.Namespace):
     from .variants import Variant
 
-    keys = [flag for flag, _, _ in TRAIN_SETTINGS] + ["architecture", "encoder", "schedule", "precision",
+    keys = [flag for flag, _, _ in TRAIN_SETTINGS] + ["architecture", "encoder", "schedule", "loss", "precision",
                                                       "accelerator", "name"]
     overrides = {key: getattr(args, key) for key in keys if getattr(args, key) is not None}
     if args.img_size:
@@ -133,7 +133,7 @@ TRAIN_SETTINGS = [  # (flag, type, help) of the variant settings `cocoseg train`
     ("lr", float, "peak learning rate of AdamW"),
     ("weight_decay", float, "AdamW weight decay"),
     ("warmup_epochs", float, "epochs of linear warm-up before the decay"),
-    ("dice_weight", float, "weight of the Dice loss added to cross-entropy (0: none)"),
+    ("dice_weight", float, "weight of the Dice term when the loss sums several (0: none)"),
     ("seed", int, "seed of weights, data order and augmentation"),
     ("devices", _positive, "processes: GPUs, or CPU processes with --accelerator cpu; above 1 trains with DDP"),
 ]
@@ -196,6 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encoder-weights", "--encoder_weights",
                    help="imagenet (downloaded by SMP), a file from `cocoseg weights`, or none for random init")
     p.add_argument("--schedule", choices=["poly", "cosine"], help="learning-rate decay after the warm-up")
+    p.add_argument("--loss", help="ce (default), dice, focal, jaccard, lovasz, or a sum such as ce+dice")
     p.add_argument("--precision", help="auto, 32-true, bf16-mixed, 16-mixed")
     p.add_argument("--accelerator", choices=["auto", "cpu", "gpu"], help="auto: the GPU where CUDA can use one")
     p.add_argument("--channels-last", choices=["true", "false"], help="run the network channels-last")

@@ -6,12 +6,10 @@ import math
 import time
 
 import pytorch_lightning as pl
-import segmentation_models_pytorch as smp
 import torch
-from torch import nn
 
-from .common import IGNORE
 from .data import normalize
+from .losses import SegmentationLoss
 from .metrics import confusion_matrix, scores
 from .variants import Variant
 from .network import build_model
@@ -37,8 +35,7 @@ class SegmentationModule(pl.LightningModule):
         self.model = build_model(variant.architecture, variant.encoder, variant.encoder_weights, num_classes)
         if variant.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.cross_entropy = nn.CrossEntropyLoss(ignore_index=IGNORE)
-        self.dice = smp.losses.DiceLoss("multiclass", ignore_index=IGNORE) if variant.dice_weight else None
+        self.criterion = SegmentationLoss(variant.loss, variant.dice_weight)
         self.register_buffer("val_confusion", torch.zeros(num_classes, num_classes, dtype=torch.long),
                              persistent=False)
         self.history: list[dict] = []  # one row per epoch, kept in checkpoints for resumed runs
@@ -54,16 +51,9 @@ class SegmentationModule(pl.LightningModule):
         images, masks = batch
         return normalize(images), masks.long()
 
-    def loss(self, logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-        logits = logits.float()  # Dice sums overflow fp16 (SMP#463): losses in fp32
-        loss = self.cross_entropy(logits, masks)
-        if self.dice is not None:
-            loss = loss + self.variant.dice_weight * self.dice(logits, masks)
-        return loss
-
     def training_step(self, batch, batch_idx):
         images, masks = batch
-        loss = self.loss(self(images), masks)
+        loss = self.criterion(self(images), masks)
         self.log("train_loss", loss, prog_bar=True, batch_size=len(images))
         self._train_loss_sum += float(loss.detach())
         self._train_batches += 1

@@ -13,6 +13,18 @@ from itertools import product
 from .common import InputError
 
 WEIGHT_SUFFIXES = (".pt", ".pth", ".bin")
+# Loss terms a variant may sum with "+" (`ce+dice`): cross-entropy and segmentation_models_pytorch's
+# losses (`cocoseg.losses` builds them), each ignoring label 255.
+LOSS_TERMS = ("ce", "dice", "focal", "jaccard", "lovasz")
+
+
+def loss_problem(loss: str) -> str | None:
+    """Why `loss` names no loss this package builds, or None."""
+    terms = loss.split("+") if isinstance(loss, str) else [loss]
+    unknown = [term for term in terms if term not in LOSS_TERMS]
+    if unknown or len(set(terms)) != len(terms):
+        return f"{loss!r} is not one of {', '.join(LOSS_TERMS)} or a sum of them (e.g. ce+dice)"
+    return None
 
 
 def is_weights_file(value: str | None) -> bool:
@@ -32,6 +44,7 @@ class Variant:
     weight_decay: float = 1e-4
     schedule: str = "poly"
     warmup_epochs: float = 1.0
+    loss: str = "ce"
     dice_weight: float = 0.0
     precision: str = "auto"
     seed: int = 0
@@ -47,6 +60,8 @@ class Variant:
         if len(self.image_size) != 2 or any(side <= 0 for side in self.image_size):
             raise InputError(f"image size {self.image_size}: give one side or [height, width], each positive "
                              f"(what each side must divide by depends on the architecture: `network.size_problem`)")
+        if problem := loss_problem(self.loss):
+            raise InputError(f"loss {problem}")
         if not self.name:
             h, w = self.image_size
             self.name = f"{self.architecture.lower()}-{self.encoder}-{h if h == w else f'{h}x{w}'}"
@@ -105,6 +120,9 @@ def _grid_axes(model: dict, base: dict) -> list[list[tuple[str, object]]]:
         raise InputError(f"config model.grid: unknown key(s) {', '.join(unknown)}; "
                          f"allowed: {', '.join(sorted(TRAIN_KEYS))}")
     for key, values in grid.items():
+        for value in values if key == "loss" else []:
+            if problem := loss_problem(value):
+                raise InputError(f"config model.grid.loss: {problem}")
         kind = type(base[key])
         accepted = (int, float) if kind is float else (kind,)
         for value in values:
@@ -122,6 +140,8 @@ def expand(model: dict, train: dict) -> dict[str, Variant]:
     Each variant is trained once per seed; the seed is set per run (`Variant.with_seed`).
     """
     common = {key: value for key, value in train.items() if key in TRAIN_KEYS}
+    if problem := loss_problem(common.get("loss", "ce")):
+        raise InputError(f"config train.loss: {problem}")
     base = {**Variant().to_dict(), **common}
     architectures = model.get("architectures") or [model["architecture"]]
     variants = {}

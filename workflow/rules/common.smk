@@ -141,7 +141,7 @@ def train_options(wildcards):
         *("--name", v.name, "--architecture", v.architecture, "--encoder", v.encoder),
         *("--img-size", f"{height},{width}"),
         *("--epochs", v.epochs, "--batch-size", v.batch_size, "--lr", v.lr),
-        *("--weight-decay", v.weight_decay, "--schedule", v.schedule),
+        *("--weight-decay", v.weight_decay, "--schedule", v.schedule, "--loss", v.loss),
         *("--warmup-epochs", v.warmup_epochs, "--dice-weight", v.dice_weight),
         *("--precision", v.precision, "--seed", v.seed, "--accelerator", v.accelerator),
         *("--devices", v.devices, "--channels-last", str(v.channels_last).lower()),

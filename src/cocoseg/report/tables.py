@@ -39,7 +39,7 @@ def runs_table(summaries: dict[tuple[str, str], dict], metrics: dict[tuple[str, 
         rows.append({
             "variant": variant, "seed": int(seed), "split": split, "architecture": config["architecture"],
             "encoder": config["encoder"], "image_size": f"{h}x{w}", "params_m": s["params"] / 1e6,
-            "schedule": config["schedule"],
+            "schedule": config["schedule"], "loss": config.get("loss", "ce"),
             "epochs": s["epochs"], "epoch": m["epoch"], "last_epoch_miou": m["last_epoch_miou"],
             "selected_on": selection["split"] + (" (holdout)" if selection["subset"] == "holdout" else ""),
             "selection_images": selection["images"],
@@ -58,7 +58,7 @@ def runs_table(summaries: dict[tuple[str, str], dict], metrics: dict[tuple[str, 
 def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
     """Mean and standard deviation over seeds (std NaN with one seed), one row per variant and split."""
     keys = ["variant", "split"]
-    fixed = ["architecture", "encoder", "image_size", "params_m", "schedule", "epochs", "selected_on",
+    fixed = ["architecture", "encoder", "image_size", "params_m", "schedule", "loss", "epochs", "selected_on",
              "device_hours_unit", "device", "precision"]
     grouped = runs.groupby(keys, sort=False)
     table = grouped[fixed].first()
@@ -112,7 +112,7 @@ def details_table(table: pd.DataFrame) -> pd.DataFrame:
         "Variant": table["variant"], "Split": table["split"], "Method": table["architecture"],
         "Backbone": table["encoder"], "Crop size": table["image_size"],
         "Schedule": [f"{schedule}, {epochs} epochs" for schedule, epochs in zip(table["schedule"], table["epochs"])],
-        "Seeds": table["seeds"], "Train memory (MiB)": table["train_peak_memory_mb_mean"].map("{:.0f}".format),
+        "Loss": table["loss"], "Seeds": table["seeds"], "Train memory (MiB)": table["train_peak_memory_mb_mean"].map("{:.0f}".format),
         "Train time (min)": [mean_std(m / 60, s / 60, 1) for m, s in
                              zip(table["train_seconds_mean"], table["train_seconds_std"])],
         "mIoU per device-hour": table["miou_per_device_hour"].map("{:.1f}".format),

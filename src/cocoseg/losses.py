@@ -1,0 +1,38 @@
+"""Training losses by name: cross-entropy and segmentation_models_pytorch's losses, summed with
+"+" (`ce+dice`), every term ignoring label 255 and computed in fp32."""
+
+from __future__ import annotations
+
+import segmentation_models_pytorch as smp
+import torch
+from torch import nn
+
+from .common import IGNORE
+
+TERMS = {
+    "ce": lambda: nn.CrossEntropyLoss(ignore_index=IGNORE),
+    "dice": lambda: smp.losses.DiceLoss("multiclass", ignore_index=IGNORE),
+    "focal": lambda: smp.losses.FocalLoss("multiclass", ignore_index=IGNORE),
+    "jaccard": lambda: smp.losses.JaccardLoss("multiclass", ignore_index=IGNORE),
+    "lovasz": lambda: smp.losses.LovaszLoss("multiclass", ignore_index=IGNORE),
+}
+
+
+class SegmentationLoss(nn.Module):
+    """The sum of the named terms; a Dice term among others weighs `dice_weight`.
+
+    `dice_weight` above 0 with a loss that has no Dice term adds one (`ce` + `dice_weight` x
+    Dice), as the setting did before losses could be named.
+    """
+
+    def __init__(self, loss: str, dice_weight: float = 0.0):
+        super().__init__()
+        names = loss.split("+")
+        if dice_weight and "dice" not in names:
+            names.append("dice")
+        self.weights = [dice_weight if name == "dice" and len(names) > 1 else 1.0 for name in names]
+        self.terms = nn.ModuleList(TERMS[name]() for name in names)
+
+    def forward(self, logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        logits = logits.float()  # Dice sums overflow fp16 (SMP#463): losses in fp32
+        return sum(weight * term(logits, masks) for weight, term in zip(self.weights, self.terms))
