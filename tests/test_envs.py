@@ -2,6 +2,7 @@
 
 import re
 import tomllib
+from pathlib import Path
 
 import yaml
 
@@ -67,9 +68,24 @@ def rule_commands() -> dict[str, set[str]]:
     return commands
 
 
-def package_targets(node) -> list[str]:
-    """Package modules named by a relative import: `from .train import x` or `from . import train`."""
-    return [node.module.split(".")[0]] if node.module else [alias.name for alias in node.names]
+PACKAGE = REPO / "src" / "cocoseg"
+
+
+def module_file(module: str) -> Path:
+    """`report.tables` -> src/cocoseg/report/tables.py; a package -> its __init__.py."""
+    path = PACKAGE.joinpath(*module.split("."))
+    return path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+
+
+def package_targets(node, module: str) -> list[str]:
+    """Package modules named by a relative import in `module`: `from .train import x`,
+    `from . import train`, `from ..files import y` (inside a subpackage)."""
+    parts = module.split(".")
+    is_package = module_file(module).name == "__init__.py"
+    base = parts[: len(parts) - node.level + (1 if is_package else 0)]
+    if node.module:
+        return [".".join([*base, node.module])]
+    return [".".join([*base, alias.name]) for alias in node.names]
 
 
 def package_imports(module: str, seen: set[str]) -> set[str]:
@@ -82,12 +98,14 @@ def package_imports(module: str, seen: set[str]) -> set[str]:
     if module in seen:
         return set()
     seen.add(module)
-    tree = ast.parse((REPO / "src" / "cocoseg" / f"{module}.py").read_text())
+    tree = ast.parse(module_file(module).read_text())
     nodes = tree.body if module == "cli" else ast.walk(tree)
     found = set()
     for node in nodes:
-        if isinstance(node, ast.ImportFrom) and node.level == 1:
-            for target in package_targets(node):
+        if isinstance(node, ast.ImportFrom) and node.level >= 1:
+            for target in package_targets(node, module):
+                if not module_file(target).exists():  # `from .tables import name`: a name, not a module
+                    target = target.rsplit(".", 1)[0]
                 found |= package_imports(target, seen)
         elif isinstance(node, ast.ImportFrom) and node.level == 0:
             found.add(node.module.split(".")[0])
@@ -107,7 +125,7 @@ def command_modules(command: str) -> set[str]:
     handler = parser._subparsers._group_actions[0].choices[command].get_default("func")
     tree = ast.parse(inspect.getsource(handler))
     return {"cli", *(target for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level == 1
-                     for target in package_targets(node))}
+                     for target in package_targets(node, "cli"))}
 
 
 def env_pins(name: str) -> set[str]:

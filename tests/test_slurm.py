@@ -75,7 +75,8 @@ def cluster(tmp_path_factory):
 def gpu_config(path: Path, **train) -> Path:
     config = yaml.safe_load(TEST_CONFIG.read_text())
     # The jobs ask SLURM for a GPU (gres on the test node); one seed keeps the test short.
-    config["train"].update(gpu=True, seeds=[0], **train)
+    # The test node's GPU is a SLURM gres without CUDA behind it: the job must be allowed the CPU.
+    config["train"].update(gpu=True, allow_cpu_fallback=True, seeds=[0], **train)
     path.write_text(yaml.safe_dump(config))
     return path
 
@@ -125,6 +126,11 @@ def test_training_job_asks_for_gpu_cpus_memory_and_time(cluster, slurm_run):
     assert job["TimeLimit"] == "00:30:00"
     sbatch = re.search(r"sbatch call: (sbatch .*rule_train_variant.*)", log)[1]
     assert "--gpus=1" in sbatch and "--cpus-per-task=2" in sbatch and "--mem 2000" in sbatch and "-t 30" in sbatch
+    workdir, _, _ = slurm_run
+    first = (workdir / "results" / "logs" / "train" / VARIANT / "seed-0.log").read_text().splitlines()[0]
+    assert first.startswith("warning: ") and "a GPU was asked for, but CUDA is not usable here" in first
+    summary = json.loads((workdir / "results" / "models" / RUN / "summary.json").read_text())
+    assert summary["gpu_requested"] is True and summary["accelerator"] == "cpu"
 
 
 def test_results_equal_a_local_run(slurm_run, tmp_path):
