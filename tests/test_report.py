@@ -234,3 +234,29 @@ def test_a_gpu_job_that_ran_on_the_cpu_says_so_in_the_report(tmp_path):
     rows = [line for line in (tmp_path / "REPORT.md").read_text().splitlines() if "cpu (test)" in line]
     marked = [line for line in rows if "(GPU asked for, none usable)" in line]
     assert marked and all(line.startswith("| v-a-64 ") for line in marked)
+
+
+def test_main_effects_average_the_variants_that_share_a_value():
+    from cocoseg.report.statistics import main_effects
+    table = pd.DataFrame({"variant": ["u-64", "u-96", "f-64", "f-96"], "split": "val",
+                          "miou_mean": [0.60, 0.70, 0.50, 0.80]})
+    configs = {"u-64": {"architecture": "Unet", "image_size": [64, 64], "lr": 0.001, "name": "u-64", "seed": 0},
+               "u-96": {"architecture": "Unet", "image_size": [96, 96], "lr": 0.001, "name": "u-96", "seed": 0},
+               "f-64": {"architecture": "FPN", "image_size": [64, 64], "lr": 0.001, "name": "f-64", "seed": 0},
+               "f-96": {"architecture": "FPN", "image_size": [96, 96], "lr": 0.001, "name": "f-96", "seed": 0}}
+    effects = main_effects(table, configs)
+    rows = {(r.setting, r.value): r for r in effects.itertuples()}
+    assert set(effects["setting"]) == {"architecture", "image_size"}  # lr, name and seed do not rank
+    assert rows["image_size", "[96, 96]"].miou_mean == pytest.approx(0.75)
+    assert rows["image_size", "[64, 64]"].miou_mean == pytest.approx(0.55)
+    assert rows["architecture", "Unet"].miou_mean == pytest.approx(0.65)
+    assert rows["architecture", "FPN"].miou_std == pytest.approx(np.std([0.5, 0.8], ddof=1))
+    assert list(effects["setting"])[:2] == ["image_size", "image_size"]  # range 0.20 before 0.00
+
+
+def test_the_report_says_what_each_setting_contributes(built):
+    report_dir, text = built
+    effects = pd.read_csv(report_dir / "main_effects.csv")
+    assert set(effects["setting"]) == {"encoder"} and len(effects) == 3
+    assert "What each setting contributes" in text and "| val | encoder | c | 1 | 0.900 ± 0.014 |" not in text
+    assert "| val | encoder | c | 1 | 0.900 | 0.200 |" in text

@@ -492,3 +492,21 @@ def test_a_log_file_gets_plain_progress_lines_and_no_notices(data, tmp_path, mon
     err = capfd.readouterr().err
     assert re.search(r"^val, chosen epoch: 6/6 images, [\d.]+ images/s", err, flags=re.M)
     assert re.search(r"^val, last epoch: 6/6 images", err, flags=re.M)
+
+
+def test_a_frozen_encoder_keeps_its_initial_weights_while_the_decoder_trains(data, tmp_path):
+    """The one epoch frozen: the encoder (weights and BatchNorm statistics) equals a fresh module's
+    made with the same seed, the decoder has trained; class weights from the counts train too."""
+    import pytorch_lightning as pl
+    import torch
+    from cocoseg.model import SegmentationModule
+    variant = Variant(**{**TINY, "epochs": 1, "freeze_encoder_epochs": 1, "class_weights": "inverse_sqrt_frequency"})
+    summary = train(variant, data / "train", data / "val", tmp_path, tmp_path / "c", tmp_path / "l", cpus=1)
+    assert summary["config"]["freeze_encoder_epochs"] == 1
+    pl.seed_everything(variant.seed, workers=True)
+    initial = SegmentationModule(variant, 6).model.state_dict()
+    trained = torch.load(tmp_path / "model.pt", weights_only=True)["last_state_dict"]
+    encoder = [k for k in initial if k.startswith("encoder.")]
+    decoder = [k for k in initial if not k.startswith("encoder.") and initial[k].is_floating_point()]
+    assert all(torch.equal(initial[k], trained[k]) for k in encoder)  # weights and BatchNorm statistics
+    assert any(not torch.equal(initial[k], trained[k]) for k in decoder)

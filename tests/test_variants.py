@@ -150,3 +150,28 @@ def test_an_unknown_loss_is_refused_with_its_key():
         expand({**MODEL, "grid": {"loss": ["ce", "ce+ce"]}}, {})
     assert list(expand({**MODEL, "encoders": ["resnet18"], "image_sizes": [128], "grid": {"loss": ["ce", "focal"]}},
                        {}))[1] == "deeplabv3plus-resnet18-128-focal"
+
+
+def test_inverse_sqrt_frequency_weights_follow_the_pixel_counts():
+    from cocoseg.losses import inverse_sqrt_frequency
+    weights = inverse_sqrt_frequency([900, 100, 0, 25])
+    shares = [900 / 1025, 100 / 1025, 25 / 1025]
+    raw = [s ** -0.5 for s in shares]
+    expected = [r / (sum(raw) / 3) for r in raw]
+    assert weights[2] == 0 and weights[:2] + weights[3:] == pytest.approx(expected)
+    assert weights[3] / weights[0] == pytest.approx(6.0)  # 36 times rarer: 6 times the weight
+
+
+def test_class_weights_weigh_the_cross_entropy_term_as_torch_does():
+    import torch
+    from torch import nn
+
+    from cocoseg.losses import SegmentationLoss
+    torch.manual_seed(1)
+    logits, masks = torch.randn(2, 3, 4, 4), torch.randint(0, 3, (2, 4, 4))
+    masks[0, 0] = 255
+    weights = [0.5, 1.0, 2.0]
+    reference = nn.CrossEntropyLoss(weight=torch.tensor(weights), ignore_index=255)(logits, masks)
+    assert SegmentationLoss("ce", class_weights=weights)(logits, masks) == pytest.approx(float(reference))
+    with pytest.raises(InputError, match="class_weights 'inverse' is not one of none, inverse_sqrt_frequency"):
+        Variant(class_weights="inverse")

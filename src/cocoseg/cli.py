@@ -42,8 +42,8 @@ def _image_size(text: str) -> tuple[int, int]:
 def _variant(args: argparse.Namespace):
     from .variants import Variant
 
-    keys = [flag for flag, _, _ in TRAIN_SETTINGS] + ["architecture", "encoder", "schedule", "loss", "precision",
-                                                      "accelerator", "name"]
+    keys = [flag for flag, _, _ in TRAIN_SETTINGS] + ["architecture", "encoder", "schedule", "loss", "class_weights",
+                                                      "freeze_encoder_epochs", "precision", "accelerator", "name"]
     overrides = {key: getattr(args, key) for key in keys if getattr(args, key) is not None}
     if args.img_size:
         overrides["image_size"] = args.img_size
@@ -197,6 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="imagenet (downloaded by SMP), a file from `cocoseg weights`, or none for random init")
     p.add_argument("--schedule", choices=["poly", "cosine"], help="learning-rate decay after the warm-up")
     p.add_argument("--loss", help="ce (default), dice, focal, jaccard, lovasz, or a sum such as ce+dice")
+    p.add_argument("--class-weights", choices=["none", "inverse_sqrt_frequency"],
+                   help="weights of the cross-entropy term per class, from the split's pixel counts (default none)")
+    p.add_argument("--freeze-encoder-epochs", type=int, help="train the decoder alone for this many epochs first")
     p.add_argument("--precision", help="auto, 32-true, bf16-mixed, 16-mixed")
     p.add_argument("--accelerator", choices=["auto", "cpu", "gpu"], help="auto: the GPU where CUDA can use one")
     p.add_argument("--channels-last", choices=["true", "false"], help="run the network channels-last")

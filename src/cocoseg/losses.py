@@ -1,5 +1,6 @@
 """Training losses by name: cross-entropy and segmentation_models_pytorch's losses, summed with
-"+" (`ce+dice`), every term ignoring label 255 and computed in fp32."""
+"+" (`ce+dice`), every term ignoring label 255 and computed in fp32; class weights for the
+cross-entropy term from the mask stage's pixel counts."""
 
 from __future__ import annotations
 
@@ -18,6 +19,17 @@ TERMS = {
 }
 
 
+def inverse_sqrt_frequency(pixels: list[int]) -> list[float]:
+    """Per-label weights of the cross-entropy term from each label's pixel count: 1 / sqrt(share
+    of pixels), scaled to a mean of 1 over the labels that have pixels (rare classes count more,
+    without the extremes of 1 / frequency); a label without pixels has no target and gets 0."""
+    counts = torch.tensor(pixels, dtype=torch.float64)
+    present = counts > 0
+    raw = torch.zeros_like(counts)
+    raw[present] = (counts[present] / counts.sum()).rsqrt()
+    return (raw / raw[present].mean()).tolist()
+
+
 class SegmentationLoss(nn.Module):
     """The sum of the named terms; a Dice term among others weighs `dice_weight`.
 
@@ -25,13 +37,15 @@ class SegmentationLoss(nn.Module):
     Dice), as the setting did before losses could be named.
     """
 
-    def __init__(self, loss: str, dice_weight: float = 0.0):
+    def __init__(self, loss: str, dice_weight: float = 0.0, class_weights: list[float] | None = None):
         super().__init__()
         names = loss.split("+")
         if dice_weight and "dice" not in names:
             names.append("dice")
         self.weights = [dice_weight if name == "dice" and len(names) > 1 else 1.0 for name in names]
-        self.terms = nn.ModuleList(TERMS[name]() for name in names)
+        self.terms = nn.ModuleList(nn.CrossEntropyLoss(weight=torch.tensor(class_weights, dtype=torch.float32),
+                                                       ignore_index=IGNORE)
+                                   if name == "ce" and class_weights else TERMS[name]() for name in names)
 
     def forward(self, logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         logits = logits.float()  # Dice sums overflow fp16 (SMP#463): losses in fp32

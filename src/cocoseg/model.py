@@ -28,14 +28,14 @@ def lr_factor(step: int, total_steps: int, warmup_steps: int, schedule: str) -> 
 class SegmentationModule(pl.LightningModule):
     """One variant's network, loss, optimiser and schedule; validation mIoU over the whole split."""
 
-    def __init__(self, variant: Variant, num_classes: int):
+    def __init__(self, variant: Variant, num_classes: int, class_weights: list[float] | None = None):
         super().__init__()
         self.save_hyperparameters({"variant": variant.to_dict(), "num_classes": num_classes})
         self.variant, self.num_classes = variant, num_classes
         self.model = build_model(variant.architecture, variant.encoder, variant.encoder_weights, num_classes)
         if variant.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.criterion = SegmentationLoss(variant.loss, variant.dice_weight)
+        self.criterion = SegmentationLoss(variant.loss, variant.dice_weight, class_weights)
         self.register_buffer("val_confusion", torch.zeros(num_classes, num_classes, dtype=torch.long),
                              persistent=False)
         self.history: list[dict] = []  # one row per epoch, kept in checkpoints for resumed runs
@@ -61,6 +61,15 @@ class SegmentationModule(pl.LightningModule):
 
     def on_train_epoch_start(self) -> None:
         self._epoch_start = time.perf_counter()
+        self.freeze_encoder(self.current_epoch < self.variant.freeze_encoder_epochs)
+
+    def freeze_encoder(self, frozen: bool) -> None:
+        """While frozen, the decoder trains alone: encoder weights get no gradient (AdamW then
+        leaves them, weight decay included) and its BatchNorm statistics stay as they are."""
+        for parameter in self.model.encoder.parameters():
+            parameter.requires_grad_(not frozen)
+        if frozen:
+            self.model.encoder.eval()
 
     def on_validation_epoch_start(self) -> None:
         self.val_confusion.zero_()

@@ -13,6 +13,7 @@ named fields.
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -95,6 +96,12 @@ def content_digest(split_dir: Path, subset: str) -> str:
     lines = ("\t".join((row["file_name"], row["width"], row["height"], row["mask"], row["mask_checksum"])) + "\n"
              for row in read_manifest(split_dir, subset))
     return checksum("".join(lines).encode())
+
+
+def class_pixels(split_dir: Path, labels: list[dict]) -> list[int]:
+    """Labelled pixels of each label (in `labels` order), as the mask stage counted them."""
+    counts = json.loads(_split_file(split_dir, "summary.json").read_text())["class_pixels"]
+    return [int(counts.get(row["name"], 0)) for row in labels]
 
 
 def label_map_difference(labels: list[dict], other: list[dict], names: tuple[str, str]) -> str | None:

@@ -30,11 +30,12 @@ from .devices import (count_parameters, device_name, peak_memory_mb, resolve_acc
                       share_cpus)
 from .files import file_checksum, write_json
 from .model import SegmentationModule
+from .losses import inverse_sqrt_frequency
 from .modelfile import save_model
 from .network import size_problem
 from .processes import end_with_parent
 from .progress import ProgressLines, at_terminal, quiet_notices
-from .splitfolder import content_digest, read_labels
+from .splitfolder import class_pixels, content_digest, read_labels
 from .torchfile import read_tensors
 from .variants import Variant, is_weights_file
 
@@ -169,7 +170,9 @@ def _trainer(variant: Variant, accelerator: str, processes: int, precision: str,
     csv_version = f"csv-from-epoch-{resumed_from + 1}" if resumed_from else "csv"
     return pl.Trainer(
         accelerator=accelerator, devices=processes,
-        strategy=DDPStrategy(timeout=timedelta(minutes=ddp_timeout_minutes)) if processes > 1 else "auto",
+        strategy=DDPStrategy(timeout=timedelta(minutes=ddp_timeout_minutes),
+                             find_unused_parameters=variant.freeze_encoder_epochs > 0)  # a frozen encoder
+        if processes > 1 else "auto",
         use_distributed_sampler=False,  # the data module places samplers that never repeat an image
         precision=precision, max_epochs=variant.epochs,
         callbacks=[*checkpoints, *([] if at_terminal() else [ProgressLines()])], enable_progress_bar=at_terminal(),
@@ -217,7 +220,9 @@ def train(variant: Variant, train_dir: Path, val_dir: Path | None, output_dir: P
                                   num_workers=share.loader_workers, seed=variant.seed, val_subset=val_subset)
     last, resumed_from = prepare_checkpoints(checkpoint_dir, log_dir,
                                              run_fingerprint(variant, labels, train_dir, val_dir, val_subset))
-    module = SegmentationModule(variant, len(labels))
+    weights = (inverse_sqrt_frequency(class_pixels(train_dir, labels))
+               if variant.class_weights == "inverse_sqrt_frequency" else None)
+    module = SegmentationModule(variant, len(labels), weights)
     best, last_epoch = epoch_checkpoints(checkpoint_dir)
     trainer = _trainer(variant, accelerator, processes, precision, [best, last_epoch], log_dir, resumed_from,
                        checkpoint_dir, ddp_timeout_minutes)

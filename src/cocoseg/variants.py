@@ -16,6 +16,7 @@ WEIGHT_SUFFIXES = (".pt", ".pth", ".bin")
 # Loss terms a variant may sum with "+" (`ce+dice`): cross-entropy and segmentation_models_pytorch's
 # losses (`cocoseg.losses` builds them), each ignoring label 255.
 LOSS_TERMS = ("ce", "dice", "focal", "jaccard", "lovasz")
+CLASS_WEIGHTS = ("none", "inverse_sqrt_frequency")  # how the cross-entropy term weighs classes
 
 
 def loss_problem(loss: str) -> str | None:
@@ -46,6 +47,8 @@ class Variant:
     warmup_epochs: float = 1.0
     loss: str = "ce"
     dice_weight: float = 0.0
+    class_weights: str = "none"
+    freeze_encoder_epochs: int = 0
     precision: str = "auto"
     seed: int = 0
     channels_last: bool = True
@@ -62,6 +65,10 @@ class Variant:
                              f"(what each side must divide by depends on the architecture: `network.size_problem`)")
         if problem := loss_problem(self.loss):
             raise InputError(f"loss {problem}")
+        if self.class_weights not in CLASS_WEIGHTS:
+            raise InputError(f"class_weights {self.class_weights!r} is not one of {', '.join(CLASS_WEIGHTS)}")
+        if not 0 <= self.freeze_encoder_epochs <= self.epochs:
+            raise InputError(f"freeze_encoder_epochs {self.freeze_encoder_epochs}: from 0 to epochs ({self.epochs})")
         if not self.name:
             h, w = self.image_size
             self.name = f"{self.architecture.lower()}-{self.encoder}-{h if h == w else f'{h}x{w}'}"

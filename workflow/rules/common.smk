@@ -142,6 +142,7 @@ def train_options(wildcards):
         *("--img-size", f"{height},{width}"),
         *("--epochs", v.epochs, "--batch-size", v.batch_size, "--lr", v.lr),
         *("--weight-decay", v.weight_decay, "--schedule", v.schedule, "--loss", v.loss),
+        *("--class-weights", v.class_weights, "--freeze-encoder-epochs", v.freeze_encoder_epochs),
         *("--warmup-epochs", v.warmup_epochs, "--dice-weight", v.dice_weight),
         *("--precision", v.precision, "--seed", v.seed, "--accelerator", v.accelerator),
         *("--devices", v.devices, "--channels-last", str(v.channels_last).lower()),

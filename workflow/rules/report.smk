@@ -27,7 +27,13 @@ rule report:
             labels={"table": "metrics per variant and split"},
         ),
         per_seed="results/report/metrics_per_seed.csv",
-        zoo="results/report/metrics.md",
+        effects=report(
+            "results/report/main_effects.csv",
+            caption="../report/main_effects.rst",
+            category="Comparison",
+            labels={"table": "what each setting contributes"},
+        ),
+        tables_md="results/report/metrics.md",
         per_class=report(
             "results/report/per_class_iou.csv",
             caption="../report/per_class_iou_table.rst",

@@ -16,9 +16,9 @@ from ..files import atomic_path, read_csv
 from ..report_plots import PLOTS
 from .plots import (plot_class_frequency, plot_confusion, plot_cost_accuracy, plot_metrics_bars, plot_per_class_iou,
                     plot_samples, plot_speed_accuracy, plot_training_curves)
-from .statistics import NOISE_RULE, TIMING_SPREAD, unsteady_timings, verdict
-from .tables import (aggregate, class_order, dataset_table, details_table, main_table, markdown, mean_std, per_class_tables,
-                     run_path, runs_table, shown_classes, top_confusions)
+from .statistics import NOISE_RULE, TIMING_SPREAD, main_effects, unsteady_timings, verdict
+from .tables import (aggregate, class_order, dataset_table, details_table, effects_table, main_table, markdown,
+                     mean_std, per_class_tables, run_path, runs_table, shown_classes, top_confusions)
 
 
 def machine_description() -> str:
@@ -59,7 +59,8 @@ def build(results: Path, variants: list[str], seeds: list[str], eval_splits: lis
                           for (v, s), matrix in summed.items()], ignore_index=True)
     confused = confused[["variant", "split", "label", "predicted", "share", "pixels"]]
 
-    tables = {"metrics.csv": table, "metrics_per_seed.csv": runs,
+    effects = main_effects(table, {v: summaries[v, seeds[0]]["config"] for v in variants})
+    tables = {"metrics.csv": table, "metrics_per_seed.csv": runs, "main_effects.csv": effects,
               "per_class_iou.csv": classes.rename_axis("class").reset_index(),
               "per_class_iou_per_seed.csv": per_class_long, "top_confusions.csv": confused,
               "dataset_stats.csv": datasets, "class_pixel_share.csv": shares.rename_axis("class").reset_index()}
@@ -102,6 +103,7 @@ def build(results: Path, variants: list[str], seeds: list[str], eval_splits: lis
         tables={name: (relative / name).as_posix() for name in tables},
         pareto=list(table.loc[table["pareto"], "variant"]),
         unsteady=unsteady_timings(table), timing_spread=TIMING_SPREAD,
+        effects=markdown(effects_table(effects)) if len(effects) else "",
     )
     with atomic_path(report_md) as tmp:
         tmp.write_text(text, encoding="utf-8")

@@ -47,3 +47,30 @@ def unsteady_timings(table: pd.DataFrame, limit: float = TIMING_SPREAD) -> list[
             if share > limit:
                 found.append(f"{name} of {variant} ({split}) varied by {share:.0%} of its mean")
     return found
+
+
+UNRANKED_SETTINGS = {"name", "seed"}  # differ between variants or runs by construction
+
+
+def main_effects(table: pd.DataFrame, configs: dict[str, dict]) -> pd.DataFrame:
+    """For each setting that differs between variants (architecture, encoder, size, grid keys):
+    the mean mIoU of the variants with each value, over everything else, and the spread between
+    them. Settings are ordered by how far apart their values' means lie: which choice moves the
+    result most. `configs`: each variant's settings (summary.json's `config`)."""
+    rows = []
+    for split, part in table.groupby("split", sort=False):
+        settings = pd.DataFrame({variant: {k: str(v) for k, v in configs[variant].items()}
+                                 for variant in part["variant"]}).T
+        varying = [key for key in settings.columns if key not in UNRANKED_SETTINGS and settings[key].nunique() > 1]
+        scores = part.set_index("variant")["miou_mean"]
+        for key in varying:
+            grouped = scores.groupby(settings.loc[scores.index, key])
+            effect = grouped.mean()
+            for value, mean in effect.items():
+                rows.append({"split": split, "setting": key, "value": value, "variants": int(grouped.size()[value]),
+                             "miou_mean": mean, "miou_std": grouped.std(ddof=1)[value],
+                             "setting_range": effect.max() - effect.min()})
+    columns = ["split", "setting", "value", "variants", "miou_mean", "miou_std", "setting_range"]
+    frame = pd.DataFrame(rows, columns=columns)
+    return frame.sort_values(["split", "setting_range", "setting", "miou_mean"], ascending=[True, False, True, False],
+                             kind="stable").reset_index(drop=True)

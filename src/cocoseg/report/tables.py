@@ -106,6 +106,15 @@ def main_table(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(columns)
 
 
+def effects_table(effects: pd.DataFrame) -> pd.DataFrame:
+    """`statistics.main_effects` as a reader sees it."""
+    return pd.DataFrame({
+        "Split": effects["split"], "Setting": effects["setting"], "Value": effects["value"],
+        "Variants": effects["variants"], "mIoU": _spread(effects, "miou"),
+        "Setting's range": effects["setting_range"].map("{:.3f}".format),
+    })
+
+
 def details_table(table: pd.DataFrame) -> pd.DataFrame:
     """How each variant was built, trained and chosen, in a model zoo's columns (MMSegmentation style)."""
     return pd.DataFrame({
