@@ -263,3 +263,18 @@ def test_evaluation_jobs_ask_for_one_gpu_and_training_jobs_for_their_devices(tmp
     assert train_jobs and eval_jobs
     assert all("gpu=2" in job and "--gpu --allow-cpu-fallback" in job for job in train_jobs)
     assert all("gpu=1" in job and "--gpu --allow-cpu-fallback" in job for job in eval_jobs)
+
+
+def test_training_refuses_a_selection_split_with_another_label_map(data, tmp_path, capsys):
+    other = tmp_path / "other"
+    make_demo(other / "demo", {"val": 4}, seed=3)
+    names = [c["name"] for c in json.loads((other / "demo" / "annotations" / "val.json").read_text())["categories"]]
+    convert(other / "demo" / "annotations" / "val.json", other / "demo" / "images" / "val", other / "val",
+            classes=[names[1], names[0], *names[2:]])  # the same classes, two labels swapped
+    capsys.readouterr()
+    args = ["train", "--train-dir", str(data / "train"), "--val-dir", str(other / "val"),
+            "--output", str(tmp_path / "run"), "--epochs", "1", "--img-size", "64", "--cpus", "1"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and f"{other / 'val'}/labels.csv: differs from {data / 'train'}/labels.csv" in err
+    assert "label 1 is" in err and not (tmp_path / "run" / "checkpoints").exists()

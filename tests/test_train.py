@@ -381,9 +381,9 @@ def wait_until_gone(marker: str, pgid: int, seconds: float) -> float:
     return time.time() - start
 
 
-def start_two_processes(holdout_data, out):
+def start_two_processes(holdout_data, out, *extra):
     """A 3-epoch two-process run, returned once its first checkpoint is written."""
-    command = cli_train(holdout_data, out, "--accelerator", "cpu", "--devices", "2", "--epochs", "3")
+    command = cli_train(holdout_data, out, "--accelerator", "cpu", "--devices", "2", "--epochs", "3", *extra)
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     last = out / "checkpoints" / "last.ckpt"
     deadline = time.time() + 240
@@ -391,6 +391,15 @@ def start_two_processes(holdout_data, out):
         time.sleep(0.05)
     assert last.exists() and len(processes_of(str(out))) >= 2  # both ranks (and their loader workers) running
     return command, process
+
+
+def second_rank(out, first: subprocess.Popen) -> int:
+    """The pid of the rank that `first` started (LOCAL_RANK=1, its child)."""
+    found = [pid for pid in processes_of(str(out))
+             if "LOCAL_RANK=1" in open(f"/proc/{pid}/environ", "rb").read().decode(errors="replace")
+             and open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1] == str(first.pid)]
+    assert len(found) == 1
+    return found[0]
 
 
 def test_a_killed_two_process_run_leaves_nothing_and_resumes(holdout_data, tmp_path):
@@ -411,11 +420,7 @@ def test_a_killed_two_process_run_leaves_nothing_and_resumes(holdout_data, tmp_p
 
 def test_when_the_second_process_dies_the_first_exits_non_zero_soon(holdout_data, tmp_path):
     _, process = start_two_processes(holdout_data, tmp_path)
-    rank1 = [pid for pid in processes_of(str(tmp_path))
-             if "LOCAL_RANK=1" in open(f"/proc/{pid}/environ", "rb").read().decode(errors="replace")
-             and open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1] == str(process.pid)]
-    assert len(rank1) == 1
-    os.kill(rank1[0], signal.SIGKILL)
+    os.kill(second_rank(tmp_path, process), signal.SIGKILL)
     assert process.wait(timeout=60) != 0
     waited = wait_until_gone(str(tmp_path), process.pid, 30)
     assert not processes_of(str(tmp_path)) and not group_alive(process.pid), f"left after {waited:.0f} s"
@@ -426,23 +431,14 @@ def test_a_process_whose_peer_stops_answering_gives_up_after_the_ddp_timeout(hol
     """rank 0 frozen (SIGSTOP: alive, its sockets open, so nothing tells rank 1 that it is gone):
     rank 1 fails its next collective after `--ddp-timeout-minutes` and exits non-zero, instead of
     waiting torch's default half hour."""
-    command = cli_train(holdout_data, tmp_path, "--accelerator", "cpu", "--devices", "2", "--epochs", "3",
-                        "--ddp-timeout-minutes", "0.25")
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    _, process = start_two_processes(holdout_data, tmp_path, "--ddp-timeout-minutes", "0.25")
     try:
-        last = tmp_path / "checkpoints" / "last.ckpt"
-        deadline = time.time() + 240
-        while not last.exists() and time.time() < deadline:
-            time.sleep(0.05)
-        rank1 = [pid for pid in processes_of(str(tmp_path))
-                 if "LOCAL_RANK=1" in open(f"/proc/{pid}/environ", "rb").read().decode(errors="replace")
-                 and open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1] == str(process.pid)]
-        assert len(rank1) == 1
+        rank1 = second_rank(tmp_path, process)
         os.kill(process.pid, signal.SIGSTOP)
         start = time.time()
-        while rank1[0] in processes_of(str(tmp_path)) and time.time() - start < 120:
+        while rank1 in processes_of(str(tmp_path)) and time.time() - start < 120:
             time.sleep(0.2)
-        assert rank1[0] not in processes_of(str(tmp_path)), "rank 1 still waits for its frozen peer"
+        assert rank1 not in processes_of(str(tmp_path)), "rank 1 still waits for its frozen peer"
     finally:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()

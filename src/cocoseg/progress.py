@@ -55,10 +55,12 @@ def quiet_notices() -> None:
 
 
 class Throttle:
-    """True at most once every `seconds` (and on the first call after `seconds`)."""
+    """True at most once every `seconds` (`EVERY_SECONDS` by default), the first time `seconds`
+    after it was made."""
 
-    def __init__(self, seconds: float):
-        self.seconds, self.last = seconds, time.perf_counter()
+    def __init__(self, seconds: float | None = None):
+        self.seconds = EVERY_SECONDS if seconds is None else seconds
+        self.last = time.perf_counter()
 
     def __call__(self) -> bool:
         now = time.perf_counter()
@@ -73,7 +75,7 @@ class ProgressLines(pl.Callback):
     epoch/total, step, training loss, selection mIoU, images/s, elapsed and estimated time left."""
 
     def __init__(self, every_seconds: float | None = None):
-        self.every_seconds = EVERY_SECONDS if every_seconds is None else every_seconds
+        self.every_seconds = every_seconds
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.start, self.start_step = time.perf_counter(), trainer.global_step
@@ -113,8 +115,7 @@ class CountLines:
 
     def __init__(self, what: str, total: int, every_seconds: float | None = None):
         self.what, self.total, self.done = what, total, 0
-        self.start = time.perf_counter()
-        self.throttle = Throttle(EVERY_SECONDS if every_seconds is None else every_seconds)
+        self.start, self.throttle = time.perf_counter(), Throttle(every_seconds)
 
     def step(self) -> None:
         self.done += 1

@@ -35,7 +35,7 @@ from .modelfile import save_model
 from .network import size_problem
 from .processes import end_with_parent
 from .progress import ProgressLines, at_terminal, quiet_notices
-from .splitfolder import class_pixels, content_digest, read_labels
+from .splitfolder import class_pixels, content_digest, label_map_difference, read_labels
 from .torchfile import read_tensors
 from .variants import Variant, is_weights_file
 
@@ -103,7 +103,7 @@ def prepare_checkpoints(checkpoint_dir: Path, log_dir: Path, fingerprint: dict) 
     reason = None
     if last.exists() and saved == fingerprint:
         try:
-            return last, read_checkpoint(last)["epoch"] + 1
+            return last, read_tensors(last)["epoch"] + 1
         except Exception as e:  # a copy cut short, a full disk, a pickle that would run code
             damaged = last.with_name(f"last.ckpt.damaged-{int(time.time())}")
             last.replace(damaged)
@@ -118,11 +118,6 @@ def prepare_checkpoints(checkpoint_dir: Path, log_dir: Path, fingerprint: dict) 
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     write_json(saved_path, fingerprint)
     return None, 0
-
-
-def read_checkpoint(path: Path) -> dict:
-    """A Lightning checkpoint written by this module, read as tensors and plain data only."""
-    return read_tensors(path)
 
 
 def chosen_epoch(checkpoint: dict) -> dict:
@@ -143,8 +138,8 @@ def _selection_split(train_dir: Path, val_dir: Path | None) -> tuple[list[dict],
     val_subset = "all" if val_dir is not None else "holdout"
     val_dir = Path(val_dir if val_dir is not None else train_dir)
     labels = read_labels(train_dir)
-    if [r["category_id"] for r in read_labels(val_dir)] != [r["category_id"] for r in labels]:
-        raise InputError(f"{val_dir}/labels.csv: differs from {train_dir}/labels.csv")
+    if difference := label_map_difference(labels, read_labels(val_dir), ("the training split", "the other")):
+        raise InputError(f"{val_dir}/labels.csv: differs from {train_dir}/labels.csv ({difference})")
     return labels, val_dir, val_subset
 
 
@@ -230,7 +225,7 @@ def train(variant: Variant, train_dir: Path, val_dir: Path | None, output_dir: P
     if not trainer.is_global_zero:
         return None
 
-    chosen = chosen_epoch(read_checkpoint(Path(best.best_model_path)))
+    chosen = chosen_epoch(read_tensors(Path(best.best_model_path)))
     train_seconds = sum(row["seconds"] for row in module.history)
     summary = {
         "variant": variant.name,
