@@ -10,6 +10,7 @@ import time
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from cocoseg.cli import main
@@ -51,9 +52,17 @@ def test_fit_writes_weights_and_a_summary(trained):
     assert saved["precision"] == "32-true" and saved["device"].startswith("cpu")
     assert saved["params"] > 1_000_000 and saved["peak_memory_mb"] > 0 and saved["train_seconds"] > 0
     assert saved["train_images"] == 13 and saved["resumed_from_epoch"] == 0
-    assert (out / "checkpoints" / "last.ckpt").exists()
     assert (out / "logs" / "csv" / "metrics.csv").exists()
     assert list((out / "logs" / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_only_the_resume_checkpoint_carries_optimiser_state(trained):
+    out, _ = trained
+    best = torch.load(out / "checkpoints" / "best.ckpt", weights_only=True)
+    last = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)
+    assert "optimizer_states" not in best and len(last["optimizer_states"]) == 1
+    weight_bytes = sum(t.numel() * t.element_size() for t in best["state_dict"].values())
+    assert (out / "checkpoints" / "best.ckpt").stat().st_size < 1.1 * weight_bytes
 
 
 def test_same_seed_gives_the_same_metrics_on_cpu(data, trained, tmp_path):

@@ -146,11 +146,15 @@ def _selection_split(train_dir: Path, val_dir: Path | None) -> tuple[list[dict],
 def epoch_checkpoints(checkpoint_dir: Path) -> tuple[ModelCheckpoint, ModelCheckpoint]:
     """`best.ckpt` (the best selection mIoU so far) and `last.ckpt` (every epoch, to resume from).
 
+    Only `last.ckpt` carries the optimiser state a resume needs; `best.ckpt` holds weights alone,
+    a third of the size (AdamW keeps two moments per weight).
+
     Two callbacks, because ModelCheckpoint's own `save_last` rewrites last.ckpt only at epochs
     that also saved a best checkpoint (Lightning 2.6): a run resumed after an epoch that did not
     improve would repeat epochs.
     """
-    best = ModelCheckpoint(dirpath=checkpoint_dir, filename="best", monitor="val_miou", mode="max", save_top_k=1)
+    best = ModelCheckpoint(dirpath=checkpoint_dir, filename="best", monitor="val_miou", mode="max", save_top_k=1,
+                           save_weights_only=True)
     last = ModelCheckpoint(dirpath=checkpoint_dir, filename="last", monitor=None, save_top_k=1,
                            enable_version_counter=False)
     return best, last
