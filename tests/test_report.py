@@ -183,7 +183,7 @@ def test_report_has_every_section_and_variant_with_numbers_from_results(built):
         assert text.count(name) >= 3
     assert "the best variant is **v-c-96**: mIoU 0.900 ± 0.014" in text
     assert "Its lead over v-a-64 (0.100 mIoU) is **beyond seed noise**" in text
-    assert "Pareto front (no other variant both faster and more accurate, on means): v-a-64, v-c-96." in text
+    assert "Pareto front (no other variant both faster and more accurate, on means): v-c-96, v-a-64." in text
     assert "chosen on images the scores do not come from" in text
     assert "held out of training (and never\nscored)" in text and "trained once per seed (here\n  2)" in text
     assert "Selection and scoring used the same images" not in text
@@ -247,8 +247,8 @@ def test_main_effects_average_the_variants_that_share_a_value():
     effects = main_effects(table, configs)
     rows = {(r.setting, r.value): r for r in effects.itertuples()}
     assert set(effects["setting"]) == {"architecture", "image_size"}  # lr, name and seed do not rank
-    assert rows["image_size", "[96, 96]"].miou_mean == pytest.approx(0.75)
-    assert rows["image_size", "[64, 64]"].miou_mean == pytest.approx(0.55)
+    assert rows["image_size", "96x96"].miou_mean == pytest.approx(0.75)
+    assert rows["image_size", "64x64"].miou_mean == pytest.approx(0.55)
     assert rows["architecture", "Unet"].miou_mean == pytest.approx(0.65)
     assert rows["architecture", "FPN"].miou_std == pytest.approx(np.std([0.5, 0.8], ddof=1))
     assert list(effects["setting"])[:2] == ["image_size", "image_size"]  # range 0.20 before 0.00
@@ -260,3 +260,15 @@ def test_the_report_says_what_each_setting_contributes(built):
     assert set(effects["setting"]) == {"encoder"} and len(effects) == 3
     assert "What each setting contributes" in text and "| val | encoder | c | 1 | 0.900 ± 0.014 |" not in text
     assert "| val | encoder | c | 1 | 0.900 | 0.200 |" in text
+
+
+def test_each_step_up_in_cost_goes_through_the_variants_no_other_beats_on_cost_and_miou():
+    from cocoseg.report.statistics import cost_steps
+    part = pd.DataFrame({"variant": ["top", "dear-but-worse", "cheap", "mid"],
+                         "device_hours_mean": [4.0, 3.0, 1.0, 2.0], "miou_mean": [0.80, 0.60, 0.50, 0.70],
+                         "inference_images_per_s_mean": [10.0, 20.0, 40.0, 20.0]})
+    steps = cost_steps(part)
+    assert list(zip(steps["from_variant"], steps["variant"])) == [("cheap", "mid"), ("mid", "top")]
+    assert steps["miou_gain"].tolist() == pytest.approx([0.20, 0.10])
+    assert steps["cost_ratio"].tolist() == pytest.approx([2.0, 2.0])
+    assert steps["speed_ratio"].tolist() == pytest.approx([0.5, 0.5])

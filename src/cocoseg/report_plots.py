@@ -9,6 +9,8 @@ PLOTS = (
     "metrics_bars",  # mIoU, mDice and pixel accuracy per variant (mean, error bars: std over seeds)
     "speed_accuracy",  # inference speed against mIoU, Pareto front marked
     "cost_accuracy",  # training cost in device-hours against mIoU
+    "main_effects",  # mean mIoU of each value of each setting that varies
+    "interactions",  # mean mIoU of each pair of values of two settings tried in every combination
     "per_class_iou",  # IoU per class and variant
     "training_curves",  # training loss and selection mIoU per epoch
     "class_frequency",  # share of labelled pixels per class and split

@@ -33,6 +33,12 @@ rule report:
             category="Comparison",
             labels={"table": "what each setting contributes"},
         ),
+        interactions=report(
+            "results/report/interactions.csv",
+            caption="../report/interactions.rst",
+            category="Comparison",
+            labels={"table": "settings tried in every combination"},
+        ),
         tables_md="results/report/metrics.md",
         per_class=report(
             "results/report/per_class_iou.csv",

@@ -14,15 +14,33 @@ import pandas as pd
 from ..coco import read_json
 from ..files import atomic_path, read_csv
 from ..report_plots import PLOTS
-from .plots import (plot_class_frequency, plot_confusion, plot_cost_accuracy, plot_metrics_bars, plot_per_class_iou,
-                    plot_samples, plot_speed_accuracy, plot_training_curves)
-from .statistics import NOISE_RULE, TIMING_SPREAD, main_effects, unsteady_timings, verdict
+from .plots import (plot_class_frequency, plot_confusion, plot_cost_accuracy, plot_interactions, plot_main_effects,
+                    plot_metrics_bars, plot_per_class_iou, plot_samples, plot_speed_accuracy, plot_training_curves)
+from . import phrases
+from .statistics import (NOISE_RULE, TIMING_SPREAD, cost_steps, interactions, main_effects, ranked_settings,
+                         typical_seed_spread, unsteady_timings, verdict)
 from .tables import (aggregate, class_order, dataset_table, details_table, effects_table, main_table, markdown,
-                     mean_std, per_class_tables, run_path, runs_table, shown_classes, top_confusions)
+                     mean_std, per_class_tables, ranked_variants, run_path, runs_table, shown_classes,
+                     top_confusions)
 
 
 def machine_description() -> str:
     return f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
+
+
+def answer_in_words(table: pd.DataFrame, effects: pd.DataFrame) -> dict[str, dict]:
+    """Per split: what each setting contributes, the settings closer than seed noise, the seeds'
+    typical spread and what each step up in training cost buys (the summary's phrases)."""
+    splits = list(dict.fromkeys(table["split"]))
+    ranked = ranked_settings(effects)
+    settings = {split: ranked[ranked["split"] == split] for split in splits}
+    spread = {split: typical_seed_spread(table[table["split"] == split]) for split in splits}
+    return {
+        "contributions": {split: phrases.contributions(settings[split]) for split in splits},
+        "within_spread": {split: phrases.within_spread(settings[split], spread[split]) for split in splits},
+        "seed_spread": spread,
+        "steps": {split: phrases.cost_steps(cost_steps(table[table["split"] == split])) for split in splits},
+    }
 
 
 def _write_table(frame: pd.DataFrame, path: Path) -> None:
@@ -51,7 +69,9 @@ def build(results: Path, variants: list[str], seeds: list[str], eval_splits: lis
 
     runs = runs_table(summaries, metrics, results)
     table = aggregate(runs)
-    per_class_long, classes = per_class_tables(per_class, single_split=len(eval_splits) == 1)
+    ranking = ranked_variants(table)
+    per_class_long, classes = per_class_tables({run: per_class[run] for run in sorted(
+        per_class, key=lambda run: ranking.index(run[0]))}, single_split=len(eval_splits) == 1)
     datasets, shares = dataset_table({s: results / "masks" / s for s in data_splits})
     names = list(dict.fromkeys(per_class_long["name"]))
     summed = {(v, s): sum(confusions[v, seed, s] for seed in seeds) for v in variants for s in eval_splits}
@@ -59,8 +79,10 @@ def build(results: Path, variants: list[str], seeds: list[str], eval_splits: lis
                           for (v, s), matrix in summed.items()], ignore_index=True)
     confused = confused[["variant", "split", "label", "predicted", "share", "pixels"]]
 
-    effects = main_effects(table, {v: summaries[v, seeds[0]]["config"] for v in variants})
+    configs_of = {v: summaries[v, seeds[0]]["config"] for v in variants}
+    effects, pairs = main_effects(table, configs_of), interactions(table, configs_of)
     tables = {"metrics.csv": table, "metrics_per_seed.csv": runs, "main_effects.csv": effects,
+              "interactions.csv": pairs,
               "per_class_iou.csv": classes.rename_axis("class").reset_index(),
               "per_class_iou_per_seed.csv": per_class_long, "top_confusions.csv": confused,
               "dataset_stats.csv": datasets, "class_pixel_share.csv": shares.rename_axis("class").reset_index()}
@@ -77,15 +99,17 @@ def build(results: Path, variants: list[str], seeds: list[str], eval_splits: lis
     order = class_order(frequency)
     shown, note = shown_classes(frequency)
     plots = out_dir / "plots"
-    plot_metrics_bars(runs, plots / "metrics_bars.png")
+    plot_metrics_bars(runs, ranking, plots / "metrics_bars.png")
     plot_speed_accuracy(table, plots / "speed_accuracy.png")
     plot_cost_accuracy(table, plots / "cost_accuracy.png")
+    plot_main_effects(effects, plots / "main_effects.png")
+    plot_interactions(pairs, plots / "interactions.png")
     plot_per_class_iou(classes, shown, note, plots / "per_class_iou.png")
-    plot_training_curves(summaries, plots / "training_curves.png")
+    plot_training_curves(summaries, ranking, plots / "training_curves.png")
     plot_class_frequency(shares, order, plots / "class_frequency.png")
     plot_confusion(summed[best["variant"], best["split"]], names, order,
                    f"{best['variant']} on {best['split']}, all seeds", plots / "confusion_best.png")
-    plot_samples({v: run_path(results, "eval", v, seeds[0]) / eval_splits[0] / "samples" for v in variants},
+    plot_samples({v: run_path(results, "eval", v, seeds[0]) / eval_splits[0] / "samples" for v in ranking},
                  names, plots / "samples.png")
 
     class_table = classes.loc[shown].round(3).astype(object).where(classes.loc[shown].notna(), "-")
@@ -104,6 +128,7 @@ def build(results: Path, variants: list[str], seeds: list[str], eval_splits: lis
         pareto=list(table.loc[table["pareto"], "variant"]),
         unsteady=unsteady_timings(table), timing_spread=TIMING_SPREAD,
         effects=markdown(effects_table(effects)) if len(effects) else "",
+        **answer_in_words(table, effects),
     )
     with atomic_path(report_md) as tmp:
         tmp.write_text(text, encoding="utf-8")

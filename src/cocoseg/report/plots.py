@@ -25,13 +25,29 @@ def _save(fig: plt.Figure, path: Path) -> None:
     plt.close(fig)
 
 
-def plot_metrics_bars(runs: pd.DataFrame, path: Path) -> None:
+def _empty(path: Path, message: str) -> None:
+    """A figure that says why there is nothing to draw, so every declared plot exists."""
+    fig, ax = plt.subplots(figsize=(6, 1))
+    ax.text(0.5, 0.5, message, ha="center", va="center", fontsize=9)
+    ax.axis("off")
+    _save(fig, path)
+
+
+def _rows_height(rows: int, per_row: float = 0.28, least: float = 3.0) -> float:
+    """A figure height that gives each of `rows` labelled rows room, so names never overlap."""
+    return max(least, 1.0 + per_row * rows)
+
+
+def plot_metrics_bars(runs: pd.DataFrame, order: list[str], path: Path) -> None:
+    """Horizontal bars, one row per variant in `order` (best first), one panel per metric."""
     long = runs.melt(id_vars=["variant", "split"], value_vars=["miou", "mdice", "pixel_accuracy"],
                      var_name="metric", value_name="score")
     long["metric"] = long["metric"].map({"miou": "mIoU", "mdice": "mDice", "pixel_accuracy": "pixel accuracy"})
-    grid = sns.catplot(long, kind="bar", x="metric", y="score", hue="variant", col="split", errorbar="sd",
-                       capsize=0.1, height=3.6, aspect=1.3)
-    grid.set(ylim=(0, 1))
+    grid = sns.catplot(long, kind="bar", y="variant", x="score", order=order, col="metric", row="split",
+                       errorbar="sd", capsize=0.2, color="tab:blue", height=_rows_height(len(order)), aspect=0.5
+                       if len(order) > 8 else 0.9)
+    grid.set(xlim=(0, 1), ylabel="")
+    grid.set_titles("{row_name}: {col_name}")
     _save(grid.figure, path)
 
 
@@ -45,15 +61,25 @@ def _legend_outside(ax: plt.Axes) -> None:
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1), borderaxespad=0)
 
 
+MARKERS = "osD^vP*X"
+
+
 def _means_with_error_bars(table: pd.DataFrame, x: str, ax: plt.Axes) -> None:
-    for variant, row in table.set_index("variant").iterrows():
+    """One point per variant and split, in the table's (ranked) order; colour and marker change
+    together so that up to 80 entries of the legend stay distinct."""
+    colours = plt.get_cmap("tab10").colors
+    for i, (variant, row) in enumerate(table.set_index("variant").iterrows()):
         ax.errorbar(row[f"{x}_mean"], row["miou_mean"], xerr=error_bar(row[f"{x}_mean"], row[f"{x}_std"]),
-                    yerr=error_bar(row["miou_mean"], row["miou_std"]), fmt="o", capsize=3,
-                    label=f"{variant} ({row['split']})")
+                    yerr=error_bar(row["miou_mean"], row["miou_std"]), fmt=MARKERS[i // 10 % len(MARKERS)],
+                    color=colours[i % 10], capsize=3, label=f"{variant} ({row['split']})")
+
+
+def _accuracy_figure(table: pd.DataFrame) -> tuple[plt.Figure, plt.Axes]:
+    return plt.subplots(figsize=(6, _rows_height(len(table) + table["split"].nunique(), 0.2, 4)))
 
 
 def plot_speed_accuracy(table: pd.DataFrame, path: Path) -> None:
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = _accuracy_figure(table)
     _means_with_error_bars(table, "inference_images_per_s", ax)
     for split, part in table.groupby("split"):
         front = part[part["pareto"]].sort_values("inference_images_per_s_mean")
@@ -65,7 +91,7 @@ def plot_speed_accuracy(table: pd.DataFrame, path: Path) -> None:
 
 
 def plot_cost_accuracy(table: pd.DataFrame, path: Path) -> None:
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = _accuracy_figure(table)
     _means_with_error_bars(table, "device_hours", ax)
     ax.set(xlabel=f"training cost ({' / '.join(table['device_hours_unit'].unique())}, mean ± std)",
            ylabel="mIoU (mean ± std over seeds)")
@@ -73,23 +99,85 @@ def plot_cost_accuracy(table: pd.DataFrame, path: Path) -> None:
     _save(fig, path)
 
 
-def plot_per_class_iou(per_class: pd.DataFrame, shown: list[str], note: str, path: Path) -> None:
-    """Mean IoU of the `shown` classes (see `shown_classes`), in that order."""
-    means = per_class.loc[shown, [c for c in per_class.columns if not c.endswith(" std")]].astype(float)
-    fig, ax = plt.subplots(figsize=(2 + 1.2 * means.shape[1], 1 + 0.22 * means.shape[0]))
-    sns.heatmap(means, annot=means.shape[0] <= MANY_CLASSES, fmt=".2f", vmin=0, vmax=1, cmap="viridis", ax=ax)
-    ax.set(xlabel="", ylabel="class, most frequent first", title=f"IoU, mean over seeds{note}")
+def plot_main_effects(effects: pd.DataFrame, path: Path) -> None:
+    """One panel per setting, the setting that moves mIoU most first: the mean mIoU of each of
+    its values over the other settings, ± the spread between those variants."""
+    if effects.empty:
+        _empty(path, "No setting differs between the variants: nothing to compare.")
+        return
+    settings = list(dict.fromkeys(effects["setting"]))
+    fig, axes = plt.subplots(1, len(settings), sharey=True, squeeze=False,
+                             figsize=(0.6 + sum(1 + 0.5 * effects.loc[effects["setting"] == s, "value"].nunique()
+                                                for s in settings), 3.6))
+    for ax, setting in zip(axes[0], settings):
+        part = effects[effects["setting"] == setting]
+        for split, rows in part.groupby("split", sort=False):
+            ax.errorbar(rows["value"], rows["miou_mean"], yerr=rows["miou_std"].fillna(0), fmt="o", capsize=3,
+                        label=split)
+        ax.set_title(f"{setting}\n(range {part['setting_range'].max():.3f})", fontsize=9)
+        ax.tick_params(axis="x", rotation=45, labelsize=8)
+        ax.set_xmargin(0.3)
+    axes[0, 0].set_ylabel("mIoU, mean over the other settings")
+    if effects["split"].nunique() > 1:
+        _legend_outside(axes[0, -1])
     _save(fig, path)
 
 
-def plot_training_curves(summaries: dict[tuple[str, str], dict], path: Path) -> None:
-    rows = [{"variant": v, "seed": seed, **row} for (v, seed), s in summaries.items() for row in s["history"]]
+def plot_interactions(interactions: pd.DataFrame, path: Path) -> None:
+    """One small heatmap per pair of settings tried in every combination: mean mIoU of each pair
+    of values, over the other settings (first split only, as the ranking)."""
+    if interactions.empty:
+        _empty(path, "No two settings were tried in every combination: no interaction to show.")
+        return
+    first = interactions[interactions["split"] == interactions["split"].iloc[0]]
+    pairs = list(dict.fromkeys(zip(first["setting_a"], first["setting_b"])))
+    columns = min(3, len(pairs))
+    rows = -(-len(pairs) // columns)
+    fig, axes = plt.subplots(rows, columns, squeeze=False, figsize=(4.2 * columns, 3.4 * rows))
+    for ax, (a, b) in zip(axes.flat, pairs):
+        cells = first[(first["setting_a"] == a) & (first["setting_b"] == b)]
+        grid = cells.pivot(index="value_a", columns="value_b", values="miou_mean")
+        sns.heatmap(grid, annot=grid.size <= 64, fmt=".3f", cmap="viridis", ax=ax, annot_kws={"size": 8})
+        ax.set(xlabel=b, ylabel=a, title=f"mIoU on {first['split'].iloc[0]}")
+        ax.tick_params(axis="x", rotation=45, labelsize=8)
+        ax.tick_params(axis="y", rotation=0, labelsize=8)
+    for ax in list(axes.flat)[len(pairs):]:
+        ax.axis("off")
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def plot_per_class_iou(per_class: pd.DataFrame, shown: list[str], note: str, path: Path) -> None:
+    """Mean IoU of the `shown` classes (see `shown_classes`), in that order; one column per
+    variant, in the order of `per_class`'s columns."""
+    means = per_class.loc[shown, [c for c in per_class.columns if not c.endswith(" std")]].astype(float)
+    annotate = means.shape[0] <= MANY_CLASSES
+    fig, ax = plt.subplots(figsize=(2.5 + 0.55 * means.shape[1], 1.5 + 0.22 * means.shape[0]))
+    sns.heatmap(means, annot=annotate, fmt=".2f", vmin=0, vmax=1, cmap="viridis", ax=ax, annot_kws={"size": 7})
+    ax.set(xlabel="", ylabel="class, most frequent first", title=f"IoU, mean over seeds{note}")
+    ax.tick_params(axis="x", rotation=90, labelsize=8)
+    ax.tick_params(axis="y", labelsize=8)
+    _save(fig, path)
+
+
+MOST_CURVES = 8  # training curves and samples of more variants than this show the best ones only
+
+
+def plot_training_curves(summaries: dict[tuple[str, str], dict], order: list[str], path: Path) -> None:
+    """Loss and selection mIoU per epoch of the best `MOST_CURVES` variants of `order`."""
+    shown = order[:MOST_CURVES]
+    rows = [{"variant": v, "seed": seed, **row} for (v, seed), s in summaries.items() if v in shown
+            for row in s["history"]]
     frame = pd.DataFrame(rows)
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    sns.lineplot(frame, x="epoch", y="train_loss", hue="variant", errorbar="sd", marker="o", ax=axes[0])
-    sns.lineplot(frame, x="epoch", y="val_miou", hue="variant", errorbar="sd", marker="o", ax=axes[1])
+    sns.lineplot(frame, x="epoch", y="train_loss", hue="variant", hue_order=shown, errorbar="sd", marker="o",
+                 ax=axes[0])
+    sns.lineplot(frame, x="epoch", y="val_miou", hue="variant", hue_order=shown, errorbar="sd", marker="o",
+                 ax=axes[1])
     axes[0].set(ylabel="training loss (epoch mean)")
     axes[1].set(ylabel="selection mIoU (whole split)", ylim=(0, 1))
+    if len(order) > len(shown):
+        fig.suptitle(f"the {len(shown)} best of {len(order)} variants", fontsize=9)
     axes[0].get_legend().remove()
     _legend_outside(axes[1])
     _save(fig, path)
@@ -120,12 +208,14 @@ def plot_confusion(confusion: np.ndarray, names: list[str], order: list[str], ti
 
 
 def plot_samples(sample_dirs: dict[str, Path], labels: list[str], path: Path, per_variant: int = 4) -> None:
-    """Rows: sample images; columns: variants; each cell image | ground truth | prediction, with
-    the colour of each label (`labels` in label order) in a legend."""
-    names = sorted({p.name for d in sample_dirs.values() for p in d.glob("*.png")})[:per_variant]
-    fig, axes = plt.subplots(max(1, len(names)), len(sample_dirs), squeeze=False,
-                             figsize=(4.2 * len(sample_dirs), 1.6 * max(1, len(names))))
-    for col, (variant, directory) in enumerate(sample_dirs.items()):
+    """Rows: sample images; columns: the best `MOST_CURVES` variants (`sample_dirs` best first),
+    each cell image | ground truth | prediction, with the colour of each label (`labels` in label
+    order) in a legend."""
+    shown = dict(list(sample_dirs.items())[:MOST_CURVES])
+    names = sorted({p.name for d in shown.values() for p in d.glob("*.png")})[:per_variant]
+    fig, axes = plt.subplots(max(1, len(names)), len(shown), squeeze=False,
+                             figsize=(4.2 * len(shown), 1.6 * max(1, len(names))))
+    for col, (variant, directory) in enumerate(shown.items()):
         axes[0, col].set_title(f"{variant}\nimage | ground truth | prediction", fontsize=8)
         for row, name in enumerate(names):
             if (directory / name).exists():
@@ -133,6 +223,7 @@ def plot_samples(sample_dirs: dict[str, Path], labels: list[str], path: Path, pe
             axes[row, col].axis("off")
     colours = palette(len(labels))
     handles = [Patch(facecolor=colours[i] / 255, edgecolor="grey", label=name) for i, name in enumerate(labels)]
-    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 8), fontsize=7, frameon=False,
-               bbox_to_anchor=(0.5, -0.02 - 0.03 * ((len(handles) - 1) // 8)))
+    shown_note = f"the {len(shown)} best of {len(sample_dirs)} variants; " if len(sample_dirs) > len(shown) else ""
+    fig.legend(handles=handles, loc="upper center", ncol=min(len(handles), 8), fontsize=7, frameon=False,
+               bbox_to_anchor=(0.5, 0.0), title=f"{shown_note}colour of each class", title_fontsize=8)
     _save(fig, path)
