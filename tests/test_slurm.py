@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from slurm_cluster import ClusterUnavailable, SlurmCluster
-from test_workflow import TEST_CONFIG, VARIANT, snakemake, workflow_copy
+from test_workflow import ONE_VARIANT, TEST_CONFIG, VARIANT, snakemake, workflow_copy
 
 RUN = f"{VARIANT}/seed-0"
 # What the 2-CPU test node can hold, in place of the profile's sizes for real GPU nodes; the
@@ -74,8 +74,9 @@ def cluster(tmp_path_factory):
 
 def gpu_config(path: Path, **train) -> Path:
     config = yaml.safe_load(TEST_CONFIG.read_text())
-    # The jobs ask SLURM for a GPU (gres on the test node); one seed keeps the test short.
-    # The test node's GPU is a SLURM gres without CUDA behind it: the job must be allowed the CPU.
+    # The jobs ask SLURM for a GPU (gres on the test node); one variant and one seed keep the test
+    # short. The test node's GPU is a SLURM gres without CUDA behind it: the job must be allowed the CPU.
+    config["model"].update(yaml.safe_load(ONE_VARIANT)["model"])
     config["train"].update(gpu=True, allow_cpu_fallback=True, seeds=[0], **train)
     path.write_text(yaml.safe_dump(config))
     return path

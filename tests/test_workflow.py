@@ -1,6 +1,7 @@
 """The Snakemake workflow itself: lint, config validation, and the data stage on the demo config."""
 
 import csv
+import itertools
 import json
 import os
 import shutil
@@ -11,13 +12,17 @@ import time
 import venv
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import REPO
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 TEST_CONFIG = REPO / ".test" / "config" / "config.yaml"
-VARIANT = "unet-resnet18-64x96"  # the one variant of TEST_CONFIG
+VARIANTS = {"unet-resnet18-64x96": ("Unet", "ce"), "unet-resnet18-64x96-dice": ("Unet", "dice"),
+            "fpn-resnet18-64x96": ("FPN", "ce"), "fpn-resnet18-64x96-dice": ("FPN", "dice")}  # of TEST_CONFIG
+VARIANT = "unet-resnet18-64x96"  # its first
+ONE_VARIANT = "model:\n  architectures: [Unet]\n  grid: {loss: [ce]}\n"  # narrows TEST_CONFIG to VARIANT
 
 
 def workflow_copy(tmp_path: Path, *extra: str) -> Path:
@@ -72,11 +77,10 @@ def test_test_config_runs_end_to_end_and_masks_match_the_cli(tmp_path):
     train_log = (workdir / "results" / "logs" / "masks" / "train" / "shard-2.log").read_text()
     assert "train shard 3/3: 8 images" in train_log
 
-    variant = VARIANT
     held_out = [row for row in csv.DictReader(open(workdir / "results" / "masks" / "train" / "manifest.csv"))
                 if row["holdout"] == "1"]
     assert len(held_out) == 4  # 15% of 24, rounded up
-    for seed in (0, 1):
+    for (variant, (architecture, loss)), seed in itertools.product(VARIANTS.items(), (0, 1)):
         run = f"{variant}/seed-{seed}"
         summary = json.loads((workdir / "results" / "models" / run / "summary.json").read_text())
         assert summary["epochs"] == 1 and summary["train_images"] == 20 and summary["seed"] == seed
@@ -84,16 +88,28 @@ def test_test_config_runs_end_to_end_and_masks_match_the_cli(tmp_path):
         assert (workdir / "results" / "checkpoints" / run / "last.ckpt").exists()
         metrics = json.loads((workdir / "results" / "eval" / run / "val" / "metrics.json").read_text())
         assert metrics["images"] == 9 and metrics["variant"] == variant and metrics["seed"] == seed
-        assert metrics["image_size"] == [64, 96] and summary["config"]["architecture"] == "Unet"
+        assert metrics["image_size"] == [64, 96] and summary["config"]["architecture"] == architecture
+        assert summary["config"]["loss"] == loss
         log = (workdir / "results" / "logs" / "train" / variant / f"seed-{seed}.log").read_text()
         assert "\r" not in log and "Tip:" not in log  # a job log a person can tail
         assert [line.split(":")[0] for line in log.splitlines() if line.startswith("epoch ")] == ["epoch 1/1 done"]
         assert len(list((workdir / "results" / "eval" / run / "val" / "samples").glob("*.png"))) == 2
     per_seed = list(csv.DictReader(open(workdir / "results" / "report" / "metrics_per_seed.csv")))
-    assert sorted(row["seed"] for row in per_seed) == ["0", "1"]
+    assert sorted((row["variant"], row["seed"]) for row in per_seed) == sorted(
+        itertools.product(VARIANTS, ("0", "1")))
 
+    mean_miou = {variant: np.mean([json.loads((workdir / "results" / "eval" / variant / f"seed-{seed}" / "val" /
+                                              "metrics.json").read_text())["miou"] for seed in (0, 1)])
+                 for variant in VARIANTS}
     report = (workdir / "REPORT.md").read_text()
-    assert f"the best variant is **{variant}**" in report
+    assert f"the best variant is **{max(mean_miou, key=mean_miou.get)}**" in report
+    effects = list(csv.DictReader(open(workdir / "results" / "report" / "main_effects.csv")))
+    assert {row["setting"] for row in effects} == {"architecture", "loss"}
+    unet = next(row for row in effects if row["value"] == "Unet")
+    assert float(unet["miou_mean"]) == pytest.approx(np.mean([mean_miou[v] for v in VARIANTS if v.startswith("unet")]))
+    pairs = list(csv.DictReader(open(workdir / "results" / "report" / "interactions.csv")))
+    assert len(pairs) == 4 and {(row["setting_a"], row["setting_b"]) for row in pairs} == {("architecture", "loss")}
+    assert "What moves mIoU most on val" in report
     assert (workdir / "results" / "report" / "plots" / "training_curves.png").stat().st_size > 2000
     html = snakemake(workdir, "--configfile", str(TEST_CONFIG), "--report", "report.html")
     assert html.returncode == 0, html.stderr[-3000:]
@@ -125,7 +141,7 @@ def test_a_plain_rerun_recovers_from_a_killed_run(tmp_path):
     """Killed once a training job has saved a checkpoint: the rerun resumes that run, not restarts it."""
     workdir = workflow_copy(tmp_path)
     longer = tmp_path / "longer.yaml"
-    longer.write_text("train:\n  epochs: 3\n  seeds: [0]\n")
+    longer.write_text("train:\n  epochs: 3\n  seeds: [0]\n" + ONE_VARIANT)
     command = ["--configfile", str(TEST_CONFIG), str(longer)]
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     process = subprocess.Popen([*SNAKEMAKE, "--cores", "2", *command], cwd=workdir,
@@ -160,7 +176,9 @@ def test_the_workflow_runs_from_its_source_tree_without_the_package_installed(tm
     assert "No module named 'cocoseg'" in probe.stderr
     (tmp_path / "wf").mkdir()
     workdir = workflow_copy(tmp_path / "wf", "src")
-    result = subprocess.run([python, "-m", "snakemake", "--cores", "2", "--configfile", str(TEST_CONFIG)],
+    (tmp_path / "one.yaml").write_text(ONE_VARIANT)
+    result = subprocess.run([python, "-m", "snakemake", "--cores", "2", "--configfile", str(TEST_CONFIG),
+                             str(tmp_path / "one.yaml")],
                             cwd=workdir, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert (workdir / "REPORT.md").exists()
@@ -169,7 +187,7 @@ def test_the_workflow_runs_from_its_source_tree_without_the_package_installed(tm
 @pytest.mark.parametrize("extra, message", [
     ("model:\n  encoders: [resnet1800]\n",
      "config model.encoders: 'resnet1800' is not an encoder segmentation_models_pytorch knows"),
-    ("model:\n  architecture: DeepLabV9\n", "config model.architecture(s): 'DeepLabV9' is not one of"),
+    ("model:\n  architectures: [DeepLabV9]\n", "config model.architecture(s): 'DeepLabV9' is not one of"),
     ("model:\n  architectures: [Unet, DPT]\n",
      "config model.architecture(s) and model.encoders: DPT does not take resnet18 (Only Timm encoders"),
     ("model:\n  grid: {lr: [0.1, fast]}\n", "config model.grid.lr: 'fast' is not of the kind lr takes (float)"),
@@ -180,9 +198,9 @@ def test_the_workflow_runs_from_its_source_tree_without_the_package_installed(tm
     ("model:\n  overrides: {unet-resnet50-64x96: {lr: 0.1}}\n",
      "model.overrides names 'unet-resnet50-64x96', which is not a variant"),
     ("model:\n  image_sizes: [0]\n", "config model.image_sizes: 0: image size (0, 0): give one side"),
-    ("model:\n  architecture: FPN\n  image_sizes: [[64, 80]]\n",
+    ("model:\n  architectures: [FPN]\n  image_sizes: [[64, 80]]\n",
      "config model.image_sizes: 64x80: each side must be a multiple of 32 for FPN with resnet18"),
-    ("model:\n  architecture: DeepLabV3Plus\n  image_sizes: [[64, 72]]\n",
+    ("model:\n  architectures: [DeepLabV3Plus]\n  image_sizes: [[64, 72]]\n",
      "config model.image_sizes: 64x72: each side must be a multiple of 16 for DeepLabV3Plus with resnet18"),
 ])
 def test_config_mistakes_stop_the_dry_run_with_the_key(tmp_path, extra, message):
