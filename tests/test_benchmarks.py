@@ -38,3 +38,13 @@ def test_gpu_benchmark_runs_its_settings_on_the_cpu():
     settings = [(cells[1].strip(), cells[2].strip()) for cells in rows]
     assert settings == [("32-true", "no"), ("32-true", "yes"), ("bf16-mixed", "no"), ("bf16-mixed", "yes")]
     assert all(float(cells[4]) > 0 for cells in rows)
+
+
+def test_bootstrap_benchmark_prints_both_methods_and_their_ratio():
+    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_bootstrap.py"), "--variants", "3",
+                             "--seeds", "2", "--images", "500", "--classes", "10", "--resamples", "500",
+                             "--loop-resamples", "10"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = [line.strip("|").split("|") for line in result.stdout.splitlines() if line.startswith("| ")]
+    assert [cells[0].split()[0] for cells in rows] == ["method", "loop", "vectorised"]
+    assert float(rows[1][1]) > 0 and float(rows[2][1]) > 0 and "faster" in rows[2][2]

@@ -100,9 +100,11 @@ def test_metrics_table_holds_mean_and_std_over_seeds_and_the_pareto_front(built)
     per_seed = pd.read_csv(report_dir / "metrics_per_seed.csv")
     assert len(per_seed) == 6 and sorted(per_seed["seed"].unique()) == [0, 1]
     main, details = (report_dir / "metrics.md").read_text().split("\n\n")
-    assert main.startswith("| Variant | Params (M) | Cost | Images/s | mIoU | mDice | Pixel accuracy |\n")
+    assert main.startswith("| Variant | Params (M) | Cost | Images/s | mIoU | 95% interval | vs best (95% interval) |"
+                           " mDice | Pixel accuracy |\n")
     row_c = next(line for line in main.splitlines() if line.startswith("| v-c-96 |"))
-    assert row_c == "| v-c-96 | 3.0 | 0.600 CPU core-hours | 20.0 ± 0.0 | 0.900 ± 0.014 | 0.950 ± 0.014 | 0.950 ± 0.000 |"
+    assert row_c == ("| v-c-96 | 3.0 | 0.600 CPU core-hours | 20.0 ± 0.0 | 0.900 ± 0.014 | n/a | best | 0.950 ± 0.014 |"
+                     " 0.950 ± 0.000 |")  # the fixture has no per-image counts: no intervals
     assert details.startswith("| Variant | Split | Method | Backbone | Crop size | Schedule | Loss |")
     assert "| poly, 2 epochs | ce |" in details and "| train (holdout) |" in details and "aAcc" not in main + details
 
@@ -272,3 +274,54 @@ def test_each_step_up_in_cost_goes_through_the_variants_no_other_beats_on_cost_a
     assert steps["miou_gain"].tolist() == pytest.approx([0.20, 0.10])
     assert steps["cost_ratio"].tolist() == pytest.approx([2.0, 2.0])
     assert steps["speed_ratio"].tolist() == pytest.approx([0.5, 0.5])
+
+
+def with_per_image_counts(results: Path, accuracy: dict[str, float]) -> None:
+    """Per-image counts for every run (30 images), and metrics.json's mIoU recomputed from them."""
+    from test_bootstrap import counts
+    from cocoseg.per_image import write_per_image
+    from cocoseg.report.bootstrap import miou_from_sums
+    for k, (variant, rate) in enumerate(accuracy.items()):
+        for seed in SEEDS:
+            run = counts(rate, 30, int(seed) + 10 * k if rate not in list(accuracy.values())[:k] else int(seed))
+            ev = results / "eval" / variant / f"seed-{seed}" / "val"
+            write_per_image(ev / "per_image.npz", run.image_ids.tolist(), run.file_names.tolist(),
+                            list(zip(run.intersection, run.labelled, run.predicted)))
+            metrics = json.loads((ev / "metrics.json").read_text())
+            metrics["miou"] = float(miou_from_sums(run.intersection.sum(0).astype(float),
+                                                   run.union.sum(0).astype(float)))
+            write_json(ev / "metrics.json", metrics)
+
+
+def test_the_verdict_gives_the_leads_interval_over_images_and_seeds(tmp_path):
+    results = fixture_results(tmp_path)
+    with_per_image_counts(results, {"v-a-64": 0.5, "v-b-64": 0.5, "v-c-96": 0.85})  # a and b: the same counts
+    build(results, list(VARIANTS), SEEDS, ["val"], ["train", "val"], results / "report", tmp_path / "REPORT.md",
+          REPO / "workflow" / "report" / "REPORT.md.jinja", ["config/config.yaml"])
+    text = " ".join((tmp_path / "REPORT.md").read_text().split())
+    table = pd.read_csv(results / "report" / "metrics.csv").set_index("variant")
+    assert "the best variant is **v-c-96**" in text
+    low, high = -table.loc["v-a-64", "diff_high"], -table.loc["v-a-64", "diff_low"]
+    lead = table.loc["v-c-96", "miou_mean"] - table.loc["v-a-64", "miou_mean"]
+    assert 0 < low < lead < high
+    assert (f"It leads v-a-64 by {lead:.3f} mIoU (95% interval [{low:.3f}, {high:.3f}]) over 30 images and 2 seed(s):"
+            " **beyond noise**") in text
+    assert table.loc["v-b-64", "diff_low"] < table.loc["v-b-64", "diff_high"] < 0  # behind the best too
+    main = (results / "report" / "metrics.md").read_text().split("\n\n")[0]
+    assert "| best |" in main and main.count(", tied |") == 0
+    hardest = pd.read_csv(results / "report" / "hardest_images.csv")
+    assert set(hardest["variant"]) == set(VARIANTS) and (hardest.groupby("variant").size() == 5).all()
+    differing = pd.read_csv(results / "report" / "top_two_disagreements.csv")
+    assert len(differing) == 5 and differing["difference"].abs().is_monotonic_decreasing
+
+
+def test_a_lead_the_bootstrap_cannot_tell_apart_is_called_so(tmp_path):
+    results = fixture_results(tmp_path)
+    with_per_image_counts(results, {"v-a-64": 0.6, "v-b-64": 0.4, "v-c-96": 0.6})  # a and c: the same counts
+    for seed in SEEDS:  # c ahead by a hair on metrics.json, as seeds can leave it
+        path = results / "eval" / "v-c-96" / f"seed-{seed}" / "val" / "metrics.json"
+        write_json(path, {**json.loads(path.read_text()), "miou": json.loads(path.read_text())["miou"] + 1e-4})
+    build(results, list(VARIANTS), SEEDS, ["val"], ["train", "val"], results / "report", tmp_path / "REPORT.md",
+          REPO / "workflow" / "report" / "REPORT.md.jinja", ["config/config.yaml"])
+    text = " ".join((tmp_path / "REPORT.md").read_text().split())
+    assert "**not distinguishable**" in text and ", tied |" in (results / "report" / "metrics.md").read_text()

@@ -15,11 +15,12 @@ from PIL import Image
 
 from cocoseg.cli import main
 from cocoseg.convert import convert
-from cocoseg.data import load_mask
+from cocoseg.data import load_mask, read_manifest
 from cocoseg.demo import make_demo
 from cocoseg.evaluate import evaluate
 from cocoseg.decode import load_rgb
 from cocoseg.files import checksum
+from cocoseg.per_image import read_per_image
 from cocoseg.train import train
 from cocoseg.variants import Variant
 
@@ -91,6 +92,24 @@ def test_evaluation_counts_every_original_pixel(data, trained, tmp_path):
     assert again["miou"] == metrics["miou"]
     evaluate(out / "model.pt", data / "val", tmp_path, samples=1)  # the same folder, fewer panels
     assert len(list((tmp_path / "samples").glob("*.png"))) == 1
+
+
+def test_per_image_counts_sum_to_the_splits_metrics_and_match_each_mask(data, trained, tmp_path):
+    out, _ = trained
+    metrics = evaluate(out / "model.pt", data / "val", tmp_path, samples=0)
+    counts = read_per_image(tmp_path / "per_image.npz")
+    manifest = read_manifest(data / "val")
+    assert counts.image_ids.tolist() == [int(row["image_id"]) for row in manifest]
+    for row, labelled in zip(manifest, counts.labelled):
+        mask = load_mask(data / "val" / "masks" / row["mask"])
+        assert labelled.tolist() == np.bincount(mask[mask != 255], minlength=len(labelled)).tolist()
+    assert (counts.predicted.sum(axis=1) == counts.labelled.sum(axis=1)).all()  # every labelled pixel predicted
+    confusion = np.loadtxt(tmp_path / "confusion.csv", delimiter=",", skiprows=1, dtype=np.int64)[:, 1:]
+    intersection, labelled, predicted = counts.confusion_sums()
+    assert (intersection == np.diag(confusion)).all() and (labelled == confusion.sum(axis=1)).all()
+    assert (predicted == confusion.sum(axis=0)).all()
+    union = labelled + predicted - intersection
+    assert np.nanmean(np.where(union > 0, intersection / np.maximum(union, 1), np.nan)) == metrics["miou"]
 
 
 def test_a_model_that_always_says_background_scores_what_the_masks_imply(data, trained, tmp_path):

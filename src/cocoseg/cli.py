@@ -247,6 +247,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Jinja template of the report")
     p.add_argument("--configs", nargs="+", default=["config/config.yaml"],
                    help="the config files of the run, named in the report")
+    p.add_argument("--bootstrap-resamples", type=int,
+                   help="resamples of the paired bootstrap over images and seeds (unset: the report's default)")
+    p.add_argument("--bootstrap-seed", type=int, help="random seed of the bootstrap (unset: the report's default)")
 
     p = _command(sub, "gather", _gather, "workflow step: assemble a split from its shards")
     p.add_argument("--meta", required=True, type=Path, help="meta.json written by `cocoseg index`")
@@ -324,8 +327,9 @@ def _predict(args: argparse.Namespace) -> None:
 def _report(args: argparse.Namespace) -> None:
     from .report import build
 
+    bootstrap = {"resamples": args.bootstrap_resamples, "bootstrap_seed": args.bootstrap_seed}
     build(args.results, args.variants, args.seeds, args.eval_splits, args.data_splits, args.output_dir,
-          args.report_md, args.template, args.configs)
+          args.report_md, args.template, args.configs, **{k: v for k, v in bootstrap.items() if v is not None})
 
 
 def one_line(error: InputError) -> str:

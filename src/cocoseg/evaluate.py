@@ -21,6 +21,7 @@ from .files import atomic_path, read_csv, write_bytes, write_csv, write_json
 from .decode import load_rgb
 from .metrics import confusion_matrix, scores
 from .modelfile import load_trained
+from .per_image import FILE_NAME as PER_IMAGE_FILE, image_counts, write_per_image
 from .png import encode_mask_png
 from .processes import end_with_parent
 from .progress import CountLines
@@ -95,15 +96,16 @@ def check_label_maps(model_path: Path, model_labels: list[dict], split_dir: Path
 
 
 def _score(predictor: Predictor, split_dir: Path, rows: list[dict], workers: int,
-           panels: tuple[Path, int] | None = None) -> tuple[torch.Tensor, float]:
-    """Confusion matrix of `predictor` over the split, and the seconds spent in the model.
+           panels: tuple[Path, int] | None = None) -> tuple[torch.Tensor, float, list]:
+    """Confusion matrix of `predictor` over the split, the seconds spent in the model, and each
+    image's (intersection, labelled, predicted) counts per class, in manifest order.
 
     `panels` (folder, count): the first `count` images get an image | truth | prediction panel.
     """
     num_classes = len(predictor.labels)
     colours = palette(num_classes)
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.long)
-    seconds = 0.0
+    seconds, per_image = 0.0, []
     progress = CountLines(f"{Path(split_dir).name}, {predictor.epoch_name} epoch", len(rows))
     for index, (row, image, truth) in enumerate(_images_and_masks(split_dir, rows, workers)):
         progress.step()
@@ -112,12 +114,14 @@ def _score(predictor: Predictor, split_dir: Path, rows: list[dict], workers: int
         prediction = predictor(image)
         predictor.synchronize()
         seconds += time.perf_counter() - start
-        confusion += confusion_matrix(torch.from_numpy(truth), torch.from_numpy(prediction), num_classes)
+        image_confusion = confusion_matrix(torch.from_numpy(truth), torch.from_numpy(prediction), num_classes)
+        confusion += image_confusion
+        per_image.append(image_counts(image_confusion.numpy()))
         if panels and index < panels[1]:
             panel = np.concatenate([image, overlay(image, truth, colours), overlay(image, prediction, colours)], axis=1)
             with atomic_path(panels[0] / f"{Path(row['mask']).stem}.png") as tmp:
                 Image.fromarray(panel).save(tmp, format="PNG")
-    return confusion, seconds
+    return confusion, seconds, per_image
 
 
 def _write_tables(output_dir: Path, labels: list[dict], result: dict, confusion: torch.Tensor) -> None:
@@ -149,7 +153,7 @@ def evaluate(model_path: Path, split_dir: Path, output_dir: Path, samples: int =
     predictor(load_sample(split_dir, rows[0])[0])  # warm-up, not timed
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    confusion, seconds = _score(predictor, split_dir, rows, workers, (output_dir / "samples", samples))
+    confusion, seconds, per_image = _score(predictor, split_dir, rows, workers, (output_dir / "samples", samples))
     peak_memory = peak_memory_mb("gpu" if device == "cuda" else "cpu")
     result = scores(confusion)
     last = Predictor(model_path, device, epoch="last")
@@ -175,6 +179,8 @@ def evaluate(model_path: Path, split_dir: Path, output_dir: Path, samples: int =
         "train_seconds": train_seconds,
     }
     _write_tables(output_dir, predictor.labels, result, confusion)
+    write_per_image(output_dir / PER_IMAGE_FILE, [int(row["image_id"]) for row in rows],
+                    [row["file_name"] for row in rows], per_image)
     (output_dir / "samples").mkdir(parents=True, exist_ok=True)
     write_json(output_dir / "metrics.json", metrics)
     return metrics

@@ -16,6 +16,7 @@ rule evaluate_variant:
             labels={"variant": "{variant}", "seed": "{seed}", "table": "per class"},
         ),
         confusion="results/eval/{variant}/seed-{seed}/{split}/confusion.csv",
+        per_image="results/eval/{variant}/seed-{seed}/{split}/per_image.npz",
         samples=report(
             directory("results/eval/{variant}/seed-{seed}/{split}/samples"),
             patterns=["{name}.png"],

@@ -16,6 +16,10 @@ rule report:
             "results/eval/{variant}/seed-{seed}/{split}/confusion.csv",
             split=EVAL_SPLITS,
         ),
+        per_image=run_outputs(
+            "results/eval/{variant}/seed-{seed}/{split}/per_image.npz",
+            split=EVAL_SPLITS,
+        ),
         samples=run_outputs("results/eval/{variant}/seed-{seed}/{split}/samples", split=EVAL_SPLITS),
         manifests=expand("results/masks/{split}/manifest.csv", split=SPLITS),
         template="workflow/report/REPORT.md.jinja",
@@ -39,6 +43,13 @@ rule report:
             category="Comparison",
             labels={"table": "settings tried in every combination"},
         ),
+        hardest=report(
+            "results/report/hardest_images.csv",
+            caption="../report/hardest_images.rst",
+            category="Comparison",
+            labels={"table": "each variant's hardest images"},
+        ),
+        disagreements="results/report/top_two_disagreements.csv",
         tables_md="results/report/metrics.md",
         per_class=report(
             "results/report/per_class_iou.csv",
@@ -82,9 +93,12 @@ rule report:
         eval_splits=EVAL_SPLITS,
         data_splits=SPLITS,
         configs=CONFIG_FILES,
+        resamples=config["report"]["bootstrap_resamples"],
+        bootstrap_seed=config["report"]["bootstrap_seed"],
     shell:
         "python -m cocoseg report --results {params.results:q} --variants {params.variants:q}"
         " --seeds {params.seeds:q}"
         " --eval-splits {params.eval_splits:q} --data-splits {params.data_splits:q}"
         " --output-dir {params.out_dir:q} --report-md {output.report_md:q}"
-        " --template {input.template:q} --configs {params.configs:q} > {log} 2>&1"
+        " --template {input.template:q} --configs {params.configs:q}"
+        " --bootstrap-resamples {params.resamples} --bootstrap-seed {params.bootstrap_seed} > {log} 2>&1"

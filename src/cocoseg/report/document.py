@@ -19,6 +19,9 @@ from .plots import (plot_class_frequency, plot_confusion, plot_cost_accuracy, pl
 from . import phrases
 from .statistics import (NOISE_RULE, TIMING_SPREAD, cost_steps, interactions, main_effects, ranked_settings,
                          typical_seed_spread, unsteady_timings, verdict)
+from ..per_image import FILE_NAME as PER_IMAGE_FILE, PerImageCounts, read_per_image
+from .bootstrap import LEVEL, RESAMPLES, SEED, paired_bootstrap
+from .images import disagreements, hardest_images
 from .tables import (aggregate, class_order, dataset_table, details_table, effects_table, main_table, markdown,
                      mean_std, per_class_tables, ranked_variants, run_path, runs_table, shown_classes,
                      top_confusions)
@@ -48,8 +51,28 @@ def _write_table(frame: pd.DataFrame, path: Path) -> None:
         frame.to_csv(tmp, index=False, float_format="%.6g")
 
 
+def read_counts(results: Path, variants: list[str], seeds: list[str], split: str
+                ) -> dict[str, list[PerImageCounts] | None]:
+    """Per variant, each seed's per-image counts on `split`; None where a run has none."""
+    paths = {v: [run_path(results, "eval", v, seed) / split / PER_IMAGE_FILE for seed in seeds] for v in variants}
+    return {v: [read_per_image(p) for p in files] if all(p.exists() for p in files) else None
+            for v, files in paths.items()}
+
+
+def with_intervals(table: pd.DataFrame, counts: dict[str, dict], resamples: int, seed: int) -> pd.DataFrame:
+    """`table` with each variant's bootstrap interval columns (`bootstrap.paired_bootstrap`)."""
+    best = {split: part.loc[part["miou_mean"].idxmax(), "variant"] for split, part in table.groupby("split")}
+    intervals = pd.concat([paired_bootstrap(split, counts[split], resamples, seed, best[split]) for split in counts])
+    intervals = intervals.drop(columns=["miou", "seeds", "diff_from_best"]).rename(
+        columns={"images": "interval_images", "note": "interval_note"})
+    table = table.merge(intervals, on=["split", "variant"], how="left")
+    table["diff_from_best"] = table["miou_mean"] - table["split"].map(table.groupby("split")["miou_mean"].max())
+    return table
+
+
 def build(results: Path, variants: list[str], seeds: list[str], eval_splits: list[str], data_splits: list[str],
-          out_dir: Path, report_md: Path, template: Path, configs: list[str]) -> None:
+          out_dir: Path, report_md: Path, template: Path, configs: list[str], resamples: int = RESAMPLES,
+          bootstrap_seed: int = SEED) -> None:
     """Write tables and plots under `out_dir` and render `report_md` from `template`."""
     results, out_dir = Path(results), Path(out_dir)
     seeds = [str(seed) for seed in seeds]
@@ -68,7 +91,8 @@ def build(results: Path, variants: list[str], seeds: list[str], eval_splits: lis
                   .drop(columns="label").to_numpy(dtype=np.int64) for run in runs_of}
 
     runs = runs_table(summaries, metrics, results)
-    table = aggregate(runs)
+    counts = {split: read_counts(results, variants, seeds, split) for split in eval_splits}
+    table = with_intervals(aggregate(runs), counts, resamples, bootstrap_seed)
     ranking = ranked_variants(table)
     per_class_long, classes = per_class_tables({run: per_class[run] for run in sorted(
         per_class, key=lambda run: ranking.index(run[0]))}, single_split=len(eval_splits) == 1)
@@ -94,12 +118,20 @@ def build(results: Path, variants: list[str], seeds: list[str], eval_splits: lis
 
     verdicts = {split: verdict(part) for split, part in table.groupby("split", sort=False)}
     best = verdicts[eval_splits[0]]["best"]
+    first_counts = {v: c for v, c in counts[eval_splits[0]].items() if c}
+    hardest = hardest_images(first_counts)
+    runner_up = verdicts[eval_splits[0]]["runner_up"]
+    differing = (disagreements(best["variant"], runner_up["variant"], first_counts)
+                 if runner_up is not None and {best["variant"], runner_up["variant"]} <= set(first_counts) else None)
+    _write_table(hardest, out_dir / "hardest_images.csv")
+    _write_table(differing if differing is not None else pd.DataFrame(columns=["image", "difference"]),
+                 out_dir / "top_two_disagreements.csv")
     frequency = shares[eval_splits[0]] if eval_splits[0] in shares else shares.iloc[:, 0]
     frequency = frequency.reindex(classes.index).fillna(0)
     order = class_order(frequency)
     shown, note = shown_classes(frequency)
     plots = out_dir / "plots"
-    plot_metrics_bars(runs, ranking, plots / "metrics_bars.png")
+    plot_metrics_bars(table, plots / "metrics_bars.png")
     plot_speed_accuracy(table, plots / "speed_accuracy.png")
     plot_cost_accuracy(table, plots / "cost_accuracy.png")
     plot_main_effects(effects, plots / "main_effects.png")
@@ -124,11 +156,15 @@ def build(results: Path, variants: list[str], seeds: list[str], eval_splits: lis
         class_table=markdown(class_table.rename_axis("class").reset_index()), class_note=note,
         confusions=markdown(confused.assign(share=confused["share"].map("{:.3f}".format))),
         plots={name: (relative / "plots" / f"{name}.png").as_posix() for name in PLOTS},
-        tables={name: (relative / name).as_posix() for name in tables},
+        tables={name: (relative / name).as_posix() for name in [*tables, "hardest_images.csv"]},
         pareto=list(table.loc[table["pareto"], "variant"]),
         unsteady=unsteady_timings(table), timing_spread=TIMING_SPREAD,
         effects=markdown(effects_table(effects)) if len(effects) else "",
         **answer_in_words(table, effects),
+        level=LEVEL, resamples=resamples, bootstrap_seed=bootstrap_seed,
+        hardest=markdown(hardest.assign(image_miou=hardest["image_miou"].map("{:.3f}".format))),
+        differing=None if differing is None else markdown(differing.set_index("image").map("{:.3f}".format)
+                                                           .reset_index()),
     )
     with atomic_path(report_md) as tmp:
         tmp.write_text(text, encoding="utf-8")

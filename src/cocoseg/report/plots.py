@@ -38,17 +38,38 @@ def _rows_height(rows: int, per_row: float = 0.28, least: float = 3.0) -> float:
     return max(least, 1.0 + per_row * rows)
 
 
-def plot_metrics_bars(runs: pd.DataFrame, order: list[str], path: Path) -> None:
-    """Horizontal bars, one row per variant in `order` (best first), one panel per metric."""
-    long = runs.melt(id_vars=["variant", "split"], value_vars=["miou", "mdice", "pixel_accuracy"],
-                     var_name="metric", value_name="score")
-    long["metric"] = long["metric"].map({"miou": "mIoU", "mdice": "mDice", "pixel_accuracy": "pixel accuracy"})
-    grid = sns.catplot(long, kind="bar", y="variant", x="score", order=order, col="metric", row="split",
-                       errorbar="sd", capsize=0.2, color="tab:blue", height=_rows_height(len(order)), aspect=0.5
-                       if len(order) > 8 else 0.9)
-    grid.set(xlim=(0, 1), ylabel="")
-    grid.set_titles("{row_name}: {col_name}")
-    _save(grid.figure, path)
+METRIC_NAMES = {"miou": "mIoU", "mdice": "mDice", "pixel_accuracy": "pixel accuracy"}
+
+
+def _bar_errors(part: pd.DataFrame, metric: str) -> tuple[np.ndarray, str]:
+    """Below and above each bar: mIoU's bootstrap interval where every variant has one, else
+    one standard deviation over seeds (never below 0)."""
+    mean = part[f"{metric}_mean"].to_numpy()
+    if metric == "miou" and "miou_low" in part and part["miou_low"].notna().all():
+        return np.vstack([mean - part["miou_low"], part["miou_high"] - mean]).clip(min=0), "95% interval"
+    std = np.nan_to_num(part[f"{metric}_std"].to_numpy())
+    return np.vstack([np.minimum(std, mean), std]), "± std over seeds"
+
+
+def plot_metrics_bars(table: pd.DataFrame, path: Path) -> None:
+    """Horizontal bars, one row per variant in the table's (ranked) order, one panel per metric
+    and split; each panel's title says what its error bars are."""
+    splits = list(dict.fromkeys(table["split"]))
+    rows = table[table["split"] == splits[0]].shape[0]
+    fig, axes = plt.subplots(len(splits), len(METRIC_NAMES), squeeze=False, sharex=True,
+                             figsize=(4 + 2.8 * len(METRIC_NAMES), _rows_height(rows) * len(splits)))
+    for row_axes, split in zip(axes, splits):
+        part = table[table["split"] == split]
+        for ax, (metric, name) in zip(row_axes, METRIC_NAMES.items()):
+            errors, meaning = _bar_errors(part, metric)
+            ax.barh(part["variant"], part[f"{metric}_mean"], xerr=errors, capsize=3, color="tab:blue")
+            ax.set_title(f"{split}: {name} ({meaning})", fontsize=9)
+            ax.invert_yaxis()  # best on top
+            ax.set_xlim(0, 1)
+            if ax is not row_axes[0]:
+                ax.set_yticklabels([])
+    fig.tight_layout()
+    _save(fig, path)
 
 
 def error_bar(mean: float, std: float) -> list[list[float]]:

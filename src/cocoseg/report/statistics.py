@@ -20,15 +20,26 @@ def pareto_front(speed: pd.Series, accuracy: pd.Series) -> pd.Series:
 
 
 def verdict(part: pd.DataFrame) -> dict:
-    """The best variant of one split and whether its lead over the runner-up is beyond seed noise."""
-    ranked = part.sort_values("miou_mean", ascending=False)
+    """The best variant of one split and whether its lead over the runner-up is beyond noise.
+
+    With bootstrap intervals (`part` carrying `diff_low`/`diff_high`, see `bootstrap`), the lead
+    is beyond noise when the interval of the runner-up's difference from the best excludes 0;
+    without them (no per-image counts), when it exceeds twice the seeds' standard error.
+    """
+    ranked = part.sort_values("miou_mean", ascending=False, kind="stable")
     best = ranked.iloc[0]
-    result = {"best": best, "runner_up": None, "lead": None, "standard_error": None, "beyond_noise": None}
+    result = {"best": best, "runner_up": None, "lead": None, "standard_error": None, "beyond_noise": None,
+              "interval": None, "tied": []}
     if len(ranked) < 2:
         return result
     second = ranked.iloc[1]
     result["runner_up"], result["lead"] = second, best["miou_mean"] - second["miou_mean"]
-    if min(best["seeds"], second["seeds"]) >= 2:
+    if "diff_low" in part and not pd.isna(second["diff_low"]):
+        result["interval"] = (-second["diff_high"], -second["diff_low"])
+        result["beyond_noise"] = bool(second["distinguishable_from_best"])
+        result["tied"] = [row["variant"] for _, row in ranked.iloc[1:].iterrows()
+                          if not pd.isna(row["diff_low"]) and not row["distinguishable_from_best"]]
+    elif min(best["seeds"], second["seeds"]) >= 2:
         se = math.sqrt(best["miou_std"] ** 2 / best["seeds"] + second["miou_std"] ** 2 / second["seeds"])
         result["standard_error"], result["beyond_noise"] = se, bool(result["lead"] > 2 * se)
     return result

@@ -114,10 +114,36 @@ def main_table(table: pd.DataFrame) -> pd.DataFrame:
         "Params (M)": table["params_m"].map("{:.1f}".format),
         "Cost": [f"{h:.3f} {unit}" for h, unit in zip(table["device_hours_mean"], table["device_hours_unit"])],
         "Images/s": _spread(table, "inference_images_per_s", 1),
-        "mIoU": _spread(table, "miou"), "mDice": _spread(table, "mdice"),
-        "Pixel accuracy": _spread(table, "pixel_accuracy"),
+        "mIoU": _spread(table, "miou"), "95% interval": intervals(table, "miou_low", "miou_high"),
+        "vs best (95% interval)": differences_from_best(table),
+        "mDice": _spread(table, "mdice"), "Pixel accuracy": _spread(table, "pixel_accuracy"),
     })
     return pd.DataFrame(columns)
+
+
+def intervals(table: pd.DataFrame, low: str, high: str) -> list[str]:
+    """`[low, high]` per row, or `n/a` where the bootstrap could not run (its note says why)."""
+    if low not in table:
+        return ["n/a"] * len(table)
+    return ["n/a" if pd.isna(lo) else f"[{lo:.3f}, {hi:.3f}]" for lo, hi in zip(table[low], table[high])]
+
+
+def differences_from_best(table: pd.DataFrame) -> list[str]:
+    """Each variant's mIoU difference from its split's best, with its interval; the best says so,
+    and a variant not told apart from the best says that too."""
+    if "diff_low" not in table:
+        return ["n/a"] * len(table)
+    cells, seen = [], set()
+    for row, interval in zip(table.itertuples(), intervals(table, "diff_low", "diff_high")):
+        if row.split not in seen:  # `table` is ranked: each split's first row is its best
+            seen.add(row.split)
+            cells.append("best")
+        elif interval == "n/a":
+            cells.append("n/a")
+        else:
+            tied = "" if row.distinguishable_from_best else ", tied"
+            cells.append(f"{row.diff_from_best:+.3f} {interval}{tied}")
+    return cells
 
 
 def effects_table(effects: pd.DataFrame) -> pd.DataFrame:
@@ -139,6 +165,7 @@ def details_table(table: pd.DataFrame) -> pd.DataFrame:
         "Train time (min)": [mean_std(m / 60, s / 60, 1) for m, s in
                              zip(table["train_seconds_mean"], table["train_seconds_std"])],
         "mIoU per device-hour": table["miou_per_device_hour"].map("{:.1f}".format),
+        "mIoU 95% interval": intervals(table, "miou_low", "miou_high"),
         "Selected on": table["selected_on"], "Chosen epochs": table["chosen_epochs"],
         "mIoU, last epoch": _spread(table, "last_epoch_miou"),
     })
