@@ -18,8 +18,8 @@ import time
 
 import numpy as np
 
-from cocoseg.per_image import PerImageCounts
-from cocoseg.report.bootstrap import miou_from_sums, paired_bootstrap
+from cocoseg.per_image import PerImageCounts, miou_from_sums
+from cocoseg.report.bootstrap import paired_bootstrap
 
 
 def fabricated_counts(images: int, classes: int, seed: int) -> PerImageCounts:

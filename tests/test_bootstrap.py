@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from cocoseg.per_image import PerImageCounts, read_per_image, write_per_image
-from cocoseg.report.bootstrap import miou_from_sums, paired_bootstrap, resample_weights
+from cocoseg.per_image import PerImageCounts, miou_from_sums, read_per_image, write_per_image
+from cocoseg.report.bootstrap import paired_bootstrap, resample_weights
 
 CLASSES = 4
 

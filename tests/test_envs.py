@@ -62,7 +62,7 @@ def rule_commands() -> dict[str, set[str]]:
     for smk in sorted((REPO / "workflow" / "rules").glob("*.smk")):
         for block in re.split(r"^rule ", smk.read_text(), flags=re.M)[1:]:
             env = re.search(r'conda:\s*"[./]*envs/([\w.]+)"', block)
-            command = re.search(r"python -m cocoseg (\w+)", block)
+            command = re.search(r"python -m cocoseg ([\w-]+)", block)
             if env and command:
                 commands.setdefault(env[1], set()).add(command[1])
     return commands

@@ -280,7 +280,7 @@ def with_per_image_counts(results: Path, accuracy: dict[str, float]) -> None:
     """Per-image counts for every run (30 images), and metrics.json's mIoU recomputed from them."""
     from test_bootstrap import counts
     from cocoseg.per_image import write_per_image
-    from cocoseg.report.bootstrap import miou_from_sums
+    from cocoseg.per_image import miou_from_sums
     for k, (variant, rate) in enumerate(accuracy.items()):
         for seed in SEEDS:
             run = counts(rate, 30, int(seed) + 10 * k if rate not in list(accuracy.values())[:k] else int(seed))

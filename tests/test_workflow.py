@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from conftest import REPO
 
@@ -110,6 +111,11 @@ def test_test_config_runs_end_to_end_and_masks_match_the_cli(tmp_path):
     pairs = list(csv.DictReader(open(workdir / "results" / "report" / "interactions.csv")))
     assert len(pairs) == 4 and {(row["setting_a"], row["setting_b"]) for row in pairs} == {("architecture", "loss")}
     assert "What moves mIoU most on val" in report
+    shown = (workdir / "results" / "logs" / "top_two_differ.log").read_text().strip().split("disagree most: ")[1]
+    differing = list(csv.DictReader(open(workdir / "results" / "report" / "top_two_disagreements.csv")))
+    assert shown.split(", ") == [row["image"] for row in differing] and len(differing) == 5
+    panel = Image.open(workdir / "results" / "report" / "plots" / "top_two_differ.png")
+    assert panel.height == 28 + 5 * (28 + 180)  # a title, then per image a line of text and a row of tiles
     assert (workdir / "results" / "report" / "plots" / "training_curves.png").stat().st_size > 2000
     html = snakemake(workdir, "--configfile", str(TEST_CONFIG), "--report", "report.html")
     assert html.returncode == 0, html.stderr[-3000:]

@@ -251,6 +251,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="resamples of the paired bootstrap over images and seeds (unset: the report's default)")
     p.add_argument("--bootstrap-seed", type=int, help="random seed of the bootstrap (unset: the report's default)")
 
+    p = _command(sub, "top-two", _top_two, "the images where the report's best two variants disagree most, with "
+                 "both predictions", output_files=("output",))
+    p.add_argument("--results", type=Path, default=Path("results"), help="the workflow's results folder")
+    p.add_argument("--metrics", type=Path, default=Path("results/report/metrics.csv"),
+                   help="the report's ranked metrics.csv")
+    p.add_argument("--masks", type=Path, default=Path("results/masks"), help="the folder of the mask stage's splits")
+    p.add_argument("--seeds", nargs="+", required=True, help="seeds each variant ran with; the first predicts")
+    p.add_argument("--output", required=True, type=Path, help="the PNG to write")
+    p.add_argument("--cpus", type=_positive, default=1, help="CPUs the job holds")
+
     p = _command(sub, "gather", _gather, "workflow step: assemble a split from its shards")
     p.add_argument("--meta", required=True, type=Path, help="meta.json written by `cocoseg index`")
     p.add_argument("--shard-dirs", required=True, nargs="+", type=Path, help="the shard output folders")
@@ -330,6 +340,14 @@ def _report(args: argparse.Namespace) -> None:
     bootstrap = {"resamples": args.bootstrap_resamples, "bootstrap_seed": args.bootstrap_seed}
     build(args.results, args.variants, args.seeds, args.eval_splits, args.data_splits, args.output_dir,
           args.report_md, args.template, args.configs, **{k: v for k, v in bootstrap.items() if v is not None})
+
+
+def _top_two(args: argparse.Namespace) -> None:
+    from .top_two import draw_top_two
+
+    shown = draw_top_two(args.results, args.metrics, args.masks, args.seeds, args.output, cpus=args.cpus)
+    print(f"{args.output}: the images where the best two variants disagree most: {', '.join(shown) or 'none'}",
+          file=sys.stderr)
 
 
 def one_line(error: InputError) -> str:

@@ -60,3 +60,32 @@ def read_per_image(path: Path) -> PerImageCounts:
     with np.load(path, allow_pickle=False) as saved:
         return PerImageCounts(saved["image_ids"], saved["file_names"], saved["intersection"].astype(np.int64),
                               saved["labelled"].astype(np.int64), saved["predicted"].astype(np.int64))
+
+
+def miou_from_sums(intersection: np.ndarray, union: np.ndarray) -> np.ndarray:
+    """Mean IoU over the last axis, leaving out classes with an empty union (as `metrics.scores`)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        iou = np.where(union > 0, intersection / np.where(union > 0, union, 1), np.nan)
+    present = (union > 0).sum(axis=-1)
+    return np.where(present > 0, np.nansum(np.nan_to_num(iou), axis=-1) / np.maximum(present, 1), np.nan)
+
+
+def image_miou(runs: list[PerImageCounts]) -> tuple[np.ndarray, np.ndarray]:
+    """Each image's own mIoU (over the classes in its labels or predictions), mean over the
+    runs (seeds): (file names, values), images in the order of their ids."""
+    orders = [np.argsort(r.image_ids, kind="stable") for r in runs]
+    values = [miou_from_sums(r.intersection.astype(float), r.union.astype(float))[o] for r, o in zip(runs, orders)]
+    return runs[0].file_names[orders[0]], np.nanmean(values, axis=0)
+
+
+def largest_disagreements(first: list[PerImageCounts], second: list[PerImageCounts], k: int
+                          ) -> list[tuple[str, float, float]]:
+    """The `k` images whose own mIoU differs most between two variants, either way:
+    (file name, first's mIoU, second's mIoU), largest difference first."""
+    names, a = image_miou(first)
+    other_names, b = image_miou(second)
+    if list(names) != list(other_names):
+        raise ValueError("the two variants were scored on different images")
+    difference = np.nan_to_num(np.abs(a - b), nan=-1.0)
+    chosen = np.argsort(-difference, kind="stable")[:k]
+    return [(str(names[i]), float(a[i]), float(b[i])) for i in chosen if difference[i] >= 0]

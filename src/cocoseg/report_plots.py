@@ -17,3 +17,7 @@ PLOTS = (
     "confusion_best",  # normalised confusion matrix of the best variant
     "samples",  # image, ground truth and prediction for sample images
 )
+
+# Drawn after the report by the `top_two_differ` rule (`cocoseg top-two`, which needs the models),
+# and linked from REPORT.md.
+TOP_TWO_PLOT = "top_two_differ.png"

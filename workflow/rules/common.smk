@@ -1,6 +1,7 @@
 import os
 import re
 import sys
+from pathlib import Path
 
 from snakemake.utils import validate
 
@@ -10,7 +11,7 @@ SOURCE = os.path.join(workflow.basedir, "src")
 sys.path.insert(0, SOURCE)
 
 from cocoseg.images import MAX_PIXELS_VARIABLE
-from cocoseg.report_plots import PLOTS
+from cocoseg.report_plots import PLOTS, TOP_TWO_PLOT
 from cocoseg.variants import expand as expand_variants
 from cocoseg.variants import is_weights_file
 from cocoseg.workflow_checks import (
@@ -178,8 +179,8 @@ def selection_inputs():
 
 
 def results_root(wildcards, input):
-    """`results/` of the report's inputs (results/models/<variant>/seed-<n>/summary.json)."""
-    return os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(input.summaries[0]))))
+    """`results/` of a rule's per-run inputs (`per_image`: results/eval/<variant>/seed-<n>/<split>/per_image.npz)."""
+    return Path(input.per_image[0]).parents[4].as_posix()
 
 
 def run_outputs(pattern, **wildcards):
@@ -192,4 +193,5 @@ def final_targets():
     return [
         *run_outputs("results/eval/{variant}/seed-{seed}/{split}/metrics.json", split=EVAL_SPLITS),
         "REPORT.md",
+        f"results/report/plots/{TOP_TWO_PLOT}",
     ]

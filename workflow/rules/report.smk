@@ -102,3 +102,33 @@ rule report:
         " --output-dir {params.out_dir:q} --report-md {output.report_md:q}"
         " --template {input.template:q} --configs {params.configs:q}"
         " --bootstrap-resamples {params.resamples} --bootstrap-seed {params.bootstrap_seed} > {log} 2>&1"
+
+
+rule top_two_differ:
+    input:
+        metrics="results/report/metrics.csv",
+        models=run_outputs("results/models/{variant}/seed-{seed}/model.pt"),
+        per_image=run_outputs(
+            "results/eval/{variant}/seed-{seed}/{split}/per_image.npz",
+            split=EVAL_SPLITS,
+        ),
+        manifests=expand("results/masks/{split}/manifest.csv", split=EVAL_SPLITS),
+    output:
+        report(
+            f"results/report/plots/{TOP_TWO_PLOT}",
+            caption="../report/top_two_differ.rst",
+            category="Plots",
+            labels={"plot": "where the best two differ"},
+        ),
+    log:
+        "results/logs/top_two_differ.log",
+    conda:
+        "../../envs/train.yaml"
+    threads: 2
+    params:
+        results=results_root,
+        masks=lambda wc, input: os.path.dirname(os.path.dirname(input.manifests[0])),
+        seeds=SEEDS,
+    shell:
+        "python -m cocoseg top-two --results {params.results:q} --metrics {input.metrics:q}"
+        " --masks {params.masks:q} --seeds {params.seeds:q} --output {output:q} --cpus {threads} > {log} 2>&1"

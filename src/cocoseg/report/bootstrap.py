@@ -17,21 +17,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..per_image import PerImageCounts
+from ..per_image import PerImageCounts, miou_from_sums
 
 LEVEL = 0.95
 RESAMPLES = 1000
 SEED = 0
 COLUMNS = ["split", "variant", "images", "seeds", "miou", "miou_low", "miou_high", "diff_from_best", "diff_low",
            "diff_high", "distinguishable_from_best", "note"]
-
-
-def miou_from_sums(intersection: np.ndarray, union: np.ndarray) -> np.ndarray:
-    """Mean IoU over the last axis, leaving out classes with an empty union (as `metrics.scores`)."""
-    with np.errstate(invalid="ignore", divide="ignore"):
-        iou = np.where(union > 0, intersection / np.where(union > 0, union, 1), np.nan)
-    present = (union > 0).sum(axis=-1)
-    return np.where(present > 0, np.nansum(np.nan_to_num(iou), axis=-1) / np.maximum(present, 1), np.nan)
 
 
 def resample_weights(images: int, resamples: int, rng: np.random.Generator) -> np.ndarray:

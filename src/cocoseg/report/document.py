@@ -13,7 +13,7 @@ import pandas as pd
 
 from ..coco import read_json
 from ..files import atomic_path, read_csv
-from ..report_plots import PLOTS
+from ..report_plots import PLOTS, TOP_TWO_PLOT
 from .plots import (plot_class_frequency, plot_confusion, plot_cost_accuracy, plot_interactions, plot_main_effects,
                     plot_metrics_bars, plot_per_class_iou, plot_samples, plot_speed_accuracy, plot_training_curves)
 from . import phrases
@@ -157,6 +157,7 @@ def build(results: Path, variants: list[str], seeds: list[str], eval_splits: lis
         confusions=markdown(confused.assign(share=confused["share"].map("{:.3f}".format))),
         plots={name: (relative / "plots" / f"{name}.png").as_posix() for name in PLOTS},
         tables={name: (relative / name).as_posix() for name in [*tables, "hardest_images.csv"]},
+        top_two_plot=(relative / "plots" / TOP_TWO_PLOT).as_posix(),
         pareto=list(table.loc[table["pareto"], "variant"]),
         unsteady=unsteady_timings(table), timing_spread=TIMING_SPREAD,
         effects=markdown(effects_table(effects)) if len(effects) else "",
