@@ -55,7 +55,7 @@ def fixture_results(root: Path, variants=VARIANTS, seeds=SEEDS, selection=("trai
                 "params": 1_000_000 * (k + 1), "epochs": 2, "train_seconds": 360.0 * (k + 1),
                 "device_hours": 0.2 * (k + 1), "device_hours_unit": "CPU core-hours", "device": "cpu (test)",
                 "selection": {"split": selection[0], "subset": selection[1], "images": 1},
-                "precision": "32-true", "peak_memory_mb": 100.0 + k, "history": history})
+                "precision": "32-true", "peak_memory_mb": 100.0 + k, "history": history, "best_val_miou": miou})
             ev = results / "eval" / name / f"seed-{seed}" / "val"
             write_json(ev / "metrics.json", {"miou": miou, "mdice": miou + 0.05, "pixel_accuracy": 0.95,
                                              "epoch": 2, "last_epoch_miou": miou - 0.01,
@@ -325,3 +325,15 @@ def test_a_lead_the_bootstrap_cannot_tell_apart_is_called_so(tmp_path):
           REPO / "workflow" / "report" / "REPORT.md.jinja", ["config/config.yaml"])
     text = " ".join((tmp_path / "REPORT.md").read_text().split())
     assert "**not distinguishable**" in text and ", tied |" in (results / "report" / "metrics.md").read_text()
+
+
+def test_the_winner_is_named_in_a_file_and_in_the_report(built):
+    report_dir, text = built
+    best = json.loads((report_dir / "best.json").read_text())
+    # v-c-96 ranks first; of its seeds, seed 1 chose an epoch scoring 0.91 on the selection images, seed 0 0.89
+    assert (best["variant"], best["seed"], best["split"]) == ("v-c-96", 1, "val")
+    assert best["model"].endswith("results/models/v-c-96/seed-1/model.pt") and Path(best["model"]).parent.is_dir()
+    assert best["scores"]["miou"] == pytest.approx(0.90) and best["scores"]["mdice"] == pytest.approx(0.95)
+    assert best["predict_command"].startswith(f"python -m cocoseg predict --model {best['model']} --images")
+    use = text[text.index("## Use it"):]
+    assert "**v-c-96**, seed 1" in use and best["predict_command"] in use

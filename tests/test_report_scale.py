@@ -59,6 +59,7 @@ def write_results(root: Path, variants: dict[str, dict]) -> Path:
                 "train_seconds": 3600 * variant["cost"], "device_hours": variant["cost"],
                 "device_hours_unit": "GPU-hours", "device": "gpu (test)", "precision": "16-mixed",
                 "selection": {"split": "train", "subset": "holdout", "images": 100}, "peak_memory_mb": 4000.0,
+                "best_val_miou": miou,
                 "history": history})
             ev = results / "eval" / name / f"seed-{seed}" / "val"
             write_json(ev / "metrics.json", {"miou": miou, "mdice": miou + 0.05, "pixel_accuracy": 0.9, "epoch": 3,

@@ -50,6 +50,7 @@ rule report:
             labels={"table": "each variant's hardest images"},
         ),
         disagreements="results/report/top_two_disagreements.csv",
+        best="results/report/best.json",
         tables_md="results/report/metrics.md",
         per_class=report(
             "results/report/per_class_iou.csv",

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from ..coco import read_json
-from ..files import atomic_path, read_csv
+from ..files import atomic_path, read_csv, write_json
 from ..report_plots import PLOTS, TOP_TWO_PLOT
 from .plots import (plot_class_frequency, plot_confusion, plot_cost_accuracy, plot_interactions, plot_main_effects,
                     plot_metrics_bars, plot_per_class_iou, plot_samples, plot_speed_accuracy, plot_training_curves)
@@ -22,6 +22,7 @@ from .statistics import (NOISE_RULE, TIMING_SPREAD, cost_steps, interactions, ma
 from ..per_image import FILE_NAME as PER_IMAGE_FILE, PerImageCounts, read_per_image
 from .bootstrap import LEVEL, RESAMPLES, SEED, paired_bootstrap
 from .images import disagreements, hardest_images
+from .winner import BEST_FILE, winner
 from .tables import (aggregate, class_order, dataset_table, details_table, effects_table, main_table, markdown,
                      mean_std, per_class_tables, ranked_variants, run_path, runs_table, shown_classes,
                      top_confusions)
@@ -124,6 +125,8 @@ def build(results: Path, variants: list[str], seeds: list[str], eval_splits: lis
     differing = (disagreements(best["variant"], runner_up["variant"], first_counts)
                  if runner_up is not None and {best["variant"], runner_up["variant"]} <= set(first_counts) else None)
     _write_table(hardest, out_dir / "hardest_images.csv")
+    best_run = winner(table, summaries, seeds, results)
+    write_json(out_dir / BEST_FILE, best_run)
     _write_table(differing if differing is not None else pd.DataFrame(columns=["image", "difference"]),
                  out_dir / "top_two_disagreements.csv")
     frequency = shares[eval_splits[0]] if eval_splits[0] in shares else shares.iloc[:, 0]
@@ -158,6 +161,7 @@ def build(results: Path, variants: list[str], seeds: list[str], eval_splits: lis
         plots={name: (relative / "plots" / f"{name}.png").as_posix() for name in PLOTS},
         tables={name: (relative / name).as_posix() for name in [*tables, "hardest_images.csv"]},
         top_two_plot=(relative / "plots" / TOP_TWO_PLOT).as_posix(),
+        best_run=best_run, best_file=(relative / BEST_FILE).as_posix(),
         pareto=list(table.loc[table["pareto"], "variant"]),
         unsteady=unsteady_timings(table), timing_spread=TIMING_SPREAD,
         effects=markdown(effects_table(effects)) if len(effects) else "",
