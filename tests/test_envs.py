@@ -53,6 +53,8 @@ def test_no_env_file_names_a_local_path():
 INSTALLED_FOR_OTHERS = {
     "torchvision": "pinned beside torch (other pairs fail to import); SMP's encoders import it",
     "tensorboard": "Lightning's TensorBoardLogger writes through it",
+    "onnx": "torch's ONNX exporter writes the file through it",
+    "onnxscript": "torch.onnx.export(dynamo=True) builds the graph with it",
 }
 
 

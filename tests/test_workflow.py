@@ -116,6 +116,11 @@ def test_test_config_runs_end_to_end_and_masks_match_the_cli(tmp_path):
     assert shown.split(", ") == [row["image"] for row in differing] and len(differing) == 5
     panel = Image.open(workdir / "results" / "report" / "plots" / "top_two_differ.png")
     assert panel.height == 28 + 5 * (28 + 180)  # a title, then per image a line of text and a row of tiles
+    best = json.loads((workdir / "results" / "report" / "best.json").read_text())
+    assert best["variant"] == max(mean_miou, key=mean_miou.get)
+    exported = json.loads((workdir / "results" / "export" / "best" / "onnx" / "export.json").read_text())
+    assert (exported["variant"], exported["seed"]) == (best["variant"], best["seed"])
+    assert exported["check"]["argmax_agreement"] >= 0.999 and exported["check"]["batches"][0][0] == 4
     assert (workdir / "results" / "report" / "plots" / "training_curves.png").stat().st_size > 2000
     html = snakemake(workdir, "--configfile", str(TEST_CONFIG), "--report", "report.html")
     assert html.returncode == 0, html.stderr[-3000:]

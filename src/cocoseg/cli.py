@@ -251,6 +251,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="resamples of the paired bootstrap over images and seeds (unset: the report's default)")
     p.add_argument("--bootstrap-seed", type=int, help="random seed of the bootstrap (unset: the report's default)")
 
+    p = _command(sub, "export", _export, "a trained model as ONNX or TorchScript, checked against PyTorch",
+                 output_files=("output",))
+    p.add_argument("--model", required=True, type=Path, help="model.pt written by `cocoseg train`")
+    p.add_argument("--format", required=True, choices=["onnx", "torchscript"], help="what to export to")
+    p.add_argument("--output", required=True, type=Path, help="folder for the model, labels.csv and export.json")
+    p.add_argument("--check-split", type=Path, help="a `cocoseg masks` folder whose first images join the check")
+    p.add_argument("--check-images", type=_positive, default=4, help="how many of its images")
+    p.add_argument("--best", type=Path,
+                   help="best.json of a report: export its model (instead of --model's, which is then ignored)")
+
     p = _command(sub, "top-two", _top_two, "the images where the report's best two variants disagree most, with "
                  "both predictions", output_files=("output",))
     p.add_argument("--results", type=Path, default=Path("results"), help="the workflow's results folder")
@@ -340,6 +350,19 @@ def _report(args: argparse.Namespace) -> None:
     bootstrap = {"resamples": args.bootstrap_resamples, "bootstrap_seed": args.bootstrap_seed}
     build(args.results, args.variants, args.seeds, args.eval_splits, args.data_splits, args.output_dir,
           args.report_md, args.template, args.configs, **{k: v for k, v in bootstrap.items() if v is not None})
+
+
+def _export(args: argparse.Namespace) -> None:
+    import json
+
+    from .export import export
+
+    model = Path(json.loads(args.best.read_text())["model"]) if args.best else args.model
+    done = export(model, args.format, args.output, args.check_split, args.check_images)
+    check = done["check"]
+    print(f"{args.output / done['file']}: {done['variant']} seed {done['seed']}; predicts "
+          f"{check['argmax_agreement']:.4%} of pixels as PyTorch does, logits within "
+          f"{check['max_logit_difference']:.2g}", file=sys.stderr)
 
 
 def _top_two(args: argparse.Namespace) -> None:

@@ -194,4 +194,5 @@ def final_targets():
         *run_outputs("results/eval/{variant}/seed-{seed}/{split}/metrics.json", split=EVAL_SPLITS),
         "REPORT.md",
         f"results/report/plots/{TOP_TWO_PLOT}",
+        *expand("results/export/best/{format}", format=config["export"]["formats"]),
     ]
