@@ -56,7 +56,7 @@ def test_the_export_predicts_as_pytorch_at_any_batch_and_size(model, data, tmp_p
         got = torch.jit.load(str(tmp_path / "out" / "model.torchscript.pt"))(batch).detach().numpy()
     assert got.shape == expected.shape == (3, 6, 96, 128)
     assert (got.argmax(1) == expected.argmax(1)).mean() >= 0.999 and np.abs(got - expected).max() < 1e-3
-    assert f"{fmt}: fpn-resnet18-64x96 seed 3; predicts" in capsys.readouterr().err
+    assert f"{summary['file']}: fpn-resnet18-64x96 seed 3; predicts" in capsys.readouterr().err
 
 
 def test_export_of_a_reports_winner_reads_its_best_json(model, tmp_path):
