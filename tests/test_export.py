@@ -62,7 +62,7 @@ def test_the_export_predicts_as_pytorch_at_any_batch_and_size(model, data, tmp_p
 def test_export_of_a_reports_winner_reads_its_best_json(model, tmp_path):
     best = tmp_path / "best.json"
     best.write_text(json.dumps({"model": str(model), "variant": "fpn-resnet18-64x96", "seed": 3}))
-    assert main(["export", "--best", str(best), "--model", "ignored", "--format", "torchscript",
+    assert main(["export", "--best", str(best), "--format", "torchscript",
                  "--output", str(tmp_path / "out")]) == 0
     assert json.loads((tmp_path / "out" / "export.json").read_text())["source"] == str(model)
 

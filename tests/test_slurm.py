@@ -31,7 +31,8 @@ NODE_FIT = [
     "--default-resources", "mem_mb=1000", "runtime=10",
 ]
 REMOTE_JOBS = {("mask_shard", "train_0"), ("mask_shard", "train_1"), ("mask_shard", "train_2"),
-               ("mask_shard", "val_0"), ("train_variant", f"{VARIANT}_0"), ("evaluate_variant", f"{VARIANT}_0_val")}
+               ("mask_shard", "val_0"), ("train_variant", f"{VARIANT}_0"), ("evaluate_variant", f"{VARIANT}_0_val"),
+               ("top_two_differ", ""), ("export_best", "onnx")}
 
 
 def planned_jobs(output: str) -> dict[str, list[str]]:
@@ -95,7 +96,7 @@ def slurm_snakemake(cluster, workdir: Path, config: Path, *extra: str, backgroun
 def submitted(log: str) -> dict[tuple[str, str], list[str]]:
     """(rule, wildcards) -> SLURM job ids, from the plugin's 'submitted with SLURM jobid' lines."""
     jobs: dict[tuple[str, str], list[str]] = {}
-    for rule, wildcards, job_id in re.findall(r"slurm_logs/rule_(\w+)/(\S+)/(\d+)\.log", log):
+    for rule, wildcards, job_id in re.findall(r"slurm_logs/rule_(\w+)/(?:(\S+)/)?(\d+)\.log", log):
         if f"SLURM jobid {job_id} " in log:
             jobs.setdefault((rule, wildcards), []).append(job_id)
     return {key: sorted(set(ids), key=int) for key, ids in jobs.items()}

@@ -253,13 +253,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _command(sub, "export", _export, "a trained model as ONNX or TorchScript, checked against PyTorch",
                  output_files=("output",))
-    p.add_argument("--model", required=True, type=Path, help="model.pt written by `cocoseg train`")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--model", type=Path, help="model.pt written by `cocoseg train`")
+    which.add_argument("--best", type=Path, help="best.json of a report: export the model it names")
     p.add_argument("--format", required=True, choices=["onnx", "torchscript"], help="what to export to")
     p.add_argument("--output", required=True, type=Path, help="folder for the model, labels.csv and export.json")
     p.add_argument("--check-split", type=Path, help="a `cocoseg masks` folder whose first images join the check")
     p.add_argument("--check-images", type=_positive, default=4, help="how many of its images")
-    p.add_argument("--best", type=Path,
-                   help="best.json of a report: export its model (instead of --model's, which is then ignored)")
 
     p = _command(sub, "top-two", _top_two, "the images where the report's best two variants disagree most, with "
                  "both predictions", output_files=("output",))
