@@ -94,10 +94,10 @@ def build_dataset(root: Path, copies: int) -> tuple[Path, Path, str]:
     images_dir.mkdir(parents=True)
     merged = {"images": [], "annotations": [], "categories": None}
     for copy in range(copies):
-        for annotations, image_dir in sources:
-            data = json.loads(annotations.read_text())
+        for annotation_file, image_dir in sources:
+            data = json.loads(annotation_file.read_text())
             merged["categories"] = data["categories"]
-            offset = 10_000_000 * (copy * len(sources) + sources.index((annotations, image_dir)) + 1)
+            offset = 10_000_000 * (copy * len(sources) + sources.index((annotation_file, image_dir)) + 1)
             for img in data["images"]:
                 name = f"c{copy}_{img['file_name']}"
                 os.symlink(image_dir / img["file_name"], images_dir / name)

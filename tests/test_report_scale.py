@@ -171,7 +171,8 @@ def test_main_effects_and_interactions_equal_means_computed_from_the_grid(large)
     effects = pd.read_csv(report_dir / "main_effects.csv")
     assert list(dict.fromkeys(effects["setting"])) == ["architecture", "encoder", "image_size", "loss"]
     for row in effects.itertuples():
-        assert row.miou_mean == pytest.approx(frame.loc[frame[row.setting].astype(str) == str(row.value), "miou"].mean())
+        chosen = frame[row.setting].astype(str) == str(row.value)
+        assert row.miou_mean == pytest.approx(frame.loc[chosen, "miou"].mean())
     pairs = pd.read_csv(report_dir / "interactions.csv")
     assert len(pairs.groupby(["setting_a", "setting_b"])) == 6  # every pair of the 4 settings: a complete grid
     for row in pairs.itertuples():

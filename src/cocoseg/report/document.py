@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import platform
+from dataclasses import dataclass
 from pathlib import Path
 
 import jinja2
@@ -13,19 +14,19 @@ import pandas as pd
 
 from ..coco import read_json
 from ..files import atomic_path, read_csv, write_json
-from ..report_plots import PLOTS, TOP_TWO_PLOT
-from .plots import (plot_class_frequency, plot_confusion, plot_cost_accuracy, plot_interactions, plot_main_effects,
-                    plot_metrics_bars, plot_per_class_iou, plot_samples, plot_speed_accuracy, plot_training_curves)
-from . import phrases
-from .statistics import (NOISE_RULE, TIMING_SPREAD, cost_steps, interactions, main_effects, ranked_settings,
-                         typical_seed_spread, unsteady_timings, verdict)
 from ..per_image import FILE_NAME as PER_IMAGE_FILE, PerImageCounts, read_per_image
+from ..report_plots import PLOTS, TOP_TWO_PLOT
+from . import phrases
 from .bootstrap import LEVEL, RESAMPLES, SEED, paired_bootstrap
 from .images import disagreements, hardest_images
-from .winner import BEST_FILE, winner
+from .plots import (plot_class_frequency, plot_confusion, plot_cost_accuracy, plot_interactions, plot_main_effects,
+                    plot_metrics_bars, plot_per_class_iou, plot_samples, plot_speed_accuracy, plot_training_curves)
+from .statistics import (NOISE_RULE, TIMING_SPREAD, cost_steps, interactions, main_effects, ranked_settings,
+                         typical_seed_spread, unsteady_timings, verdict)
 from .tables import (aggregate, class_order, dataset_table, details_table, effects_table, main_table, markdown,
                      mean_std, per_class_tables, ranked_variants, run_path, runs_table, shown_classes,
                      top_confusions)
+from .winner import BEST_FILE, winner
 
 
 def machine_description() -> str:
@@ -71,64 +72,84 @@ def with_intervals(table: pd.DataFrame, counts: dict[str, dict], resamples: int,
     return table
 
 
+@dataclass(frozen=True)
+class Runs:
+    """What the earlier stages wrote for every run (variant, seed, split)."""
+    summaries: dict[tuple[str, str], dict]
+    metrics: dict[tuple[str, str, str], dict]
+    per_class: dict[tuple[str, str, str], pd.DataFrame]
+    confusions: dict[tuple[str, str, str], np.ndarray]
+    counts: dict[str, dict[str, list[PerImageCounts] | None]]  # split -> variant -> per seed
+
+
+def read_runs(results: Path, variants: list[str], seeds: list[str], eval_splits: list[str]) -> Runs:
+    def eval_file(run: tuple[str, str, str], name: str) -> Path:
+        variant, seed, split = run
+        return run_path(results, "eval", variant, seed) / split / name
+
+    runs = [(v, seed, s) for v in variants for seed in seeds for s in eval_splits]
+    return Runs(
+        summaries={(v, seed): read_json(run_path(results, "models", v, seed) / "summary.json")
+                   for v in variants for seed in seeds},
+        metrics={run: read_json(eval_file(run, "metrics.json")) for run in runs},
+        per_class={run: pd.DataFrame(read_csv(eval_file(run, "per_class.csv")))
+                   .assign(iou=lambda f: pd.to_numeric(f["iou"])) for run in runs},
+        confusions={run: pd.DataFrame(read_csv(eval_file(run, "confusion.csv")))
+                    .drop(columns="label").to_numpy(dtype=np.int64) for run in runs},
+        counts={split: read_counts(results, variants, seeds, split) for split in eval_splits},
+    )
+
+
+def image_tables(verdicts: dict[str, dict], counts: dict[str, list[PerImageCounts] | None]
+                 ) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """Each variant's hardest images, and where the best two disagree (None without both's counts)."""
+    usable = {v: c for v, c in counts.items() if c}
+    best, runner_up = verdicts["best"], verdicts["runner_up"]
+    pair = None if runner_up is None else (best["variant"], runner_up["variant"])
+    differing = disagreements(*pair, usable) if pair and set(pair) <= set(usable) else None
+    return hardest_images(usable), differing
+
+
 def build(results: Path, variants: list[str], seeds: list[str], eval_splits: list[str], data_splits: list[str],
           out_dir: Path, report_md: Path, template: Path, configs: list[str], resamples: int = RESAMPLES,
           bootstrap_seed: int = SEED) -> None:
     """Write tables and plots under `out_dir` and render `report_md` from `template`."""
     results, out_dir = Path(results), Path(out_dir)
     seeds = [str(seed) for seed in seeds]
-    summaries = {(v, seed): read_json(run_path(results, "models", v, seed) / "summary.json")
-                 for v in variants for seed in seeds}
-    runs_of = [(v, seed, s) for v in variants for seed in seeds for s in eval_splits]
+    runs = read_runs(results, variants, seeds, eval_splits)
 
-    def eval_file(run: tuple[str, str, str], name: str) -> Path:
-        variant, seed, split = run
-        return run_path(results, "eval", variant, seed) / split / name
-
-    metrics = {run: read_json(eval_file(run, "metrics.json")) for run in runs_of}
-    per_class = {run: pd.DataFrame(read_csv(eval_file(run, "per_class.csv")))
-                 .assign(iou=lambda f: pd.to_numeric(f["iou"])) for run in runs_of}
-    confusions = {run: pd.DataFrame(read_csv(eval_file(run, "confusion.csv")))
-                  .drop(columns="label").to_numpy(dtype=np.int64) for run in runs_of}
-
-    runs = runs_table(summaries, metrics, results)
-    counts = {split: read_counts(results, variants, seeds, split) for split in eval_splits}
-    table = with_intervals(aggregate(runs), counts, resamples, bootstrap_seed)
+    per_seed = runs_table(runs.summaries, runs.metrics, results)
+    table = with_intervals(aggregate(per_seed), runs.counts, resamples, bootstrap_seed)
     ranking = ranked_variants(table)
-    per_class_long, classes = per_class_tables({run: per_class[run] for run in sorted(
-        per_class, key=lambda run: ranking.index(run[0]))}, single_split=len(eval_splits) == 1)
+    per_class_long, classes = per_class_tables({run: runs.per_class[run] for run in sorted(
+        runs.per_class, key=lambda run: ranking.index(run[0]))}, single_split=len(eval_splits) == 1)
     datasets, shares = dataset_table({s: results / "masks" / s for s in data_splits})
     names = list(dict.fromkeys(per_class_long["name"]))
-    summed = {(v, s): sum(confusions[v, seed, s] for seed in seeds) for v in variants for s in eval_splits}
+    summed = {(v, s): sum(runs.confusions[v, seed, s] for seed in seeds) for v in variants for s in eval_splits}
     confused = pd.concat([top_confusions(matrix, names).assign(variant=v, split=s)
                           for (v, s), matrix in summed.items()], ignore_index=True)
     confused = confused[["variant", "split", "label", "predicted", "share", "pixels"]]
-
-    configs_of = {v: summaries[v, seeds[0]]["config"] for v in variants}
+    configs_of = {v: runs.summaries[v, seeds[0]]["config"] for v in variants}
     effects, pairs = main_effects(table, configs_of), interactions(table, configs_of)
-    tables = {"metrics.csv": table, "metrics_per_seed.csv": runs, "main_effects.csv": effects,
-              "interactions.csv": pairs,
+    verdicts = {split: verdict(part) for split, part in table.groupby("split", sort=False)}
+    hardest, differing = image_tables(verdicts[eval_splits[0]], runs.counts[eval_splits[0]])
+    best_run = winner(table, runs.summaries, seeds, results)
+
+    tables = {"metrics.csv": table, "metrics_per_seed.csv": per_seed, "main_effects.csv": effects,
+              "interactions.csv": pairs, "hardest_images.csv": hardest,
+              "top_two_disagreements.csv": differing if differing is not None else pd.DataFrame(
+                  columns=["image", "difference"]),
               "per_class_iou.csv": classes.rename_axis("class").reset_index(),
               "per_class_iou_per_seed.csv": per_class_long, "top_confusions.csv": confused,
               "dataset_stats.csv": datasets, "class_pixel_share.csv": shares.rename_axis("class").reset_index()}
     for name, frame in tables.items():
         _write_table(frame, out_dir / name)
+    write_json(out_dir / BEST_FILE, best_run)
     main, details = markdown(main_table(table)), markdown(details_table(table))
     with atomic_path(out_dir / "metrics.md") as tmp:
         tmp.write_text(main + "\n\n" + details + "\n", encoding="utf-8")
 
-    verdicts = {split: verdict(part) for split, part in table.groupby("split", sort=False)}
     best = verdicts[eval_splits[0]]["best"]
-    first_counts = {v: c for v, c in counts[eval_splits[0]].items() if c}
-    hardest = hardest_images(first_counts)
-    runner_up = verdicts[eval_splits[0]]["runner_up"]
-    differing = (disagreements(best["variant"], runner_up["variant"], first_counts)
-                 if runner_up is not None and {best["variant"], runner_up["variant"]} <= set(first_counts) else None)
-    _write_table(hardest, out_dir / "hardest_images.csv")
-    best_run = winner(table, summaries, seeds, results)
-    write_json(out_dir / BEST_FILE, best_run)
-    _write_table(differing if differing is not None else pd.DataFrame(columns=["image", "difference"]),
-                 out_dir / "top_two_disagreements.csv")
     frequency = shares[eval_splits[0]] if eval_splits[0] in shares else shares.iloc[:, 0]
     frequency = frequency.reindex(classes.index).fillna(0)
     order = class_order(frequency)
@@ -140,7 +161,7 @@ def build(results: Path, variants: list[str], seeds: list[str], eval_splits: lis
     plot_main_effects(effects, plots / "main_effects.png")
     plot_interactions(pairs, plots / "interactions.png")
     plot_per_class_iou(classes, shown, note, plots / "per_class_iou.png")
-    plot_training_curves(summaries, ranking, plots / "training_curves.png")
+    plot_training_curves(runs.summaries, ranking, plots / "training_curves.png")
     plot_class_frequency(shares, order, plots / "class_frequency.png")
     plot_confusion(summed[best["variant"], best["split"]], names, order,
                    f"{best['variant']} on {best['split']}, all seeds", plots / "confusion_best.png")
@@ -153,13 +174,13 @@ def build(results: Path, variants: list[str], seeds: list[str], eval_splits: lis
                                      undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
     text = environment.get_template(Path(template).name).render(
         configs=configs, machine=machine_description(), main=main, details=details, table=table, verdicts=verdicts,
-        noise_rule=NOISE_RULE, summaries={v: summaries[v, seeds[0]] for v in variants},
+        noise_rule=NOISE_RULE, summaries={v: runs.summaries[v, seeds[0]] for v in variants},
         variants=variants, eval_splits=eval_splits, mean_std=mean_std,
         same_images=table[table["same_images"]], datasets=markdown(datasets),
         class_table=markdown(class_table.rename_axis("class").reset_index()), class_note=note,
         confusions=markdown(confused.assign(share=confused["share"].map("{:.3f}".format))),
         plots={name: (relative / "plots" / f"{name}.png").as_posix() for name in PLOTS},
-        tables={name: (relative / name).as_posix() for name in [*tables, "hardest_images.csv"]},
+        tables={name: (relative / name).as_posix() for name in tables},
         top_two_plot=(relative / "plots" / TOP_TWO_PLOT).as_posix(),
         best_run=best_run, best_file=(relative / BEST_FILE).as_posix(),
         pareto=list(table.loc[table["pareto"], "variant"]),
@@ -167,7 +188,6 @@ def build(results: Path, variants: list[str], seeds: list[str], eval_splits: lis
         effects=markdown(effects_table(effects)) if len(effects) else "",
         **answer_in_words(table, effects),
         level=LEVEL, resamples=resamples, bootstrap_seed=bootstrap_seed,
-        hardest=markdown(hardest.assign(image_miou=hardest["image_miou"].map("{:.3f}".format))),
         differing=None if differing is None else markdown(differing.set_index("image").map("{:.3f}".format)
                                                            .reset_index()),
     )
