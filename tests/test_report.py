@@ -337,3 +337,18 @@ def test_the_winner_is_named_in_a_file_and_in_the_report(built):
     assert best["predict_command"].startswith(f"python -m cocoseg predict --model {best['model']} --images")
     use = text[text.index("## Use it"):]
     assert "**v-c-96**, seed 1" in use and best["predict_command"] in use
+
+
+def test_a_flip_score_gets_its_own_column_and_definition(tmp_path):
+    results = fixture_results(tmp_path)
+    for path in (results / "eval").rglob("metrics.json"):
+        metrics = json.loads(path.read_text())
+        write_json(path, {**metrics, "miou_flip": metrics["miou"] + 0.02})
+    build(results, list(VARIANTS), SEEDS, ["val"], ["train", "val"], results / "report", tmp_path / "REPORT.md",
+          REPO / "workflow" / "report" / "REPORT.md.jinja", ["config/config.yaml"])
+    main = (results / "report" / "metrics.md").read_text().split("\n\n")[0]
+    assert main.splitlines()[0].endswith("| mIoU (flip) |")
+    assert next(line for line in main.splitlines() if line.startswith("| v-c-96 ")).endswith("| 0.920 ± 0.014 |")
+    assert "**mIoU (flip)**" in (tmp_path / "REPORT.md").read_text()
+    assert pd.read_csv(results / "report" / "metrics.csv").set_index("variant").loc["v-a-64", "miou_flip_mean"] == \
+        pytest.approx(0.82)

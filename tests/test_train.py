@@ -112,6 +112,34 @@ def test_per_image_counts_sum_to_the_splits_metrics_and_match_each_mask(data, tr
     assert np.nanmean(np.where(union > 0, intersection / np.maximum(union, 1), np.nan)) == metrics["miou"]
 
 
+def test_flip_tta_scores_the_mean_of_each_image_and_its_mirror(data, trained, tmp_path):
+    import torch.nn.functional as F
+    from cocoseg.data import eval_transform, fitted_size, load_sample, normalize
+    from cocoseg.modelfile import load_trained
+
+    out, _ = trained
+    metrics = evaluate(out / "model.pt", data / "val", tmp_path, samples=0, tta=("flip",))
+    model, variant, labels, _ = load_trained(out / "model.pt")
+    n = len(labels)
+    confusion = np.zeros((n, n), np.int64)
+    transform = eval_transform(variant.image_size)
+    for row in read_manifest(data / "val"):
+        image, mask = load_sample(data / "val", row)
+        fitted = fitted_size(*mask.shape, variant.image_size)
+        batch = normalize(torch.from_numpy(transform(image=image)["image"])[None])
+        with torch.inference_mode():
+            logits = (model(batch) + model(batch.flip(-1)).flip(-1)) / 2
+            logits = F.interpolate(logits[:, :, : fitted[0], : fitted[1]], size=mask.shape, mode="bilinear",
+                                   align_corners=False)
+        predicted, keep = logits.argmax(1)[0].numpy(), mask != 255
+        confusion += np.bincount(mask[keep].astype(np.int64) * n + predicted[keep], minlength=n * n).reshape(n, n)
+    intersection, union = np.diag(confusion), confusion.sum(0) + confusion.sum(1) - np.diag(confusion)
+    expected = np.nanmean(np.where(union > 0, intersection / np.maximum(union, 1), np.nan))
+    assert metrics["miou_flip"] == pytest.approx(expected, abs=1e-9)
+    assert metrics["miou"] == evaluate(out / "model.pt", data / "val", tmp_path / "plain", samples=0)["miou"]
+    assert "miou_flip" not in json.loads((tmp_path / "plain" / "metrics.json").read_text())
+
+
 def test_a_model_that_always_says_background_scores_what_the_masks_imply(data, trained, tmp_path):
     """mIoU of a known prediction, from the masks' own pixel counts: background IoU is its share of
     the labelled pixels, every other class present scores 0, absent classes are left out."""

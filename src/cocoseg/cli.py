@@ -221,6 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split-dir", required=True, type=Path, help="a `cocoseg masks` output folder")
     p.add_argument("--output", required=True, type=Path, help="folder for metrics.json, tables and panels")
     p.add_argument("--samples", type=int, default=6, help="sample panels to write")
+    p.add_argument("--tta", nargs="*", choices=["flip"], default=[],
+                   help="also score with these test-time augmentations (flip: logits averaged with the mirror's)")
     p.add_argument("--cpus", "--workers", type=_positive, default=1,
                    help="CPUs the job holds, shared between decoding workers and threads")
     _add_gpu_options(p)
@@ -332,7 +334,7 @@ def _evaluate(args: argparse.Namespace) -> None:
     from .evaluate import evaluate
 
     m = evaluate(args.model, args.split_dir, args.output, samples=args.samples, cpus=args.cpus,
-                 gpu_requested=args.gpu, allow_cpu_fallback=args.allow_cpu_fallback)
+                 gpu_requested=args.gpu, allow_cpu_fallback=args.allow_cpu_fallback, tta=tuple(args.tta))
     print(f"{m['variant']} on {m['split']}: mIoU {m['miou']:.3f}, mDice {m['mdice']:.3f}, "
           f"pixel accuracy {m['pixel_accuracy']:.3f}, {m['inference_images_per_s']:.1f} images/s", file=sys.stderr)
 

@@ -31,20 +31,29 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 
 
 class Predictor:
-    """Fit inside the variant's size, run the model, and bring logits back to the original size."""
+    """Fit inside the variant's size, run the model, and bring logits back to the original size.
 
-    def __init__(self, model_path: Path, device: str, epoch: str = "chosen"):
+    `flip`: average the logits of the image and of its horizontal mirror (flipped back), the
+    test-time augmentation model zoos report beside the plain score.
+    """
+
+    def __init__(self, model_path: Path, device: str, epoch: str = "chosen", flip: bool = False):
         self.device = device
         self.model, self.variant, self.labels, self.epoch = load_trained(model_path, self.device, epoch)
-        self.epoch_name = epoch
+        self.epoch_name = epoch + (", flip" if flip else "")
+        self.flip = flip
         self.transform = eval_transform(self.variant.image_size)
+
+    def logits(self, tensor: torch.Tensor) -> torch.Tensor:
+        logits = self.model(tensor)
+        return (logits + self.model(tensor.flip(-1)).flip(-1)) / 2 if self.flip else logits
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
         height, width = image.shape[:2]
         resized = fitted_size(height, width, self.variant.image_size)
         tensor = normalize(as_tensor(self.transform(image=image)["image"])[None].to(self.device)).contiguous()
         with torch.inference_mode():
-            logits = self.model(tensor)[:, :, : resized[0], : resized[1]]
+            logits = self.logits(tensor)[:, :, : resized[0], : resized[1]]
             logits = F.interpolate(logits.float(), size=(height, width), mode="bilinear", align_corners=False)
             return logits.argmax(dim=1)[0].to(torch.uint8).cpu().numpy()
 
@@ -135,12 +144,13 @@ def _write_tables(output_dir: Path, labels: list[dict], result: dict, confusion:
 
 
 def evaluate(model_path: Path, split_dir: Path, output_dir: Path, samples: int = 6, cpus: int = 1,
-             gpu_requested: bool = False, allow_cpu_fallback: bool = False) -> dict:
+             gpu_requested: bool = False, allow_cpu_fallback: bool = False, tta: tuple[str, ...] = ()) -> dict:
     """Metrics over the whole split at original resolution; writes metrics.json, per_class.csv,
-    confusion.csv and sample panels (image | ground truth | prediction).
+    confusion.csv, per_image.npz and sample panels (image | ground truth | prediction).
 
     The chosen epoch's weights are scored and timed; the last epoch's are scored too, so the
-    report can show how much choosing the epoch mattered.
+    report can show how much choosing the epoch mattered. `tta` ("flip"): the chosen epoch is
+    scored once more with flip-averaged logits (`miou_flip`, ...), beside the plain score.
     """
     device, workers = inference_device(cpus, gpu_requested, allow_cpu_fallback)
     predictor = Predictor(model_path, device)
@@ -158,6 +168,8 @@ def evaluate(model_path: Path, split_dir: Path, output_dir: Path, samples: int =
     result = scores(confusion)
     last = Predictor(model_path, device, epoch="last")
     last_result = scores(_score(last, split_dir, rows, workers)[0])
+    flipped = scores(_score(Predictor(model_path, device, flip=True), split_dir, rows, workers)[0]) \
+        if "flip" in tta else None
     summary = Path(model_path).with_name("summary.json")  # written beside model.pt by `cocoseg train`
     train_seconds = json.loads(summary.read_text())["train_seconds"] if summary.exists() else None
     metrics = {
@@ -178,6 +190,9 @@ def evaluate(model_path: Path, split_dir: Path, output_dir: Path, samples: int =
         "image_size": list(predictor.variant.image_size),
         "train_seconds": train_seconds,
     }
+    if flipped:
+        metrics.update(miou_flip=flipped["miou"], mdice_flip=flipped["mdice"],
+                       pixel_accuracy_flip=flipped["pixel_accuracy"])
     _write_tables(output_dir, predictor.labels, result, confusion)
     write_per_image(output_dir / PER_IMAGE_FILE, [int(row["image_id"]) for row in rows],
                     [row["file_name"] for row in rows], per_image)

@@ -36,7 +36,9 @@ rule evaluate_variant:
         split_dir=lambda wc, input: os.path.dirname(input.manifest),
         out_dir=lambda wc, output: os.path.dirname(output.metrics),
         samples=config["evaluate"]["samples"],
+        tta=config["evaluate"]["tta"],
         gpu=gpu_options,
     shell:
         "python -m cocoseg evaluate --model {input.model:q} --split-dir {params.split_dir:q}"
-        " --output {params.out_dir:q} --samples {params.samples} --cpus {threads} {params.gpu:q} > {log} 2>&1"
+        " --output {params.out_dir:q} --samples {params.samples} --tta {params.tta} --cpus {threads}"
+        " {params.gpu:q} > {log} 2>&1"

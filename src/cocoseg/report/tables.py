@@ -11,7 +11,7 @@ from ..coco import read_json
 from ..splitfolder import OK, read_manifest_rows
 from .statistics import pareto_front
 
-METRICS = ["miou", "mdice", "pixel_accuracy", "last_epoch_miou", "inference_images_per_s",
+METRICS = ["miou", "mdice", "pixel_accuracy", "miou_flip", "last_epoch_miou", "inference_images_per_s",
            "inference_peak_memory_mb", "train_seconds", "train_peak_memory_mb", "device_hours", "epoch"]
 TOP_CONFUSIONS = 5
 MANY_CLASSES = 30  # above this, per-class plots show the most and least frequent classes only
@@ -50,6 +50,7 @@ def runs_table(summaries: dict[tuple[str, str], dict], metrics: dict[tuple[str, 
             "inference_images_per_s": m["inference_images_per_s"],
             "inference_peak_memory_mb": m["inference_peak_memory_mb"],
             "miou": m["miou"], "mdice": m["mdice"], "pixel_accuracy": m["pixel_accuracy"],
+            "miou_flip": m.get("miou_flip", np.nan),  # scored only with evaluate.tta: [flip]
             "checkpoint": str(run_path(results, "models", variant, seed) / "model.pt"),
         })
     return pd.DataFrame(rows)
@@ -118,6 +119,9 @@ def main_table(table: pd.DataFrame) -> pd.DataFrame:
         "vs best (95% interval)": differences_from_best(table),
         "mDice": _spread(table, "mdice"), "Pixel accuracy": _spread(table, "pixel_accuracy"),
     })
+    if table["miou_flip_mean"].notna().any():
+        columns["mIoU (flip)"] = ["-" if pd.isna(m) else text for m, text in
+                                  zip(table["miou_flip_mean"], _spread(table, "miou_flip"))]
     return pd.DataFrame(columns)
 
 
