@@ -140,6 +140,52 @@ def test_flip_tta_scores_the_mean_of_each_image_and_its_mirror(data, trained, tm
     assert "miou_flip" not in json.loads((tmp_path / "plain" / "metrics.json").read_text())
 
 
+@pytest.mark.parametrize("length, window, stride", [(64, 64, 42), (100, 64, 36), (30, 64, 42), (1000, 96, 64),
+                                                    (97, 32, 32)])
+def test_sliding_windows_cover_every_pixel_and_end_flush(length, window, stride):
+    from cocoseg.evaluate import window_starts
+
+    starts = window_starts(length, window, stride)
+    covered = np.zeros(max(length, window), bool)
+    for start in starts:
+        covered[start: start + window] = True
+    assert covered[:length].all() and starts[0] == 0 and starts[-1] == max(length - window, 0)
+    assert all(b - a <= stride for a, b in zip(starts, starts[1:]))
+
+
+def test_slide_equals_whole_at_the_window_size_and_averages_overlapping_windows(trained):
+    import torch
+    from cocoseg.data import normalize
+    from cocoseg.evaluate import Predictor
+
+    out, _ = trained
+    whole, slide = Predictor(out / "model.pt", "cpu"), Predictor(out / "model.pt", "cpu", mode="slide", stride=(36, 36))
+    rng = np.random.default_rng(4)
+    square = rng.integers(0, 256, size=(64, 64, 3), dtype=np.uint8)
+    assert (slide(square) == whole(square)).all()
+    wide = rng.integers(0, 256, size=(64, 100, 3), dtype=np.uint8)  # windows at left 0 and 36: overlap 36..63
+    with torch.inference_mode():
+        tensor = normalize(torch.from_numpy(wide)[None])
+        left, right = slide.model(tensor[..., :64]), slide.model(tensor[..., 36:100])
+    expected = torch.zeros((1, left.shape[1], 64, 100))
+    expected[..., :36], expected[..., 64:] = left[..., :36], right[..., 28:]
+    expected[..., 36:64] = (left[..., 36:] + right[..., :28]) / 2
+    assert (slide(wide) == expected.argmax(1)[0].numpy()).all()
+    assert slide(rng.integers(0, 256, size=(150, 230, 3), dtype=np.uint8)).shape == (150, 230)
+
+
+def test_evaluation_by_sliding_window_scores_every_original_pixel(data, trained, tmp_path):
+    out, _ = trained
+    assert main(["evaluate", "--model", str(out / "model.pt"), "--split-dir", str(data / "val"), "--output",
+                 str(tmp_path), "--samples", "0", "--mode", "slide", "--stride", "40"]) == 0
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["mode"] == "slide, stride 40x40" and 0 <= metrics["miou"] <= 1
+    counts = read_per_image(tmp_path / "per_image.npz")
+    labelled = sum(int((load_mask(data / "val" / "masks" / row["mask"]) != 255).sum())
+                   for row in read_manifest(data / "val"))
+    assert counts.predicted.sum() == counts.labelled.sum() == labelled
+
+
 def test_a_model_that_always_says_background_scores_what_the_masks_imply(data, trained, tmp_path):
     """mIoU of a known prediction, from the masks' own pixel counts: background IoU is its share of
     the labelled pixels, every other class present scores 0, absent classes are left out."""

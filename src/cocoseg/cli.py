@@ -223,6 +223,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=int, default=6, help="sample panels to write")
     p.add_argument("--tta", nargs="*", choices=["flip"], default=[],
                    help="also score with these test-time augmentations (flip: logits averaged with the mirror's)")
+    p.add_argument("--mode", choices=["whole", "slide"], default="whole",
+                   help="whole: fit each image inside the variant's size; slide: windows of that size over the "
+                        "image at its own scale, logits averaged where they overlap")
+    p.add_argument("--stride", type=_image_size, help="slide's step, H,W or one side (default: 2/3 of the window)")
     p.add_argument("--cpus", "--workers", type=_positive, default=1,
                    help="CPUs the job holds, shared between decoding workers and threads")
     _add_gpu_options(p)
@@ -334,7 +338,8 @@ def _evaluate(args: argparse.Namespace) -> None:
     from .evaluate import evaluate
 
     m = evaluate(args.model, args.split_dir, args.output, samples=args.samples, cpus=args.cpus,
-                 gpu_requested=args.gpu, allow_cpu_fallback=args.allow_cpu_fallback, tta=tuple(args.tta))
+                 gpu_requested=args.gpu, allow_cpu_fallback=args.allow_cpu_fallback, tta=tuple(args.tta),
+                 mode=args.mode, stride=args.stride)
     print(f"{m['variant']} on {m['split']}: mIoU {m['miou']:.3f}, mDice {m['mdice']:.3f}, "
           f"pixel accuracy {m['pixel_accuracy']:.3f}, {m['inference_images_per_s']:.1f} images/s", file=sys.stderr)
 

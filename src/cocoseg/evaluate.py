@@ -30,18 +30,31 @@ from .splitfolder import label_map_difference, read_labels, write_label_map
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 
 
-class Predictor:
-    """Fit inside the variant's size, run the model, and bring logits back to the original size.
+def window_starts(length: int, window: int, stride: int) -> list[int]:
+    """Where windows of `window` pixels start along a side of `length` so that every pixel is
+    covered: every `stride`, and one flush with the end (a side shorter than the window is padded)."""
+    last = max(length - window, 0)
+    return sorted(set(range(0, last + 1, stride)) | {last})
 
-    `flip`: average the logits of the image and of its horizontal mirror (flipped back), the
-    test-time augmentation model zoos report beside the plain score.
+
+class Predictor:
+    """Run the model on an image and give a mask at the image's original size.
+
+    `mode` "whole": fit the image inside the variant's size, run once, scale the logits back.
+    `mode` "slide": windows of the variant's size over the image at its original scale, every
+    `stride` pixels (default two thirds of the window), logits averaged where windows overlap,
+    for images much larger than the training size. `flip`: average the logits of each input and
+    of its horizontal mirror (flipped back), the test-time augmentation model zoos report beside
+    the plain score.
     """
 
-    def __init__(self, model_path: Path, device: str, epoch: str = "chosen", flip: bool = False):
+    def __init__(self, model_path: Path, device: str, epoch: str = "chosen", flip: bool = False,
+                 mode: str = "whole", stride: tuple[int, int] | None = None):
         self.device = device
         self.model, self.variant, self.labels, self.epoch = load_trained(model_path, self.device, epoch)
         self.epoch_name = epoch + (", flip" if flip else "")
-        self.flip = flip
+        self.flip, self.mode = flip, mode
+        self.stride = stride or tuple(max(1, side * 2 // 3) for side in self.variant.image_size)
         self.transform = eval_transform(self.variant.image_size)
 
     def logits(self, tensor: torch.Tensor) -> torch.Tensor:
@@ -49,13 +62,30 @@ class Predictor:
         return (logits + self.model(tensor.flip(-1)).flip(-1)) / 2 if self.flip else logits
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            logits = self._slide(image) if self.mode == "slide" else self._whole(image)
+            return logits.argmax(dim=1)[0].to(torch.uint8).cpu().numpy()
+
+    def _whole(self, image: np.ndarray) -> torch.Tensor:
         height, width = image.shape[:2]
         resized = fitted_size(height, width, self.variant.image_size)
         tensor = normalize(as_tensor(self.transform(image=image)["image"])[None].to(self.device)).contiguous()
-        with torch.inference_mode():
-            logits = self.logits(tensor)[:, :, : resized[0], : resized[1]]
-            logits = F.interpolate(logits.float(), size=(height, width), mode="bilinear", align_corners=False)
-            return logits.argmax(dim=1)[0].to(torch.uint8).cpu().numpy()
+        logits = self.logits(tensor)[:, :, : resized[0], : resized[1]]
+        return F.interpolate(logits.float(), size=(height, width), mode="bilinear", align_corners=False)
+
+    def _slide(self, image: np.ndarray) -> torch.Tensor:
+        height, width = image.shape[:2]
+        (window_h, window_w), (stride_h, stride_w) = self.variant.image_size, self.stride
+        tensor = normalize(as_tensor(image)[None].to(self.device))
+        tensor = F.pad(tensor, (0, max(0, window_w - width), 0, max(0, window_h - height)))
+        total = torch.zeros((1, len(self.labels), *tensor.shape[2:]), device=self.device)
+        counts = torch.zeros((1, 1, *tensor.shape[2:]), device=self.device)
+        for top in window_starts(height, window_h, stride_h):
+            for left in window_starts(width, window_w, stride_w):
+                crop = tensor[:, :, top: top + window_h, left: left + window_w].contiguous()
+                total[:, :, top: top + window_h, left: left + window_w] += self.logits(crop).float()
+                counts[:, :, top: top + window_h, left: left + window_w] += 1
+        return (total / counts)[:, :, :height, :width]
 
     def synchronize(self) -> None:
         if self.device == "cuda":
@@ -144,16 +174,18 @@ def _write_tables(output_dir: Path, labels: list[dict], result: dict, confusion:
 
 
 def evaluate(model_path: Path, split_dir: Path, output_dir: Path, samples: int = 6, cpus: int = 1,
-             gpu_requested: bool = False, allow_cpu_fallback: bool = False, tta: tuple[str, ...] = ()) -> dict:
+             gpu_requested: bool = False, allow_cpu_fallback: bool = False, tta: tuple[str, ...] = (),
+             mode: str = "whole", stride: tuple[int, int] | None = None) -> dict:
     """Metrics over the whole split at original resolution; writes metrics.json, per_class.csv,
     confusion.csv, per_image.npz and sample panels (image | ground truth | prediction).
 
     The chosen epoch's weights are scored and timed; the last epoch's are scored too, so the
     report can show how much choosing the epoch mattered. `tta` ("flip"): the chosen epoch is
     scored once more with flip-averaged logits (`miou_flip`, ...), beside the plain score.
+    `mode`, `stride`: whole-image or sliding-window inference (`Predictor`).
     """
     device, workers = inference_device(cpus, gpu_requested, allow_cpu_fallback)
-    predictor = Predictor(model_path, device)
+    predictor = Predictor(model_path, device, mode=mode, stride=stride)
     check_label_maps(model_path, predictor.labels, split_dir)
     rows = read_manifest(split_dir)
     check_files_exist(split_dir, rows)
@@ -166,9 +198,10 @@ def evaluate(model_path: Path, split_dir: Path, output_dir: Path, samples: int =
     confusion, seconds, per_image = _score(predictor, split_dir, rows, workers, (output_dir / "samples", samples))
     peak_memory = peak_memory_mb("gpu" if device == "cuda" else "cpu")
     result = scores(confusion)
-    last = Predictor(model_path, device, epoch="last")
+    last = Predictor(model_path, device, epoch="last", mode=mode, stride=stride)
     last_result = scores(_score(last, split_dir, rows, workers)[0])
-    flipped = scores(_score(Predictor(model_path, device, flip=True), split_dir, rows, workers)[0]) \
+    flipped = scores(_score(Predictor(model_path, device, flip=True, mode=mode, stride=stride), split_dir, rows,
+                            workers)[0]) \
         if "flip" in tta else None
     summary = Path(model_path).with_name("summary.json")  # written beside model.pt by `cocoseg train`
     train_seconds = json.loads(summary.read_text())["train_seconds"] if summary.exists() else None
@@ -188,6 +221,7 @@ def evaluate(model_path: Path, split_dir: Path, output_dir: Path, samples: int =
         "inference_peak_memory_mb": peak_memory,
         "device": device,
         "image_size": list(predictor.variant.image_size),
+        "mode": mode if mode == "whole" else f"slide, stride {predictor.stride[0]}x{predictor.stride[1]}",
         "train_seconds": train_seconds,
     }
     if flipped:

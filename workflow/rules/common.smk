@@ -164,6 +164,15 @@ def training_gpus(wildcards):
     return v.devices if v.gpu else 0
 
 
+def slide_options(wildcards):
+    """`--mode` (and `--stride`) of evaluation, from evaluate.mode and evaluate.stride."""
+    stride = config["evaluate"]["stride"]
+    if config["evaluate"]["mode"] == "whole":
+        return "--mode whole"
+    side = ",".join(map(str, stride)) if isinstance(stride, list) else stride
+    return "--mode slide" + (f" --stride {side}" if stride else "")
+
+
 def evaluation_gpus(wildcards):
     """Evaluation runs in one process: one GPU whatever training used."""
     return 1 if VARIANTS[wildcards.variant].gpu else 0

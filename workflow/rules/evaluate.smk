@@ -37,8 +37,10 @@ rule evaluate_variant:
         out_dir=lambda wc, output: os.path.dirname(output.metrics),
         samples=config["evaluate"]["samples"],
         tta=config["evaluate"]["tta"],
+        mode=slide_options,
         gpu=gpu_options,
     shell:
         "python -m cocoseg evaluate --model {input.model:q} --split-dir {params.split_dir:q}"
-        " --output {params.out_dir:q} --samples {params.samples} --tta {params.tta} --cpus {threads}"
+        " --output {params.out_dir:q} --samples {params.samples} --tta {params.tta} {params.mode}"
+        " --cpus {threads}"
         " {params.gpu:q} > {log} 2>&1"
