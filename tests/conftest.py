@@ -1,5 +1,6 @@
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,21 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 REPO = Path(__file__).resolve().parents[1]
 COCO_REAL = REPO / "tests" / "data" / "coco-real"  # in the repository: 14 real COCO images
+
+@pytest.fixture(scope="module")
+def module_tmp(tmp_path_factory):
+    """Folders for a test module's shared fixtures, removed once the module's tests are done:
+    a trained model's folder holds hundreds of MB, and the suite's temporary disk stays small."""
+    made = []
+
+    def make(name: str) -> Path:
+        made.append(tmp_path_factory.mktemp(name))
+        return made[-1]
+
+    yield make
+    for path in made:
+        shutil.rmtree(path, ignore_errors=True)
+
 
 CATEGORIES = [{"id": 4, "name": "cat"}, {"id": 17, "name": "dog"}, {"id": 90, "name": "bird"}]
 

@@ -274,6 +274,7 @@ def test_every_command_lists_each_flag_once_each_with_help():
             if isinstance(action, argparse._HelpAction):
                 continue
             assert action.help, f"{name} {action.option_strings[0]}: no help text"
-            invocation = next(line for line in text.splitlines() if line.strip().startswith(action.option_strings[0]))
+            invocation = next(line for line in text.splitlines()
+                              if line.split() and line.split()[0].rstrip(",") == action.option_strings[0])
             for flag in set(action.option_strings):
                 assert invocation.split().count(flag) + invocation.split().count(flag + ",") == 1, (name, invocation)

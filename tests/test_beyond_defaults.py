@@ -49,8 +49,8 @@ def test_every_image_shape_fits_inside_a_non_square_size_and_pads_to_it_exactly(
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return demo_splits(tmp_path_factory.mktemp("data"))
+def data(module_tmp):
+    return demo_splits(module_tmp("data"))
 
 
 def cli_train(data, out, *extra):
@@ -59,8 +59,8 @@ def cli_train(data, out, *extra):
 
 
 @pytest.fixture(scope="module")
-def fpn_non_square(data, tmp_path_factory):
-    out = tmp_path_factory.mktemp("fpn")
+def fpn_non_square(data, module_tmp):
+    out = module_tmp("fpn")
     assert main(cli_train(data, out, "--architecture", "FPN", "--img-size", "64,96")) == 0
     return out
 

@@ -24,8 +24,8 @@ def tree_bytes(root: Path) -> dict[str, bytes]:
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    root = tmp_path_factory.mktemp("demo")
+def demo(module_tmp):
+    root = module_tmp("demo")
     make_demo(root, {"train": 30, "val": 12}, seed=3)
     return root
 

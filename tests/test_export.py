@@ -18,13 +18,13 @@ from conftest import demo_splits
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return demo_splits(tmp_path_factory.mktemp("data"))
+def data(module_tmp):
+    return demo_splits(module_tmp("data"))
 
 
 @pytest.fixture(scope="module")
-def model(data, tmp_path_factory):
-    out = tmp_path_factory.mktemp("fpn")
+def model(data, module_tmp):
+    out = module_tmp("fpn")
     variant = Variant(architecture="FPN", encoder="resnet18", image_size=(64, 96), epochs=1, batch_size=4, seed=3)
     train(variant, data / "train", data / "val", out, out / "checkpoints", out / "logs", cpus=1)
     return out / "model.pt"

@@ -20,8 +20,8 @@ TRAIN = ["--epochs", "1", "--img-size", "64", "--batch-size", "3", "--workers", 
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("faults")
+def data(module_tmp):
+    root = module_tmp("faults")
     make_demo(root / "demo", {"train": 9, "val": 5}, seed=4)
     for split in ("train", "val"):
         convert(root / "demo" / "annotations" / f"{split}.json", root / "demo" / "images" / split, root / split,
@@ -30,8 +30,8 @@ def data(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def model(data, tmp_path_factory):
-    out = tmp_path_factory.mktemp("model")
+def model(data, module_tmp):
+    out = module_tmp("model")
     assert main(["train", "--data_path", str(data), "--output", str(out), *TRAIN]) == 0
     return out / "model.pt"
 

@@ -99,8 +99,8 @@ def overlapping_texts(fig: plt.Figure) -> list[tuple[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def large(tmp_path_factory, monkeypatch_module):
-    root = tmp_path_factory.mktemp("large")
+def large(module_tmp, monkeypatch_module):
+    root = module_tmp("large")
     variants = grid()
     results = write_results(root, variants)
     drawn = {}

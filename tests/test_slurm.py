@@ -65,9 +65,9 @@ def test_the_slurm_profile_gives_each_job_its_own_cpus_memory_and_time(tmp_path)
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
+def cluster(module_tmp):
     try:
-        with SlurmCluster(tmp_path_factory.mktemp("slurm")) as running:
+        with SlurmCluster(module_tmp("slurm")) as running:
             yield running
     except ClusterUnavailable as why:
         pytest.skip(f"no SLURM cluster: {why}")
@@ -103,8 +103,8 @@ def submitted(log: str) -> dict[tuple[str, str], list[str]]:
 
 
 @pytest.fixture(scope="module")
-def slurm_run(cluster, tmp_path_factory):
-    root = tmp_path_factory.mktemp("slurm-run")
+def slurm_run(cluster, module_tmp):
+    root = module_tmp("slurm-run")
     workdir = workflow_copy(root)
     config = gpu_config(root / "config.yaml")
     result = slurm_snakemake(cluster, workdir, config, "--verbose")  # verbose: the plugin logs each sbatch call

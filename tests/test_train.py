@@ -30,8 +30,8 @@ TINY = dict(encoder="resnet18", image_size=64, epochs=2, batch_size=4, lr=3e-3, 
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return demo_splits(tmp_path_factory.mktemp("data"))
+def data(module_tmp):
+    return demo_splits(module_tmp("data"))
 
 
 def run_train(data, out, **overrides):
@@ -40,8 +40,8 @@ def run_train(data, out, **overrides):
 
 
 @pytest.fixture(scope="module")
-def trained(data, tmp_path_factory):
-    out = tmp_path_factory.mktemp("run")
+def trained(data, module_tmp):
+    out = module_tmp("run")
     return out, run_train(data, out)
 
 
@@ -392,9 +392,9 @@ def test_a_model_file_that_would_run_code_is_refused(trained, tmp_path, capsys):
 
 
 @pytest.fixture(scope="module")
-def holdout_data(tmp_path_factory):
+def holdout_data(module_tmp):
     """A 13-image train split holding 5 images out: an odd count, which two processes cannot split evenly."""
-    root = tmp_path_factory.mktemp("holdout")
+    root = module_tmp("holdout")
     make_demo(root / "demo", {"train": 13}, seed=2)
     convert(root / "demo" / "annotations" / "train.json", root / "demo" / "images" / "train", root / "train",
             holdout_count=5, holdout_seed=3)

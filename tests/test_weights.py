@@ -18,8 +18,8 @@ from test_workflow import TEST_CONFIG, snakemake, workflow_copy
 
 
 @pytest.fixture(scope="module")
-def resnet18_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("weights") / "resnet18-encoder.pt"
+def resnet18_file(module_tmp):
+    path = module_tmp("weights") / "resnet18-encoder.pt"
     torch.manual_seed(3)
     torch.save(build_model("DeepLabV3Plus", "resnet18", None, 2).encoder.state_dict(), path)
     return path

@@ -1,7 +1,6 @@
 """The Snakemake workflow itself: lint, config validation, and the data stage on the demo config."""
 
 import csv
-import itertools
 import json
 import os
 import shutil
@@ -81,7 +80,8 @@ def test_test_config_runs_end_to_end_and_masks_match_the_cli(tmp_path):
     held_out = [row for row in csv.DictReader(open(workdir / "results" / "masks" / "train" / "manifest.csv"))
                 if row["holdout"] == "1"]
     assert len(held_out) == 4  # 15% of 24, rounded up
-    for (variant, (architecture, loss)), seed in itertools.product(VARIANTS.items(), (0, 1)):
+    seed = 0
+    for variant, (architecture, loss) in VARIANTS.items():
         run = f"{variant}/seed-{seed}"
         summary = json.loads((workdir / "results" / "models" / run / "summary.json").read_text())
         assert summary["epochs"] == 1 and summary["train_images"] == 20 and summary["seed"] == seed
@@ -96,12 +96,10 @@ def test_test_config_runs_end_to_end_and_masks_match_the_cli(tmp_path):
         assert [line.split(":")[0] for line in log.splitlines() if line.startswith("epoch ")] == ["epoch 1/1 done"]
         assert len(list((workdir / "results" / "eval" / run / "val" / "samples").glob("*.png"))) == 2
     per_seed = list(csv.DictReader(open(workdir / "results" / "report" / "metrics_per_seed.csv")))
-    assert sorted((row["variant"], row["seed"]) for row in per_seed) == sorted(
-        itertools.product(VARIANTS, ("0", "1")))
+    assert sorted((row["variant"], row["seed"]) for row in per_seed) == sorted((v, "0") for v in VARIANTS)
 
-    mean_miou = {variant: np.mean([json.loads((workdir / "results" / "eval" / variant / f"seed-{seed}" / "val" /
-                                              "metrics.json").read_text())["miou"] for seed in (0, 1)])
-                 for variant in VARIANTS}
+    mean_miou = {variant: json.loads((workdir / "results" / "eval" / variant / "seed-0" / "val" /
+                                      "metrics.json").read_text())["miou"] for variant in VARIANTS}
     report = (workdir / "REPORT.md").read_text()
     assert f"the best variant is **{max(mean_miou, key=mean_miou.get)}**" in report
     effects = list(csv.DictReader(open(workdir / "results" / "report" / "main_effects.csv")))
