@@ -169,12 +169,13 @@ def test_top_confusions_rank_shares_and_skip_the_diagonal():
     assert pairs["share"].tolist() == pytest.approx([0.3, 0.1, 0.1])
 
 
-def test_every_plot_is_written(built):
-    report_dir, _ = built
+def test_every_plot_is_written_and_shown_in_the_report(built):
+    report_dir, text = built
     for name in PLOTS:
         path = report_dir / "plots" / f"{name}.png"
         assert path.stat().st_size > 2000, name
         assert Image.open(path).size[0] > 100
+        assert f"](results/report/plots/{name}.png)" in text, name
 
 
 def test_report_has_every_section_and_variant_with_numbers_from_results(built):
