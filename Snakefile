@@ -12,6 +12,7 @@ localrules:
     encoder_weights,
     index_split,
     gather_masks,
+    gather_predictions,
     report,
 
 
@@ -29,6 +30,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/export.smk"
+include: "workflow/rules/predict.smk"
 
 
 onstart:

@@ -84,3 +84,30 @@ def demo_splits(root: Path) -> Path:
     for split in ("train", "val"):
         convert(root / "demo" / "annotations" / f"{split}.json", root / "demo" / "images" / split, root / split)
     return root
+
+
+def mixed_image_folder(folder: Path) -> dict[str, str]:
+    """A folder of new images as users have them: real photos (one in a subfolder), and files that
+    cannot be predicted. Returns each file's expected fault ("" for a usable image)."""
+    import numpy as np
+
+    photos = sorted((COCO_REAL / "images").rglob("*.jpg"))
+    (folder / "sub").mkdir(parents=True)
+    for photo in photos[:3]:
+        shutil.copy(photo, folder / photo.name)
+    shutil.copy(photos[3], folder / "sub" / "nested.jpg")
+    shutil.copy(photos[4], folder / "twin.jpg")
+    Image.open(photos[4]).save(folder / "twin.png")
+    whole = photos[5].read_bytes()
+    (folder / "broken.jpg").write_bytes(whole[: len(whole) // 2])
+    (folder / "fake.jpg").write_text("not an image\n")
+    (folder / "notes.txt").write_text("taken on a Tuesday\n")
+    ramp = (np.arange(48 * 64).reshape(48, 64) * 20).astype(np.uint16)
+    Image.fromarray(ramp).save(folder / "deep.png")
+    Image.new("1", (12000, 9000)).save(folder / "huge.png")  # 108 M pixels, above the default limit
+    return {**{photo.name: "" for photo in photos[:3]}, "sub/nested.jpg": "", "twin.jpg": "", "deep.png": "",
+            "twin.png": "its mask would be twin.png, already twin.jpg's",
+            "broken.jpg": "image unreadable: image file is truncated",
+            "fake.jpg": "image unreadable: not a known image format",
+            "notes.txt": "not an image file (suffix .txt)",
+            "huge.png": "image too large: 108000000 pixels, above the limit of 100000000"}

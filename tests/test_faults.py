@@ -90,7 +90,7 @@ def test_an_image_above_the_pixel_limit_is_skipped_and_counted(model, tmp_path, 
     assert main(["predict", "--checkpoint", str(model), "--images", str(tmp_path / "in"),
                  "--output", str(tmp_path / "out")]) == 0
     err = capsys.readouterr().err
-    assert "huge.png: 8000 pixels, above the limit of 5000" in err
+    assert "huge.png: image too large: 8000 pixels, above the limit of 5000" in err
     assert "1 image written, 1 skipped" in err
     assert (tmp_path / "out" / "masks" / "small.png").exists() and not (tmp_path / "out" / "masks" / "huge.png").exists()
 

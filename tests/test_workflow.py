@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import REPO
+from conftest import REPO, mixed_image_folder
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 TEST_CONFIG = REPO / ".test" / "config" / "config.yaml"
@@ -54,9 +54,23 @@ def test_invalid_config_is_refused_with_the_key(tmp_path):
 
 
 @pytest.mark.slow
+def predict_block(tmp_path: Path, **settings) -> str:
+    """An extra config file with a predict block, as --configfile takes it; one path, so the report,
+    which names its config files, stays done when only prediction settings change."""
+    path = tmp_path / "predict.yaml"
+    path.write_text(json.dumps({"predict": {"folders": {"photos": "photos"}, **settings}}))
+    return str(path)
+
+
+def prediction_files(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.name != ".snakemake_timestamp"}
+
+
 def test_test_config_runs_end_to_end_and_masks_match_the_cli(tmp_path):
     workdir = workflow_copy(tmp_path)
-    result = snakemake(workdir, "--configfile", str(TEST_CONFIG))
+    expected_faults = mixed_image_folder(workdir / "photos")
+    result = snakemake(workdir, "--configfile", str(TEST_CONFIG), predict_block(tmp_path, shards=3))
     assert result.returncode == 0, result.stderr[-3000:]
     for split, count in (("train", 24), ("val", 9)):
         out = workdir / "results" / "masks" / split
@@ -119,10 +133,39 @@ def test_test_config_runs_end_to_end_and_masks_match_the_cli(tmp_path):
     exported = json.loads((workdir / "results" / "export" / "best" / "onnx" / "export.json").read_text())
     assert (exported["variant"], exported["seed"]) == (best["variant"], best["seed"])
     assert exported["check"]["argmax_agreement"] >= 0.999 and exported["check"]["batches"][0][0] == 4
+    check_predictions(workdir, tmp_path, best, expected_faults)
     assert (workdir / "results" / "report" / "plots" / "training_curves.png").stat().st_size > 2000
     html = snakemake(workdir, "--configfile", str(TEST_CONFIG), "--report", "report.html")
     assert html.returncode == 0, html.stderr[-3000:]
     assert (workdir / "report.html").stat().st_size > 100_000
+
+
+def check_predictions(workdir: Path, tmp_path: Path, best: dict, expected_faults: dict[str, str]) -> None:
+    """predict.variant best, 3 shards (already run); then 1 shard; then a named variant, 2 shards."""
+    predicted = workdir / "results" / "predict" / "photos"
+    info = json.loads((predicted / "prediction.json").read_text())
+    assert (info["variant"], info["seed"]) == (best["variant"], best["seed"])
+    rows = {row["file"]: row for row in csv.DictReader(open(predicted / "manifest.csv"))}
+    assert {name: row["status"] for name, row in rows.items()} == \
+        {name: "skipped" if fault else "ok" for name, fault in expected_faults.items()}
+    assert len(list((workdir / "results" / "logs" / "predict" / "photos").glob("shard-*.log"))) == 3
+    three_shards = prediction_files(predicted)
+
+    result = snakemake(workdir, "--configfile", str(TEST_CONFIG), predict_block(tmp_path, shards=1))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert prediction_files(predicted) == three_shards
+
+    other = next(variant for variant in VARIANTS if variant != best["variant"])
+    result = snakemake(workdir, "--configfile", str(TEST_CONFIG),
+                       predict_block(tmp_path, shards=2, variant=other, seed=0, overlays=False))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((predicted / "prediction.json").read_text())["variant"] == other
+    assert not (predicted / "overlays").exists()
+    model = workdir / "results" / "models" / other / "seed-0" / "model.pt"
+    subprocess.run([sys.executable, "-m", "cocoseg", "predict", "--model", str(model), "--images",
+                    str(workdir / "photos"), "--output", str(tmp_path / "cli")], check=True, capture_output=True)
+    masks = prediction_files(predicted / "masks")
+    assert masks == prediction_files(tmp_path / "cli" / "masks") and len(masks) == 6
 
 
 def test_a_missing_path_in_the_config_stops_before_any_job(tmp_path):
@@ -211,6 +254,10 @@ def test_the_workflow_runs_from_its_source_tree_without_the_package_installed(tm
      "config model.image_sizes: 64x80: each side must be a multiple of 32 for FPN with resnet18"),
     ("model:\n  architectures: [DeepLabV3Plus]\n  image_sizes: [[64, 72]]\n",
      "config model.image_sizes: 64x72: each side must be a multiple of 16 for DeepLabV3Plus with resnet18"),
+    ("predict:\n  variant: unet-resnet50-64x96\n",
+     "config predict.variant: 'unet-resnet50-64x96' is not best or a variant of this config (unet-resnet18-64x96,"),
+    ("predict:\n  seed: 3\n", "config predict.seed: 3 is not best or one of train.seeds (0)"),
+    ("predict:\n  folders: {photos: /nowhere/photos}\n", "config predict.folders.photos: /nowhere/photos does not exist"),
 ])
 def test_config_mistakes_stop_the_dry_run_with_the_key(tmp_path, extra, message):
     workdir = workflow_copy(tmp_path)
@@ -218,3 +265,26 @@ def test_config_mistakes_stop_the_dry_run_with_the_key(tmp_path, extra, message)
     bad.write_text(extra)
     result = snakemake(workdir, "-n", "--configfile", str(TEST_CONFIG), str(bad))
     assert result.returncode != 0 and message in result.stdout + result.stderr, result.stdout + result.stderr
+
+
+def schema_leaves(node: dict, prefix: str = ""):
+    """Every settable key of the config schema, as config/README.md spells it (`splits.<name>.shards`)."""
+    for name, sub in (node.get("properties") or {}).items():
+        nested = bool(sub.get("properties")) or isinstance(sub.get("additionalProperties"), dict) and \
+            bool(sub["additionalProperties"].get("properties"))
+        if not nested:
+            yield prefix + name
+        yield from schema_leaves(sub, f"{prefix}{name}.")
+    extra = node.get("additionalProperties")
+    if isinstance(extra, dict) and extra.get("properties"):
+        yield from schema_leaves(extra, f"{prefix}<name>.")
+
+
+def test_every_config_key_is_documented():
+    import yaml
+
+    schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    documented = (REPO / "config" / "README.md").read_text()
+    leaves = list(schema_leaves(schema))
+    assert {"predict.folders", "predict.shards", "splits.<name>.shards", "train.holdout.seed"} <= set(leaves)
+    assert [key for key in leaves if f"`{key}`" not in documented] == []

@@ -90,7 +90,7 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return f"{names} {self._format_args(action, self._get_default_metavar_for_optional(action))}"
 
     def _get_help_string(self, action: argparse.Action) -> str:
-        if action.default in (None, False) or action.default is argparse.SUPPRESS:
+        if action.default in (None, False) or action.default is argparse.SUPPRESS or action.nargs == 0:
             return action.help
         return super()._get_help_string(action)
 
@@ -118,6 +118,12 @@ def _add_holdout_options(p: argparse.ArgumentParser) -> None:
 def _add_link_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--link", choices=["symlink", "hardlink", "copy"], default="symlink",
                    help="how OUT/images refers to the source images (symlink: no copy)")
+
+
+def _add_run_choice(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--variant", default="best", help="with --best: the report's winner (best) or a variant's name")
+    p.add_argument("--seed", default="best", help="with --best: the variant's seed with the highest selection mIoU "
+                   "(best) or a seed")
 
 
 def _add_gpu_options(p: argparse.ArgumentParser) -> None:
@@ -232,13 +238,27 @@ def build_parser() -> argparse.ArgumentParser:
     _add_gpu_options(p)
 
     p = _command(sub, "predict", _predict, "masks and overlays for every image of a folder (recursively), with "
-                 "the model's labels.csv")
-    p.add_argument("--checkpoint", "--model", required=True, type=Path,
-                   help="model.pt written by `cocoseg train` (results/models/<variant>/seed-<n>/model.pt)")
+                 "the model's labels.csv and a manifest of every file (ok, or skipped and why)")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--checkpoint", "--model", dest="model", type=Path,
+                       help="model.pt written by `cocoseg train` (results/models/<variant>/seed-<n>/model.pt)")
+    which.add_argument("--best", type=Path, help="best.json of a report: predict with the model it names")
+    _add_run_choice(p)
     p.add_argument("--images", required=True, type=Path, help="folder of images (jpg, png, bmp, tif, webp)")
     p.add_argument("--output", required=True, type=Path,
-                   help="folder for masks/ (label values, as PNG) and overlays/, outside the image folder")
-    p.add_argument("--cpus", "--workers", type=_positive, default=1, help="CPUs to use")
+                   help="folder for masks/ (label values, as PNG), overlays/, labels.csv, manifest.csv and "
+                        "prediction.json, outside the image folder")
+    p.add_argument("--shard", type=int, default=0, help="predict only this share of the files (0-based) ...")
+    p.add_argument("--shards", type=_positive, default=1, help="... of this many; `gather-predictions` joins them")
+    p.add_argument("--no-overlays", dest="overlays", action="store_false", help="write masks only")
+    p.add_argument("--cpus", "--workers", type=_positive, default=1,
+                   help="CPUs the job holds, shared between decoding workers and threads")
+    _add_gpu_options(p)
+
+    p = _command(sub, "gather-predictions", _gather_predictions, "workflow step: one prediction folder from the "
+                 "folders of its shards (`predict --shard`)")
+    p.add_argument("--shard-dirs", required=True, nargs="+", type=Path, help="the shards' output folders, in order")
+    p.add_argument("--output", required=True, type=Path, help="the prediction folder to write")
 
     p = _command(sub, "report", _report, "comparison tables, plots and REPORT.md from a results folder",
                  output_files=("report_md",))
@@ -262,6 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--model", type=Path, help="model.pt written by `cocoseg train`")
     which.add_argument("--best", type=Path, help="best.json of a report: export the model it names")
+    _add_run_choice(p)
     p.add_argument("--format", required=True, choices=["onnx", "torchscript"], help="what to export to")
     p.add_argument("--output", required=True, type=Path, help="folder for the model, labels.csv and export.json")
     p.add_argument("--check-split", type=Path, help="a `cocoseg masks` folder whose first images join the check")
@@ -344,11 +365,31 @@ def _evaluate(args: argparse.Namespace) -> None:
           f"pixel accuracy {m['pixel_accuracy']:.3f}, {m['inference_images_per_s']:.1f} images/s", file=sys.stderr)
 
 
-def _predict(args: argparse.Namespace) -> None:
-    from .evaluate import predict
+def _model_path(args: argparse.Namespace) -> Path:
+    """--model as given, or the run a report's best.json names (--best, with --variant and --seed)."""
+    from .bestfile import chosen_model, read_best
 
-    written, skipped = predict(args.checkpoint, args.images, args.output, cpus=args.cpus)
-    print(f"{written} image{'s' * (written != 1)} written, {skipped} skipped -> {args.output}", file=sys.stderr)
+    if args.best:
+        return chosen_model(read_best(args.best), args.variant, args.seed)
+    if (args.variant, args.seed) != ("best", "best"):
+        raise InputError("--variant and --seed choose a run of a report's --best; --model is one already")
+    return args.model
+
+
+def _predict(args: argparse.Namespace) -> None:
+    from .prediction import predict
+
+    done = predict(_model_path(args), args.images, args.output, cpus=args.cpus, shard=args.shard,
+                   shards=args.shards, overlays=args.overlays, gpu_requested=args.gpu,
+                   allow_cpu_fallback=args.allow_cpu_fallback)
+    print(f"{done['ok']} image{'s' * (done['ok'] != 1)} written, {done['skipped']} skipped -> {args.output}"
+          + (f" (reasons in {args.output / 'manifest.csv'})" if done["skipped"] else ""), file=sys.stderr)
+
+
+def _gather_predictions(args: argparse.Namespace) -> None:
+    from .prediction import gather_predictions
+
+    gather_predictions(args.shard_dirs, args.output)
 
 
 def _report(args: argparse.Namespace) -> None:
@@ -360,12 +401,9 @@ def _report(args: argparse.Namespace) -> None:
 
 
 def _export(args: argparse.Namespace) -> None:
-    import json
-
     from .export import export
 
-    model = Path(json.loads(args.best.read_text())["model"]) if args.best else args.model
-    done = export(model, args.format, args.output, args.check_split, args.check_images)
+    done = export(_model_path(args), args.format, args.output, args.check_split, args.check_images)
     check = done["check"]
     print(f"{args.output / done['file']}: {done['variant']} seed {done['seed']}; predicts "
           f"{check['argmax_agreement']:.4%} of pixels as PyTorch does, logits within "

@@ -1,6 +1,9 @@
-"""What every stage shares: the error a user must fix, and the label values of a mask."""
+"""What every stage shares: the error a user must fix, the label values of a mask, and where a
+run's files live in the workflow's results folder."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 
 class InputError(Exception):
@@ -16,3 +19,8 @@ def first_line(error: BaseException, limit: int = 200) -> str:
 BACKGROUND = 0
 IGNORE = 255  # pixels no metric counts: crowd regions, padding, unknown categories
 MAX_CLASSES = 254  # labels 1..254; 0 is background and 255 is "ignore"
+
+
+def run_path(results: Path, stage: str, variant: str, seed: str | int) -> Path:
+    """A run's folder for a stage (`models`, `eval`) in the workflow's results folder."""
+    return Path(results) / stage / variant / f"seed-{seed}"

@@ -23,13 +23,22 @@ def to_rgb(im: Image.Image) -> np.ndarray:
 
     EXIF orientation is not applied, as in COCO's annotations.
     """
-    if im.mode.startswith("I") or im.mode == "F":
+    if _is_deep(im.mode):
         values = np.asarray(im, dtype=np.float64)
         peak = values.max(initial=0)
         top = 65535.0 if im.mode.startswith("I;16") or 255 < peak <= 65535 else max(255.0, peak)
         grey = np.clip(np.round(values * (255.0 / top)), 0, 255).astype(np.uint8)
         return np.repeat(grey[..., None], 3, axis=2)
     return np.asarray(im.convert("RGB"))
+
+
+def _is_deep(mode: str) -> bool:
+    return mode.startswith("I") or mode == "F"
+
+
+def scaling_note(mode: str) -> str:
+    """What `to_rgb` does to an image of this mode beyond a plain conversion, for manifests."""
+    return f"{mode} pixels scaled to 0-255" if _is_deep(mode) else ""
 
 
 def decode_jpeg(path: Path) -> np.ndarray | None:

@@ -1,9 +1,8 @@
-"""Evaluation at each image's original size, and prediction on any folder of images."""
+"""Evaluation at each image's original size, and the predictor it shares with prediction."""
 
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -17,17 +16,13 @@ from .colours import overlay, palette
 from .common import InputError
 from .data import as_tensor, check_files_exist, eval_transform, fitted_size, load_sample, normalize, read_manifest
 from .devices import count_parameters, peak_memory_mb, resolve_accelerator, share_cpus
-from .files import atomic_path, read_csv, write_bytes, write_csv, write_json
-from .decode import load_rgb
+from .files import atomic_path, write_csv, write_json
 from .metrics import confusion_matrix, scores
 from .modelfile import load_trained
 from .per_image import FILE_NAME as PER_IMAGE_FILE, image_counts, write_per_image
-from .png import encode_mask_png
 from .processes import end_with_parent
 from .progress import CountLines
-from .splitfolder import label_map_difference, read_labels, write_label_map
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+from .splitfolder import label_map_difference, read_labels
 
 
 def window_starts(length: int, window: int, stride: int) -> list[int]:
@@ -238,45 +233,3 @@ def evaluate(model_path: Path, split_dir: Path, output_dir: Path, samples: int =
 def _round(value: float) -> float | str:
     return "" if np.isnan(value) else round(float(value), 6)
 
-
-def predict(model_path: Path, images_dir: Path, output_dir: Path, cpus: int = 1) -> tuple[int, int]:
-    """Masks and overlays for every image in a folder (recursively), and the model's label map
-    (`labels.csv`) beside them; returns (written, skipped).
-
-    An unreadable image, or one above the pixel limit, is skipped with its reason on stderr.
-    An output folder holding predictions under another label map is refused.
-    """
-    images_dir, output_dir = Path(images_dir), Path(output_dir)
-    if not images_dir.is_dir():
-        raise InputError(f"{images_dir}: image folder not found")
-    if images_dir.resolve() == output_dir.resolve() or images_dir.resolve() in output_dir.resolve().parents:
-        raise InputError(f"{output_dir}: inside the image folder {images_dir}; a rerun would read its own output")
-    predictor = Predictor(model_path, inference_device(cpus)[0])
-    labels_file = output_dir / "labels.csv"
-    if labels_file.exists() and (difference := label_map_difference(predictor.labels, read_csv(labels_file),
-                                                                    ("the model", "the folder"))):
-        raise InputError(f"{model_path} and {labels_file}: label maps differ ({difference}); "
-                         f"write these predictions to another folder")
-    write_label_map(labels_file, predictor.labels)
-    colours = palette(len(predictor.labels))
-    paths = sorted(p for p in Path(images_dir).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-    skipped = 0
-    progress = CountLines("predict", len(paths))
-    for path in paths:
-        progress.step()
-        relative = path.relative_to(images_dir).with_suffix(".png")
-        try:
-            image = load_rgb(path)
-        except InputError as e:
-            print(f"skipped {e}", file=sys.stderr)
-            skipped += 1
-            continue
-        except OSError as e:
-            print(f"skipped {path}: unreadable ({e})", file=sys.stderr)
-            skipped += 1
-            continue
-        prediction = predictor(image)
-        write_bytes(Path(output_dir) / "masks" / relative, encode_mask_png(prediction))
-        with atomic_path(Path(output_dir) / "overlays" / relative) as tmp:
-            Image.fromarray(overlay(image, prediction, colours)).save(tmp, format="PNG")
-    return len(paths) - skipped, skipped

@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from .colours import overlay, palette
+from .common import run_path
 from .data import load_sample, read_manifest
 from .evaluate import Predictor, inference_device
 from .files import atomic_path, read_csv
@@ -63,11 +64,11 @@ def draw_top_two(results: Path, metrics_csv: Path, masks_root: Path, seeds: list
             _text_image(["One variant: no lead to look into."], 480).save(tmp, format="PNG")
         return []
     split, best, runner_up = chosen
-    counts = {v: [read_per_image(Path(results) / "eval" / v / f"seed-{s}" / split / FILE_NAME) for s in seeds]
+    counts = {v: [read_per_image(run_path(results, "eval", v, s) / split / FILE_NAME) for s in seeds]
               for v in (best, runner_up)}
     images = largest_disagreements(counts[best], counts[runner_up], shown)
     device = inference_device(cpus)[0]
-    model_of = {v: Path(results) / "models" / v / f"seed-{seeds[0]}" / "model.pt" for v in (best, runner_up)}
+    model_of = {v: run_path(results, "models", v, seeds[0]) / "model.pt" for v in (best, runner_up)}
     predictors = [Predictor(model_of[v], device) for v in (best, runner_up)]
     split_dir = Path(masks_root) / split
     rows = {row["file_name"]: row for row in read_manifest(split_dir)}

@@ -26,8 +26,26 @@ def missing_config_paths(config: dict, produced: set[str]) -> list[str]:
     weights = config["model"]["encoder_weights"]
     if is_weights_file(weights):
         paths["model.encoder_weights"] = weights
+    paths |= {f"predict.folders.{name}": folder for name, folder in config["predict"]["folders"].items()}
     return [f"config {key}: {path} does not exist" for key, path in paths.items()
             if path not in produced and not os.path.exists(path)]
+
+
+def predict_problems(predict: dict, variants: list[str], seeds: list[str], results: str = "results") -> list[str]:
+    """One line per mistake of the predict block: a run the config does not train, a folder that
+    holds the results folder (a rerun would predict its own outputs)."""
+    problems = []
+    if predict["variant"] != "best" and predict["variant"] not in variants:
+        problems.append(f"config predict.variant: {predict['variant']!r} is not best or a variant of this config "
+                        f"({', '.join(variants)})")
+    if str(predict["seed"]) != "best" and str(predict["seed"]) not in seeds:
+        problems.append(f"config predict.seed: {predict['seed']} is not best or one of train.seeds "
+                        f"({', '.join(seeds)})")
+    ours = Path(results).resolve()
+    for name, folder in predict["folders"].items():
+        if ours == Path(folder).resolve() or Path(folder).resolve() in ours.parents:
+            problems.append(f"config predict.folders.{name}: {folder} holds {results}/, where predictions are written")
+    return problems
 
 
 def export_source_path(source: str) -> None:

@@ -10,6 +10,7 @@ from snakemake.utils import validate
 SOURCE = os.path.join(workflow.basedir, "src")
 sys.path.insert(0, SOURCE)
 
+from cocoseg.bestfile import BEST
 from cocoseg.images import MAX_PIXELS_VARIABLE
 from cocoseg.report_plots import PLOTS, TOP_TWO_PLOT
 from cocoseg.variants import expand as expand_variants
@@ -18,6 +19,7 @@ from cocoseg.workflow_checks import (
     clear_stale_locks,
     export_source_path,
     missing_config_paths,
+    predict_problems,
     record_lock_owner,
 )
 
@@ -33,6 +35,8 @@ TRAIN_SPLIT = config["train"]["train_split"]
 # Where the best epoch is chosen: "holdout" (carved from TRAIN_SPLIT) or a split name.
 SELECTION = config["train"]["selection"]
 CONFIG_FILES = [os.path.relpath(path) for path in workflow.configfiles]  # named in REPORT.md
+PREDICT = config["predict"]
+PREDICT_FOLDERS = "|".join(re.escape(name) for name in PREDICT["folders"]) or "(?!)"  # (?!): none
 for key, names in (
     ("train.train_split", [TRAIN_SPLIT]),
     ("train.selection", [] if SELECTION == "holdout" else [SELECTION]),
@@ -49,7 +53,10 @@ DEMO_OUTPUTS = {
         f"results/demo/images/{split}",
     )
 }
-for problem in missing_config_paths(config, DEMO_OUTPUTS):
+for problem in [
+    *missing_config_paths(config, DEMO_OUTPUTS),
+    *predict_problems(PREDICT, list(VARIANTS), SEEDS),
+]:
     raise ValueError(problem)
 if workflow.is_main_process:  # once, not again in every cluster job
     from cocoseg.workflow_checks import config_problems
@@ -152,11 +159,15 @@ def train_options(wildcards):
     ]
 
 
-def gpu_options(wildcards):
+def gpu_flags(gpu):
     """`--gpu` tells a job that it asked the scheduler for GPUs, so it stops where it got none."""
-    if not VARIANTS[wildcards.variant].gpu:
+    if not gpu:
         return []
     return ["--gpu", *(["--allow-cpu-fallback"] if config["train"]["allow_cpu_fallback"] else [])]
+
+
+def gpu_options(wildcards):
+    return gpu_flags(VARIANTS[wildcards.variant].gpu)
 
 
 def training_gpus(wildcards):
@@ -197,11 +208,45 @@ def run_outputs(pattern, **wildcards):
     return expand(pattern, variant=VARIANTS, seed=SEEDS, **wildcards)
 
 
+def chooses_by_report(variant, seed):
+    return variant == BEST or str(seed) == BEST
+
+
+def chosen_run_inputs(variant, seed):
+    """A job's model: the run named, or best.json and every model when the report chooses."""
+    if chooses_by_report(variant, seed):
+        return {
+            "best": "results/report/best.json",
+            "models": run_outputs("results/models/{variant}/seed-{seed}/model.pt"),
+        }
+    return {"model": f"results/models/{variant}/seed-{seed}/model.pt"}
+
+
+def chosen_run_options(variant, seed):
+    """`cocoseg predict` / `export` flags for the inputs of `chosen_run_inputs`."""
+
+    def options(wildcards, input):
+        if chooses_by_report(variant, seed):
+            return ["--best", input.best, "--variant", variant, "--seed", seed]
+        return ["--model", input.model]
+
+    return options
+
+
+def prediction_shards(wildcards):
+    return expand(
+        "results/predict_shards/{folder}/{shard}",
+        folder=wildcards.folder,
+        shard=range(PREDICT["shards"]),
+    )
+
+
 def final_targets():
     """Outputs only a run of this config makes (the committed demo REPORT.md alone never satisfies it)."""
     return [
         *run_outputs("results/eval/{variant}/seed-{seed}/{split}/metrics.json", split=EVAL_SPLITS),
         "REPORT.md",
         f"results/report/plots/{TOP_TWO_PLOT}",
+        *expand("results/predict/{folder}", folder=PREDICT["folders"]),
         *expand("results/export/best/{format}", format=config["export"]["formats"]),
     ]

@@ -1,10 +1,10 @@
-# The report's winner (results/report/best.json) exported for other runtimes, checked against PyTorch.
+# The report's winner (results/report/best.json) exported for other runtimes, checked against
+# PyTorch; export.json names its variant and seed.
 
 
 rule export_best:
     input:
-        best="results/report/best.json",
-        models=run_outputs("results/models/{variant}/seed-{seed}/model.pt"),
+        unpack(lambda wc: chosen_run_inputs(BEST, BEST)),
         manifest=f"results/masks/{EVAL_SPLITS[0]}/manifest.csv",
     output:
         directory("results/export/best/{format}"),
@@ -16,7 +16,8 @@ rule export_best:
         "../../envs/export.yaml"
     threads: 2
     params:
+        model=chosen_run_options(BEST, BEST),
         split_dir=lambda wc, input: os.path.dirname(input.manifest),
     shell:
-        "python -m cocoseg export --best {input.best:q} --format {wildcards.format} --output {output:q}"
+        "python -m cocoseg export {params.model:q} --format {wildcards.format} --output {output:q}"
         " --check-split {params.split_dir:q} > {log} 2>&1"

@@ -12,8 +12,10 @@ import jinja2
 import numpy as np
 import pandas as pd
 
+from ..bestfile import BEST_FILE, write_best
 from ..coco import read_json
-from ..files import atomic_path, read_csv, write_json
+from ..common import run_path
+from ..files import atomic_path, read_csv
 from ..per_image import FILE_NAME as PER_IMAGE_FILE, PerImageCounts, read_per_image
 from ..report_plots import PLOTS, TOP_TWO_PLOT
 from . import phrases
@@ -24,9 +26,9 @@ from .plots import (plot_class_frequency, plot_confusion, plot_cost_accuracy, pl
 from .statistics import (NOISE_RULE, TIMING_SPREAD, cost_steps, interactions, main_effects, ranked_settings,
                          typical_seed_spread, unsteady_timings, verdict)
 from .tables import (aggregate, class_order, dataset_table, details_table, effects_table, main_table, markdown,
-                     mean_std, per_class_tables, ranked_variants, run_path, runs_table, shown_classes,
+                     mean_std, per_class_tables, ranked_variants, runs_table, shown_classes,
                      top_confusions)
-from .winner import BEST_FILE, winner
+from .winner import winner
 
 
 def machine_description() -> str:
@@ -144,7 +146,7 @@ def build(results: Path, variants: list[str], seeds: list[str], eval_splits: lis
               "dataset_stats.csv": datasets, "class_pixel_share.csv": shares.rename_axis("class").reset_index()}
     for name, frame in tables.items():
         _write_table(frame, out_dir / name)
-    write_json(out_dir / BEST_FILE, best_run)
+    write_best(out_dir / BEST_FILE, best_run)
     main, details = markdown(main_table(table)), markdown(details_table(table))
     with atomic_path(out_dir / "metrics.md") as tmp:
         tmp.write_text(main + "\n\n" + details + "\n", encoding="utf-8")

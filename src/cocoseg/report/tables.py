@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from ..coco import read_json
+from ..common import run_path
 from ..splitfolder import OK, read_manifest_rows
 from .statistics import pareto_front
 
@@ -15,10 +16,6 @@ METRICS = ["miou", "mdice", "pixel_accuracy", "miou_flip", "last_epoch_miou", "i
            "inference_peak_memory_mb", "train_seconds", "train_peak_memory_mb", "device_hours", "epoch"]
 TOP_CONFUSIONS = 5
 MANY_CLASSES = 30  # above this, per-class plots show the most and least frequent classes only
-
-
-def run_path(results: Path, stage: str, variant: str, seed: str) -> Path:
-    return Path(results) / stage / variant / f"seed-{seed}"
 
 
 def training_device(summary: dict) -> str:

@@ -8,9 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .tables import run_path
-
-BEST_FILE = "best.json"
+from ..common import run_path
 
 
 def _number(value) -> float | None:
@@ -22,13 +20,15 @@ def winner(table: pd.DataFrame, summaries: dict[tuple[str, str], dict], seeds: l
     seeds, the one whose chosen epoch scored highest on the selection images: the seed is chosen
     apart from the scored split, like the epoch."""
     best = table.iloc[0]
-    seed = max(seeds, key=lambda s: summaries[best["variant"], s]["best_val_miou"])
+    best_seed_of = {variant: int(max(seeds, key=lambda s: summaries[variant, s]["best_val_miou"]))
+                    for variant in dict.fromkeys(table["variant"])}
+    seed = str(best_seed_of[best["variant"]])
     model = run_path(results, "models", best["variant"], seed) / "model.pt"
     return {
         "variant": best["variant"], "seed": int(seed), "split": best["split"], "ranked_by": "mIoU, mean over seeds",
         "seed_chosen_by": "the highest selection mIoU of the chosen epoch (summary.json best_val_miou), not the "
                           "scored split",
-        "model": model.as_posix(), "config": summaries[best["variant"], seed]["config"],
+        "best_seed_of": best_seed_of, "results": Path(results).as_posix(), "model": model.as_posix(), "config": summaries[best["variant"], seed]["config"],
         "scores": {"miou": _number(best["miou_mean"]), "miou_std": _number(best["miou_std"]),
                    "miou_low": _number(best.get("miou_low")), "miou_high": _number(best.get("miou_high")),
                    "mdice": _number(best["mdice_mean"]), "pixel_accuracy": _number(best["pixel_accuracy_mean"]),
