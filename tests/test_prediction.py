@@ -150,3 +150,21 @@ def test_predict_settings_are_checked_before_any_job(tmp_path):
         "config predict.variant: 'unet' is not best or a variant of this config (fpn, deeplab)",
         "config predict.seed: 7 is not best or one of train.seeds (0, 1)",
         f"config predict.folders.here: {tmp_path} holds {tmp_path / 'results'}/, where predictions are written"]
+
+
+def test_the_command_predicts_with_the_run_best_json_names(model, tmp_path, capsys):
+    for variant, seed in (("fpn-resnet18-128", 1), ("unet-resnet18-128", 0)):
+        run = tmp_path / "results" / "models" / variant / f"seed-{seed}"
+        run.mkdir(parents=True)
+        (run / "model.pt").symlink_to(model)
+    (tmp_path / "best.json").write_text(json.dumps({**BEST, "results": str(tmp_path / "results")}))
+    save_image(tmp_path / "in" / "a.jpg", 40, 30)
+    base = ["predict", "--images", str(tmp_path / "in"), "--best", str(tmp_path / "best.json")]
+    for extra, run in (([], "fpn-resnet18-128/seed-1"), (["--variant", "unet-resnet18-128"], "unet-resnet18-128/seed-0")):
+        assert main([*base, *extra, "--output", str(tmp_path / run)]) == 0
+        info = json.loads((tmp_path / run / "prediction.json").read_text())
+        assert info["model"] == (tmp_path / "results" / "models" / run / "model.pt").as_posix()
+    capsys.readouterr()
+    assert main(["predict", "--model", str(model), "--seed", "2", "--images", str(tmp_path / "in"),
+                 "--output", str(tmp_path / "x")]) == 2
+    assert "--variant and --seed choose a run of a report's --best" in capsys.readouterr().err

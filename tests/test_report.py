@@ -334,6 +334,9 @@ def test_the_winner_is_named_in_a_file_and_in_the_report(built):
     # v-c-96 ranks first; of its seeds, seed 1 chose an epoch scoring 0.91 on the selection images, seed 0 0.89
     assert (best["variant"], best["seed"], best["split"]) == ("v-c-96", 1, "val")
     assert best["model"].endswith("results/models/v-c-96/seed-1/model.pt") and Path(best["model"]).parent.is_dir()
+    # each variant's second seed scored higher on the selection images (VARIANTS)
+    assert best["best_seed_of"] == {"v-a-64": 1, "v-b-64": 1, "v-c-96": 1}
+    assert Path(best["results"]) / "models" / "v-c-96" / "seed-1" / "model.pt" == Path(best["model"])
     assert best["scores"]["miou"] == pytest.approx(0.90) and best["scores"]["mdice"] == pytest.approx(0.95)
     assert best["predict_command"].startswith(f"python -m cocoseg predict --model {best['model']} --images")
     use = text[text.index("## Use it"):]

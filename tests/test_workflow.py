@@ -288,3 +288,18 @@ def test_every_config_key_is_documented():
     leaves = list(schema_leaves(schema))
     assert {"predict.folders", "predict.shards", "splits.<name>.shards", "train.holdout.seed"} <= set(leaves)
     assert [key for key in leaves if f"`{key}`" not in documented] == []
+
+
+def test_prediction_jobs_ask_for_a_gpu_where_training_does(tmp_path):
+    workdir = workflow_copy(tmp_path)
+    (workdir / "photos").mkdir()
+    extra = tmp_path / "gpu.yaml"
+    extra.write_text(f"train: {{gpu: true}}\npredict: {{folders: {{photos: photos}}, variant: {VARIANT}, seed: 0, "
+                     f"shards: 2}}\n")
+    result = snakemake(workdir, "-n", "-p", "--configfile", str(TEST_CONFIG), str(extra))
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = result.stdout.split("rule predict_shard:")[1:]
+    assert len(jobs) == 2, result.stdout
+    for job in jobs:
+        job = job.split("\n\n")[0]
+        assert "gpu=1" in job and " --gpu" in job and f"results/models/{VARIANT}/seed-0/model.pt" in job
