@@ -1,6 +1,7 @@
 # cocoseg: COCO annotations -> masks -> trained variants -> comparison report.
 # Rules live in workflow/rules/ by stage; the logic lives in the `cocoseg` package.
-# Cheap rules run on the submitting machine under a cluster executor.
+# Cheap rules run on the submitting machine under a cluster executor (the JSON index too, unless
+# masks.index_on_cluster).
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -10,7 +11,6 @@ localrules:
     all,
     demo_dataset,
     encoder_weights,
-    index_split,
     gather_masks,
     gather_predictions,
     report,

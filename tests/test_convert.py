@@ -156,3 +156,68 @@ def test_all_80_categories_and_every_crowd_form_on_the_repositorys_real_images(t
     crowd_images = {a["image_id"] for a in crowds[:3]}
     assert all(255 in np.asarray(Image.open(tmp_path / "out" / "masks" / Path(coco.imgs[i]["file_name"])
                                             .with_suffix(".png"))) for i in crowd_images)
+
+
+def plain_grouping(path: Path) -> dict[int, list]:
+    """Each image id's annotations in file order, read with json.load."""
+    data = json.loads(path.read_text())
+    grouped = {image["id"]: [] for image in data["images"]}
+    for annotation in data["annotations"]:
+        grouped.setdefault(annotation["image_id"], []).append(annotation)
+    return grouped
+
+
+def test_the_streamed_index_holds_what_json_load_reads(tmp_path):
+    import sys
+
+    from cocoseg.coco import annotations_of, load_split
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from bench_index import write_coco_like
+
+    write_coco_like(tmp_path / "generated.json", images=300, seed=2)
+    for path in (COCO_REAL / "instances.json", tmp_path / "generated.json"):
+        expected = plain_grouping(path)
+        split = load_split(path)
+        assert [image["id"] for image in split.images] == sorted(expected)
+        for image in split.images:
+            assert annotations_of(image) == expected[image["id"]]
+    half = load_split(tmp_path / "generated.json", max_images=150)
+    assert [image["id"] for image in half.images] == list(range(1, 151)) and half.orphan_annotations == 0
+
+
+def test_a_file_only_pythons_json_reads_is_read_whole_with_a_note(tmp_path):
+    from cocoseg.coco import annotations_of, load_split
+
+    path = tmp_path / "nan.json"
+    path.write_text('{"images": [{"id": 1, "file_name": "a.jpg", "width": 4, "height": 4}], "categories": '
+                    '[{"id": 1, "name": "x"}], "annotations": [{"id": 1, "image_id": 1, "category_id": 1, '
+                    '"area": NaN, "segmentation": [[0, 0, 2, 0, 2, 2]], "iscrowd": 0}]}')
+    split = load_split(path)
+    assert np.isnan(annotations_of(split.images[0])[0]["area"])
+    assert any("NaN or Infinity" in note for note in split.notes)
+
+
+def test_the_index_grows_by_at_most_twice_the_files_size(tmp_path):
+    """Measured in fresh processes, beside json.load of the same file (about eight times)."""
+    import subprocess
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from bench_index import write_coco_like
+
+    path = tmp_path / "coco.json"
+    write_coco_like(path, images=6000)
+    size_kib = path.stat().st_size / 1024
+    growth = {}
+    for name, step in (("index", "from cocoseg.convert import index_split; index_split(path, out, 1)"),
+                       ("json.load", "import json; json.load(open(path, 'rb'))")):
+        code = ("import resource, sys; from pathlib import Path; import cocoseg.convert\n"
+                "path, out = Path(sys.argv[1]), Path(sys.argv[2])\n"
+                "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+                f"{step}\n"
+                "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)")
+        done = subprocess.run([sys.executable, "-c", code, str(path), str(tmp_path / name)], capture_output=True,
+                              text=True, check=True)
+        growth[name] = int(done.stdout.strip()) / size_kib
+    assert growth["json.load"] > 4 and growth["index"] < 2, growth

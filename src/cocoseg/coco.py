@@ -3,20 +3,23 @@
 Faults that make the whole file unusable raise `InputError` (one line, naming the file);
 faults of single image entries become a skip reason on that image, so that one bad entry
 never costs the good images around it.
+
+The file is read as a stream (`cocofile`), and each annotation is kept pickled until its shard
+job paints it: peak memory stays near the file's size, not eight times it.
 """
 
 from __future__ import annotations
 
-import json
 import os
+import pickle
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Sequence
 
+from .cocofile import NotStreamable, StreamedFile, WholeFile
 from .common import MAX_CLASSES, InputError
 from .files import safe_relative
-
 
 
 @dataclass
@@ -25,26 +28,19 @@ class Split:
 
     labels: list[tuple[int, int, str]]  # (label, category id, name)
     category_ids: list[int]  # every id the file declares, selected as a class or not
-    images: list[dict]  # {"id", "file_name", "width", "height", "mask", "annotations", "skip"}
+    images: list[dict]  # {"id", "file_name", "width", "height", "mask", "annotations" (pickled), "skip"}
     orphan_annotations: int = 0  # annotations whose image id names no usable image
     notes: list[str] = field(default_factory=list)
 
 
-def read_json(path: str | os.PathLike) -> dict:
-    try:
-        with open(path, "rb") as f:
-            data = json.load(f)
-    except FileNotFoundError:
-        raise InputError(f"{path}: file not found") from None
-    except OSError as e:
-        raise InputError(f"{path}: cannot read: {e.strerror or e}") from None
-    except UnicodeDecodeError as e:
-        raise InputError(f"{path}: not UTF-8 text: {e.reason}") from None
-    except json.JSONDecodeError as e:
-        raise InputError(f"{path}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
-    if not isinstance(data, dict):
-        raise InputError(f"{path}: not a COCO file: the top level is not a JSON object")
-    return data
+def _array(source: StreamedFile | WholeFile, key: str, checked_before: tuple[str, ...] = ()) -> list:
+    """The whole top-level array `key`. Where it gives no items, the keys a reader checks first
+    (`checked_before`) and then it are checked, so a file's first fault is the one reported."""
+    items = list(source.items(key))
+    if not items:
+        for name in (*checked_before, key):
+            source.check_array(name)
+    return items
 
 
 def _is_int(value) -> bool:
@@ -96,25 +92,36 @@ def _mask_name(file_name: str) -> str:
 
 def load_split(path: str | os.PathLike, classes=None, max_images: int | None = None) -> Split:
     """Parse and check one COCO file; images come sorted by id so that shards are reproducible."""
-    data = read_json(path)
-    for key in ("images", "annotations", "categories"):
-        if key not in data:
-            raise InputError(f"{path}: not a COCO instance file: key '{key}' is missing")
-        if not isinstance(data[key], list):
-            raise InputError(f"{path}: '{key}' is not a list")
-    if not data["categories"]:
-        raise InputError(f"{path}: no categories: a file without categories cannot give class masks")
-    labels = label_map(path, data["categories"], classes)
-    category_ids = sorted(c["id"] for c in data["categories"])
+    try:
+        return _split_of(StreamedFile(path), classes, max_images)
+    except NotStreamable:
+        split = _split_of(WholeFile(path), classes, max_images)
+        split.notes.append("read whole, not streamed: the file holds NaN or Infinity, which only Python's "
+                           "json reader accepts")
+        return split
 
-    entries = data["images"]
+
+def _split_of(source: StreamedFile | WholeFile, classes, max_images: int | None) -> Split:
+    images, cut = _image_records(_array(source, "images"), max_images)  # the raw entries are freed here
+    categories = _array(source, "categories", checked_before=("annotations",))
+    if not categories:
+        raise InputError(f"{source.path}: no categories: a file without categories cannot give class masks")
+    split = Split(labels=label_map(source.path, categories, classes),
+                  category_ids=sorted(c["id"] for c in categories), images=images)
+    split.orphan_annotations = _attach_annotations(source, images, cut)
+    if split.orphan_annotations:
+        split.notes.append(f"{split.orphan_annotations} annotation(s) name no usable image id and were not used")
+    return split
+
+
+def _image_records(entries: list, max_images: int | None) -> tuple[list[dict], set[int]]:
+    """One record per image entry, usable entries first by id (the rest in file order), each with
+    its skip reason or None; and the ids `max_images` cut (their annotations are not orphans)."""
     id_count = Counter(e["id"] for e in entries if isinstance(e, dict) and _is_int(e.get("id")))
-    # Entries with a usable id first, by id; the rest keep their file order after them.
     order = sorted(range(len(entries)), key=lambda i: (0, entries[i]["id"], i)
                    if isinstance(entries[i], dict) and _is_int(entries[i].get("id")) else (1, 0, i))
     if max_images is not None:
         order = order[:max_images]
-
     images, mask_owner = [], {}
     for i in order:
         entry = entries[i]
@@ -139,23 +146,26 @@ def load_split(path: str | os.PathLike, classes=None, max_images: int | None = N
             "annotations": [],
             "skip": skip,
         })
+    return images, set(id_count) - {img["id"] for img in images}
 
+
+def _attach_annotations(source: StreamedFile | WholeFile, images: list[dict], cut: set[int]) -> int:
+    """Each annotation, pickled, onto its usable image in file order; returns the orphans."""
     usable = {img["id"]: img for img in images if img["skip"] is None}
-    orphans = 0
-    for ann in data["annotations"]:
+    orphans, seen = 0, 0
+    for ann in source.items("annotations"):
+        seen += 1
         image_id = ann.get("image_id") if isinstance(ann, dict) else None
         image = usable.get(image_id) if _is_int(image_id) else None
-        if image is None:
+        if image is not None:
+            image["annotations"].append(pickle.dumps(ann, protocol=pickle.HIGHEST_PROTOCOL))
+        elif not (_is_int(image_id) and image_id in cut):
             orphans += 1
-        else:
-            image["annotations"].append(ann)
-    if max_images is not None:  # annotations of images cut by --max-images are not orphans
-        kept = {img["id"] for img in images}
-        cut = {image_id for image_id in id_count if image_id not in kept}
-        orphans -= sum(1 for a in data["annotations"] if isinstance(a, dict) and _is_int(a.get("image_id"))
-                       and a["image_id"] in cut)
-    split = Split(labels=labels, category_ids=category_ids, images=images, orphan_annotations=orphans)
-    if orphans:
-        split.notes.append(f"{orphans} annotation(s) name no usable image id and were not used")
-    return split
+    if not seen:
+        source.check_array("annotations")
+    return orphans
 
+
+def annotations_of(record: dict) -> list:
+    """An image record's annotations, as the file holds them."""
+    return [pickle.loads(blob) for blob in record["annotations"]]

@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .coco import load_split
+from .coco import annotations_of, load_split
 from .common import InputError
-from .files import checksum, hard_link, link_or_copy, write_bytes, write_json
+from .files import atomic_path, checksum, hard_link, link_or_copy, write_bytes, write_json
 from .images import image_fault
 from .masks import UnusableImage, paint_mask
 from .png import encode_mask_png
@@ -39,7 +39,8 @@ def index_split(annotations: Path, index_dir: Path, shards: int, classes=None,
     """Parse the COCO file once and write `meta.json` plus one `shard-<i>.pkl` per shard.
 
     Shard parts are pickles: internal, temporary, written and read only by this module, and
-    pickling is ten times faster than JSON for polygon-heavy parts (COCO train: 448 MB).
+    pickling is ten times faster than JSON for polygon-heavy parts (COCO train: 448 MB). Their
+    annotations stay pickled one by one (`coco.annotations_of` unpickles them in the shard job).
     """
     split = load_split(annotations, classes=classes, max_images=max_images)
     header = {"labels": split.labels, "category_ids": split.category_ids}
@@ -47,7 +48,8 @@ def index_split(annotations: Path, index_dir: Path, shards: int, classes=None,
     for i in range(shards):
         part = split.images[i * n // shards:(i + 1) * n // shards]
         part = {**header, "shard": i, "shards": shards, "images": part}
-        write_bytes(index_dir / f"shard-{i}.pkl", pickle.dumps(part, protocol=pickle.HIGHEST_PROTOCOL))
+        with atomic_path(index_dir / f"shard-{i}.pkl") as tmp, open(tmp, "wb") as f:
+            pickle.dump(part, f, protocol=pickle.HIGHEST_PROTOCOL)  # framed to the file, never whole in memory
     write_json(index_dir / "meta.json", {**header, "source": str(annotations), "images": n,
                                          "orphan_annotations": split.orphan_annotations, "notes": split.notes})
 
@@ -70,7 +72,7 @@ def convert_image(record: dict, image_dir: Path, out_dir: Path, label_of: dict[i
         reason = image_fault(source, record["width"], record["height"])
     if reason is None:
         try:
-            mask, notes = paint_mask(record["annotations"], record["height"], record["width"], label_of, declared)
+            mask, notes = paint_mask(annotations_of(record), record["height"], record["width"], label_of, declared)
         except UnusableImage as e:
             reason = str(e)
         else:

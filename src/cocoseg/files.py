@@ -12,6 +12,8 @@ from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import Iterator, Sequence
 
+from .common import InputError
+
 
 def _current_umask() -> int:
     mask = os.umask(0)
@@ -143,3 +145,21 @@ def output_problem(path: str | os.PathLike, is_file: bool = False) -> str | None
                 return f"{path}: cannot be written: {parent} exists and is not a folder"
             return None
     return None
+
+
+def read_json(path: str | os.PathLike) -> dict:
+    """A whole JSON object file (small files; and the precise message of a malformed one)."""
+    try:
+        with open(path, "rb") as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        raise InputError(f"{path}: file not found") from None
+    except OSError as e:
+        raise InputError(f"{path}: cannot read: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        raise InputError(f"{path}: not UTF-8 text: {e.reason}") from None
+    except json.JSONDecodeError as e:
+        raise InputError(f"{path}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: not a COCO file: the top level is not a JSON object")
+    return data

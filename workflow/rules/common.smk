@@ -96,6 +96,11 @@ def mask_options():
     return options
 
 
+def index_memory_mb(wildcards, input):
+    """The streamed index peaks below twice the JSON's size, plus the interpreter."""
+    return int(2.5 * input.size_mb) + 500
+
+
 def holdout_options(wildcards):
     """`cocoseg gather` flags: the training split holds images out when they choose the best epoch."""
     holdout = config["train"]["holdout"]

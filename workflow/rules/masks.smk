@@ -9,8 +9,11 @@ rule index_split:
         temp(directory("results/masks/{split}/index")),
     log:
         "results/logs/masks/{split}/index.log",
+    localrule: not config["masks"]["index_on_cluster"]
     conda:
         "../../envs/masks.yaml"
+    resources:
+        mem_mb=index_memory_mb,
     params:
         shards=lambda wc: split_config(wc)["shards"],
         options=mask_options(),

@@ -13,9 +13,8 @@ import numpy as np
 import pandas as pd
 
 from ..bestfile import BEST_FILE, write_best
-from ..coco import read_json
 from ..common import run_path
-from ..files import atomic_path, read_csv
+from ..files import atomic_path, read_csv, read_json
 from ..per_image import FILE_NAME as PER_IMAGE_FILE, PerImageCounts, read_per_image
 from ..report_plots import PLOTS, TOP_TWO_PLOT
 from . import phrases

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..coco import read_json
+from ..files import read_json
 from ..common import run_path
 from ..splitfolder import OK, read_manifest_rows
 from .statistics import pareto_front
