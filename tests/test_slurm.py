@@ -21,25 +21,28 @@ from slurm_cluster import ClusterUnavailable, SlurmCluster
 from test_workflow import ONE_VARIANT, TEST_CONFIG, VARIANT, snakemake, workflow_copy
 
 RUN = f"{VARIANT}/seed-0"
+RUN_GROUP = "run_evaluate_variant_train_variant"  # a group job is named by its group and rules
 # What the 2-CPU test node can hold, in place of the profile's sizes for real GPU nodes; the
 # first status check after 2 s instead of 40 s. Everything else comes from profiles/slurm.
 NODE_FIT = [
     "--slurm-init-seconds-before-status-checks", "2",
     "--set-threads", "train_variant=2", "evaluate_variant=2",
     "--set-resources", "train_variant:mem_mb=2000", "train_variant:runtime=30",
-    "evaluate_variant:mem_mb=2000", "mask_shard:mem_mb=1000",
+    "evaluate_variant:mem_mb=2000", "evaluate_variant:runtime=10", "mask_shard:mem_mb=500",
     "--default-resources", "mem_mb=1000", "runtime=10",
+    "--group-components", "masks=2",  # two one-CPU shards per submission on this 2-CPU node (the profile: 4)
 ]
-REMOTE_JOBS = {("mask_shard", "train_0"), ("mask_shard", "train_1"), ("mask_shard", "train_2"),
-               ("mask_shard", "val_0"), ("train_variant", f"{VARIANT}_0"), ("evaluate_variant", f"{VARIANT}_0_val"),
-               ("top_two_differ", ""), ("export_best", "onnx")}
+# Submissions, by rule or group: the index as a cluster job (masks.index_on_cluster), the four mask
+# shards in one group job, training and its evaluation in another (the profile's groups).
+REMOTE_JOBS = {("rule", "index_split", "train"), ("rule", "index_split", "val"), ("group", "masks_mask_shard", ""),
+               ("group", RUN_GROUP, ""), ("rule", "top_two_differ", ""), ("rule", "export_best", "onnx")}
 
 
 def planned_jobs(output: str) -> dict[str, list[str]]:
     """rule -> the dry run's text of each of its jobs."""
     jobs: dict[str, list[str]] = {}
-    for block in re.split(r"\n(?=\[[^\]]+\]\n(?:local)?rule )", output):
-        if rule := re.search(r"^(?:local)?rule (\w+):", block, flags=re.M):
+    for block in re.split(r"\n(?= *\[[^\]]+\]\n *(?:local)?rule )", output):  # group members are indented
+        if rule := re.search(r"^ *(?:local)?rule (\w+):", block, flags=re.M):
             jobs.setdefault(rule[1], []).append(block)
     return jobs
 
@@ -61,7 +64,7 @@ def test_the_slurm_profile_gives_each_job_its_own_cpus_memory_and_time(tmp_path)
             assert f"mem_mb={resources['mem_mb']}," in job and f"runtime={resources['runtime']}" in job, job
             if threads:
                 assert f"threads: {threads}\n" in job and f"--cpus {threads} " in job, job
-    assert profile["set-threads"] == {"train_variant": 8, "evaluate_variant": 4}
+    assert profile["set-threads"] == {"train_variant": 8, "evaluate_variant": 4, "predict_shard": 4}
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +82,7 @@ def gpu_config(path: Path, **train) -> Path:
     # short. The test node's GPU is a SLURM gres without CUDA behind it: the job must be allowed the CPU.
     config["model"].update(yaml.safe_load(ONE_VARIANT)["model"])
     config["train"].update(gpu=True, allow_cpu_fallback=True, seeds=[0], **train)
+    config["masks"] = {"index_on_cluster": True}
     path.write_text(yaml.safe_dump(config))
     return path
 
@@ -93,12 +97,13 @@ def slurm_snakemake(cluster, workdir: Path, config: Path, *extra: str, backgroun
     return subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, timeout=900)
 
 
-def submitted(log: str) -> dict[tuple[str, str], list[str]]:
-    """(rule, wildcards) -> SLURM job ids, from the plugin's 'submitted with SLURM jobid' lines."""
-    jobs: dict[tuple[str, str], list[str]] = {}
-    for rule, wildcards, job_id in re.findall(r"slurm_logs/rule_(\w+)/(?:(\S+)/)?(\d+)\.log", log):
+def submitted(log: str) -> dict[tuple[str, str, str], list[str]]:
+    """("rule" or "group", its name, wildcards) -> SLURM job ids, from the plugin's log paths and its
+    'submitted with SLURM jobid' lines."""
+    jobs: dict[tuple[str, str, str], list[str]] = {}
+    for kind, name, wildcards, job_id in re.findall(r"slurm_logs/(rule|group)_([^/\s]+)/(?:(\S+)/)?(\d+)\.log", log):
         if f"SLURM jobid {job_id} " in log:
-            jobs.setdefault((rule, wildcards), []).append(job_id)
+            jobs.setdefault((kind, name, wildcards), []).append(job_id)
     return {key: sorted(set(ids), key=int) for key, ids in jobs.items()}
 
 
@@ -116,18 +121,18 @@ def test_every_remote_job_goes_through_sbatch_and_completes(cluster, slurm_run):
     _, _, log = slurm_run
     jobs = submitted(log)
     assert set(jobs) == REMOTE_JOBS
-    for (rule, _), ids in jobs.items():
-        assert cluster.job(ids[-1])["JobState"] == "COMPLETED", rule
+    for (_, name, _), ids in jobs.items():
+        assert cluster.job(ids[-1])["JobState"] == "COMPLETED", name
 
 
 def test_training_job_asks_for_gpu_cpus_memory_and_time(cluster, slurm_run):
     _, _, log = slurm_run
-    job = cluster.job(submitted(log)[("train_variant", f"{VARIANT}_0")][-1])
+    job = cluster.job(submitted(log)[("group", RUN_GROUP, "")][-1])  # training, then its evaluation
     assert "cpu=2" in job["TRES"] and "mem=2000M" in job["TRES"]
     assert job["TresPerJob"] == "gres:gpu:1"
-    assert job["TimeLimit"] == "00:30:00"
-    sbatch = re.search(r"sbatch call: (sbatch .*rule_train_variant.*)", log)[1]
-    assert "--gpus=1" in sbatch and "--cpus-per-task=2" in sbatch and "--mem 2000" in sbatch and "-t 30" in sbatch
+    assert job["TimeLimit"] == "00:40:00"  # training's 30 minutes, then evaluation's 10
+    sbatch = re.search(rf"sbatch call: (sbatch .*group_{RUN_GROUP}.*)", log)[1]
+    assert "--gpus=1" in sbatch and "--cpus-per-task=2" in sbatch and "--mem 2000" in sbatch and "-t 40" in sbatch
     workdir, _, _ = slurm_run
     first = (workdir / "results" / "logs" / "train" / VARIANT / "seed-0.log").read_text().splitlines()[0]
     assert first.startswith("warning: ") and "a GPU was asked for, but CUDA is not usable here" in first
@@ -161,13 +166,13 @@ def test_cancelled_training_job_is_resubmitted_and_resumes(cluster, slurm_run, t
     while not last.exists() and process.poll() is None and time.time() < deadline:
         time.sleep(0.1)
     queue = subprocess.run(["squeue", "-h", "-o", "%i %k"], env=cluster.env, capture_output=True, text=True).stdout
-    training = [line.split()[0] for line in queue.splitlines() if "rule_train_variant" in line]
+    training = [line.split()[0] for line in queue.splitlines() if f"rule_{RUN_GROUP}" in line]
     assert training, f"no training job in the queue: {queue!r}"
     subprocess.run(["scancel", training[0]], env=cluster.env, check=True)
     output, _ = process.communicate(timeout=600)
     assert process.returncode == 0, output[-4000:]
     assert cluster.job(training[0])["JobState"] == "CANCELLED"
-    assert len(submitted(output)[("train_variant", f"{VARIANT}_0")]) == 2
+    assert len(submitted(output)[("group", RUN_GROUP, "")]) == 2
     summary = json.loads((workdir / "results" / "models" / RUN / "summary.json").read_text())
     assert summary["epochs"] == 8 and 1 <= summary["resumed_from_epoch"] < 8
     assert [row["epoch"] for row in summary["history"]] == list(range(1, 9))

@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from PIL import Image
 
 from conftest import REPO, mixed_image_folder
@@ -303,3 +305,40 @@ def test_prediction_jobs_ask_for_a_gpu_where_training_does(tmp_path):
     for job in jobs:
         job = job.split("\n\n")[0]
         assert "gpu=1" in job and " --gpu" in job and f"results/models/{VARIANT}/seed-0/model.pt" in job
+
+
+@pytest.mark.slow
+def test_the_workflow_runs_as_a_module_of_another(tmp_path):
+    """`module cocoseg: snakefile: <checkout>/workflow/Snakefile` with its config passed in, its rules
+    used under a prefix: the mask stage runs inside the host's folder, whole DAG planned."""
+    host = tmp_path / "host"
+    host.mkdir()
+    config = yaml.safe_load(TEST_CONFIG.read_text())
+    config["model"].update(yaml.safe_load(ONE_VARIANT)["model"])
+    (host / "config.yaml").write_text(yaml.safe_dump({"cocoseg": config}))
+    (host / "Snakefile").write_text(f"""configfile: "config.yaml"
+
+
+module cocoseg:
+    snakefile:
+        "{REPO / 'workflow' / 'Snakefile'}"
+    config:
+        config["cocoseg"]
+
+
+use rule * from cocoseg as cocoseg_*
+
+
+rule all:
+    input:
+        rules.cocoseg_all.input,
+    default_target: True
+""")
+    planned = snakemake(host, "-n")
+    assert planned.returncode == 0, planned.stderr[-3000:]
+    for rule in ("cocoseg_train_variant", "cocoseg_evaluate_variant", "cocoseg_report", "cocoseg_export_best"):
+        assert re.search(rf"^{rule}\s+1$", planned.stdout, flags=re.M), planned.stdout
+    result = snakemake(host, "results/masks/val/manifest.csv")
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = list(csv.DictReader(open(host / "results" / "masks" / "val" / "manifest.csv")))
+    assert len(rows) == config["demo"]["splits"]["val"] and all(row["status"] == "ok" for row in rows)
