@@ -1,42 +1,15 @@
-# cocoseg: COCO annotations -> masks -> trained variants -> comparison report.
-# Rules live in workflow/rules/ by stage; the logic lives in the `cocoseg` package.
-# Cheap rules run on the submitting machine under a cluster executor (the JSON index too, unless
-# masks.index_on_cluster).
-from snakemake.utils import min_version
+# The workflow is workflow/Snakefile (the Snakemake workflow catalogue's layout, and what another
+# workflow's `module` points at); `snakemake` from here runs it.
 
-min_version("9.0")
+
+include: "workflow/Snakefile"
 
 
 localrules:
-    all,
-    demo_dataset,
-    encoder_weights,
-    gather_masks,
-    gather_predictions,
-    report,
+    run_workflow,
 
 
-configfile: "config/config.yaml"
-
-
-report: "workflow/report/workflow.rst"
-
-
-include: "workflow/rules/common.smk"
-include: "workflow/rules/demo.smk"
-include: "workflow/rules/masks.smk"
-include: "workflow/rules/weights.smk"
-include: "workflow/rules/train.smk"
-include: "workflow/rules/evaluate.smk"
-include: "workflow/rules/report.smk"
-include: "workflow/rules/export.smk"
-include: "workflow/rules/predict.smk"
-
-
-onstart:
-    record_lock_owner(".snakemake")
-
-
-rule all:
+rule run_workflow:  # the default target (rules of an included file never are)
+    default_target: True
     input:
-        final_targets(),
+        rules.all.input,

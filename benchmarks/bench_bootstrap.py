@@ -18,7 +18,8 @@ import time
 
 import numpy as np
 
-from cocoseg.per_image import PerImageCounts, miou_from_sums
+from cocoseg.metrics import mean_iou
+from cocoseg.per_image import PerImageCounts
 from cocoseg.report.bootstrap import paired_bootstrap
 
 
@@ -42,7 +43,7 @@ def loop_bootstrap(runs: list[PerImageCounts], resamples: int, rng: np.random.Ge
     for b in range(resamples):
         drawn = rng.integers(0, images, images)
         for r, run in enumerate(runs):
-            out[b, r] = miou_from_sums(run.intersection[drawn].sum(0).astype(float), run.union[drawn].sum(0))
+            out[b, r] = mean_iou(run.intersection[drawn].sum(0).astype(float), run.union[drawn].sum(0))
     return out
 
 

@@ -19,6 +19,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from commits import source_at
+
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
@@ -60,15 +62,6 @@ def write_coco_like(path: Path, images: int, seed: int = 0) -> None:
         f.write('],"categories":[' + ",".join(
             f'{{"supercategory":"thing","id":{c},"name":"class{c}"}}' for c in range(1, 91)) + "]}")
     os.replace(tmp, path)
-
-
-def source_at(commit: str, root: Path) -> Path:
-    """This repository's src/ as it was at `commit`, extracted under `root`."""
-    target = root / f"src-{commit}"
-    target.mkdir(parents=True)
-    archive = subprocess.run(["git", "-C", str(REPO), "archive", commit, "src"], check=True, capture_output=True).stdout
-    subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
-    return target / "src"
 
 
 MEASURE = """

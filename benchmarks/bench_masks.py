@@ -25,6 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from commits import source_at
+
 REPO = Path(__file__).resolve().parents[1]
 COCO_TINY = REPO.parent / "shared" / "data" / "coco-tiny"
 
@@ -53,15 +55,6 @@ def cocoseg_stage(annotations: Path, images: Path, out: Path, workers: int) -> i
     from cocoseg.convert import convert
 
     return convert(annotations, images, out, workers=workers)["images"]
-
-
-def source_at(commit: str, root: Path) -> Path:
-    """This repository's src/ as it was at `commit`, extracted under `root`."""
-    target = root / f"src-{commit}"
-    target.mkdir(parents=True)
-    archive = subprocess.run(["git", "-C", str(REPO), "archive", commit, "src"], check=True, capture_output=True).stdout
-    subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
-    return target / "src"
 
 
 def run_one(method: str, annotations: Path, images: Path, scratch: Path) -> dict:

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from cocoseg.per_image import PerImageCounts, miou_from_sums, read_per_image, write_per_image
+from cocoseg.metrics import mean_iou
+from cocoseg.per_image import PerImageCounts, read_per_image, write_per_image
 from cocoseg.report.bootstrap import paired_bootstrap, resample_weights
 
 CLASSES = 4
@@ -26,8 +27,8 @@ def by_variant(table):
     return table.set_index("variant")
 
 
-def test_miou_from_sums_leaves_out_classes_nobody_labelled_or_predicted():
-    assert miou_from_sums(np.array([3.0, 0.0, 1.0]), np.array([4.0, 0.0, 2.0])) == pytest.approx((0.75 + 0.5) / 2)
+def test_mean_iou_leaves_out_classes_nobody_labelled_or_predicted():
+    assert mean_iou(np.array([3.0, 0.0, 1.0]), np.array([4.0, 0.0, 2.0])) == pytest.approx((0.75 + 0.5) / 2)
 
 
 def test_resample_weights_draw_every_image_count_times_in_total():
@@ -38,7 +39,7 @@ def test_resample_weights_draw_every_image_count_times_in_total():
 
 def test_point_estimate_is_the_mean_over_seeds_of_each_runs_split_miou():
     runs = [counts(0.7, 40, seed) for seed in (1, 2)]
-    expected = np.mean([miou_from_sums(r.intersection.sum(0).astype(float), r.union.sum(0).astype(float))
+    expected = np.mean([mean_iou(r.intersection.sum(0).astype(float), r.union.sum(0).astype(float))
                         for r in runs])
     table = paired_bootstrap("val", {"a": runs}, resamples=100, seed=0)
     assert table.loc[0, "miou"] == pytest.approx(expected) and table.loc[0, "images"] == 40

@@ -12,25 +12,19 @@ from PIL import Image
 from cocoseg.bestfile import chosen_run
 from cocoseg.cli import main
 from cocoseg.common import InputError
-from cocoseg.convert import convert
 from cocoseg.decode import load_rgb
-from cocoseg.demo import make_demo
 from cocoseg.evaluate import Predictor
 from cocoseg.prediction import found_files, gather_predictions, predict, shard_share
 from cocoseg.workflow_checks import predict_problems
 
-from conftest import mixed_image_folder, save_image
+from conftest import demo_splits, mixed_image_folder, save_image
 
 TRAIN = ["--epochs", "1", "--img-size", "64", "--batch-size", "3", "--workers", "1"]
 
 
 @pytest.fixture(scope="module")
 def model(module_tmp):
-    root = module_tmp("prediction")
-    make_demo(root / "demo", {"train": 9, "val": 5}, seed=5)
-    for split in ("train", "val"):
-        convert(root / "demo" / "annotations" / f"{split}.json", root / "demo" / "images" / split, root / split,
-                link_mode="copy")
+    root = demo_splits(module_tmp("prediction"))
     assert main(["train", "--data_path", str(root), "--output", str(root / "run"), *TRAIN]) == 0
     return root / "run" / "model.pt"
 

@@ -281,7 +281,7 @@ def with_per_image_counts(results: Path, accuracy: dict[str, float]) -> None:
     """Per-image counts for every run (30 images), and metrics.json's mIoU recomputed from them."""
     from test_bootstrap import counts
     from cocoseg.per_image import write_per_image
-    from cocoseg.per_image import miou_from_sums
+    from cocoseg.metrics import mean_iou
     for k, (variant, rate) in enumerate(accuracy.items()):
         for seed in SEEDS:
             run = counts(rate, 30, int(seed) + 10 * k if rate not in list(accuracy.values())[:k] else int(seed))
@@ -289,7 +289,7 @@ def with_per_image_counts(results: Path, accuracy: dict[str, float]) -> None:
             write_per_image(ev / "per_image.npz", run.image_ids.tolist(), run.file_names.tolist(),
                             list(zip(run.intersection, run.labelled, run.predicted)))
             metrics = json.loads((ev / "metrics.json").read_text())
-            metrics["miou"] = float(miou_from_sums(run.intersection.sum(0).astype(float),
+            metrics["miou"] = float(mean_iou(run.intersection.sum(0).astype(float),
                                                    run.union.sum(0).astype(float)))
             write_json(ev / "metrics.json", metrics)
 

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import venv
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -137,9 +138,12 @@ def test_test_config_runs_end_to_end_and_masks_match_the_cli(tmp_path):
     assert exported["check"]["argmax_agreement"] >= 0.999 and exported["check"]["batches"][0][0] == 4
     check_predictions(workdir, tmp_path, best, expected_faults)
     assert (workdir / "results" / "report" / "plots" / "training_curves.png").stat().st_size > 2000
-    html = snakemake(workdir, "--configfile", str(TEST_CONFIG), "--report", "report.html")
-    assert html.returncode == 0, html.stderr[-3000:]
-    assert (workdir / "report.html").stat().st_size > 100_000
+    packed = snakemake(workdir, "--configfile", str(TEST_CONFIG), predict_block(tmp_path), "--report", "report.zip")
+    assert packed.returncode == 0, packed.stderr[-3000:]
+    with zipfile.ZipFile(workdir / "report.zip") as archive:  # the catalogue's `snakemake --report report.zip`
+        names = archive.namelist()
+    assert any(name.endswith("report.html") for name in names)
+    assert any(name.endswith("metrics.csv") for name in names) and any(name.endswith("speed_accuracy.png") for name in names)
 
 
 def check_predictions(workdir: Path, tmp_path: Path, best: dict, expected_faults: dict[str, str]) -> None:

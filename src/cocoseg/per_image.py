@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .files import atomic_path
+from .metrics import mean_iou
 
 FILE_NAME = "per_image.npz"
 
@@ -62,19 +63,11 @@ def read_per_image(path: Path) -> PerImageCounts:
                               saved["labelled"].astype(np.int64), saved["predicted"].astype(np.int64))
 
 
-def miou_from_sums(intersection: np.ndarray, union: np.ndarray) -> np.ndarray:
-    """Mean IoU over the last axis, leaving out classes with an empty union (as `metrics.scores`)."""
-    with np.errstate(invalid="ignore", divide="ignore"):
-        iou = np.where(union > 0, intersection / np.where(union > 0, union, 1), np.nan)
-    present = (union > 0).sum(axis=-1)
-    return np.where(present > 0, np.nansum(np.nan_to_num(iou), axis=-1) / np.maximum(present, 1), np.nan)
-
-
 def image_miou(runs: list[PerImageCounts]) -> tuple[np.ndarray, np.ndarray]:
     """Each image's own mIoU (over the classes in its labels or predictions), mean over the
     runs (seeds): (file names, values), images in the order of their ids."""
     orders = [np.argsort(r.image_ids, kind="stable") for r in runs]
-    values = [miou_from_sums(r.intersection.astype(float), r.union.astype(float))[o] for r, o in zip(runs, orders)]
+    values = [mean_iou(r.intersection.astype(float), r.union.astype(float))[o] for r, o in zip(runs, orders)]
     return runs[0].file_names[orders[0]], np.nanmean(values, axis=0)
 
 

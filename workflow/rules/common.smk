@@ -6,8 +6,10 @@ from pathlib import Path
 from snakemake.utils import validate
 
 # Rules and jobs run the package from this checkout's src/, installed or not (a conda env
-# created by --sdm conda holds only third-party packages).
-SOURCE = os.path.join(workflow.basedir, "src")
+# created by --sdm conda holds only third-party packages), also when another workflow uses this
+# one as a module.
+WORKFLOW_DIR = Path(str(workflow.current_basedir)).parent  # this file is workflow/rules/common.smk
+SOURCE = str(WORKFLOW_DIR.parent / "src")
 sys.path.insert(0, SOURCE)
 
 from cocoseg.bestfile import BEST

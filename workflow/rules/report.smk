@@ -22,7 +22,7 @@ rule report:
         ),
         samples=run_outputs("results/eval/{variant}/seed-{seed}/{split}/samples", split=EVAL_SPLITS),
         manifests=expand("results/masks/{split}/manifest.csv", split=SPLITS),
-        template="workflow/report/REPORT.md.jinja",
+        template=os.path.relpath(WORKFLOW_DIR / "report" / "REPORT.md.jinja"),
     output:
         metrics=report(
             "results/report/metrics.csv",

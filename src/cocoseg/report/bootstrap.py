@@ -17,7 +17,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..per_image import PerImageCounts, miou_from_sums
+from ..metrics import mean_iou
+from ..per_image import PerImageCounts
 
 LEVEL = 0.95
 RESAMPLES = 1000
@@ -66,7 +67,7 @@ def paired_bootstrap(split: str, counts: dict[str, list[PerImageCounts] | None],
                 usable[v] = aligned
     for v, runs in usable.items():
         intersection, union = zip(*[(r.intersection.sum(axis=0), r.union.sum(axis=0)) for r in runs])
-        rows[v].update(images=len(reference), miou=float(np.mean(miou_from_sums(np.array(intersection),
+        rows[v].update(images=len(reference), miou=float(np.mean(mean_iou(np.array(intersection),
                                                                                 np.array(union)))))
         if len(runs) == 1:
             rows[v]["note"] = "one seed: the interval covers images only"
@@ -87,7 +88,7 @@ def _intervals(usable: dict[str, list[PerImageCounts]], rows: dict[str, dict], r
         stacked[:, i, 0], stacked[:, i, 1] = run.intersection, run.union
     weights = resample_weights(images, resamples, rng).astype(np.float32)
     sums = (weights @ stacked.reshape(images, -1)).reshape(resamples, len(runs), 2, classes)
-    run_miou = miou_from_sums(sums[:, :, 0].astype(np.float64), sums[:, :, 1].astype(np.float64))
+    run_miou = mean_iou(sums[:, :, 0].astype(np.float64), sums[:, :, 1].astype(np.float64))
     first = np.cumsum([0] + [len(usable[v]) for v in names])
     variant_miou = np.empty((resamples, len(names)))
     for i, v in enumerate(names):
