@@ -35,7 +35,7 @@ NODE_FIT = [
 # Submissions, by rule or group: the index as a cluster job (masks.index_on_cluster), the four mask
 # shards in one group job, training and its evaluation in another (the profile's groups).
 REMOTE_JOBS = {("rule", "index_split", "train"), ("rule", "index_split", "val"), ("group", "masks_mask_shard", ""),
-               ("group", RUN_GROUP, ""), ("rule", "top_two_differ", ""), ("rule", "export_best", "onnx")}
+               ("group", RUN_GROUP, ""), ("rule", "top_two_differ", ""), ("rule", "export_model", "best_onnx")}
 
 
 def planned_jobs(output: str) -> dict[str, list[str]]:

@@ -340,9 +340,18 @@ rule all:
 """)
     planned = snakemake(host, "-n")
     assert planned.returncode == 0, planned.stderr[-3000:]
-    for rule in ("cocoseg_train_variant", "cocoseg_evaluate_variant", "cocoseg_report", "cocoseg_export_best"):
+    for rule in ("cocoseg_train_variant", "cocoseg_evaluate_variant", "cocoseg_report", "cocoseg_export_model"):
         assert re.search(rf"^{rule}\s+1$", planned.stdout, flags=re.M), planned.stdout
     result = snakemake(host, "results/masks/val/manifest.csv")
     assert result.returncode == 0, result.stderr[-3000:]
     rows = list(csv.DictReader(open(host / "results" / "masks" / "val" / "manifest.csv")))
     assert len(rows) == config["demo"]["splits"]["val"] and all(row["status"] == "ok" for row in rows)
+
+
+def test_any_variant_can_be_exported_under_its_own_name(tmp_path):
+    workdir = workflow_copy(tmp_path)
+    other = "fpn-resnet18-64x96"
+    result = snakemake(workdir, "-n", "-p", f"results/export/{other}/torchscript", "--configfile", str(TEST_CONFIG))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"--best results/report/best.json --variant {other} --seed best --format torchscript " \
+        f"--output results/export/{other}/torchscript" in result.stdout, result.stdout[-3000:]

@@ -75,6 +75,7 @@ wildcard_constraints:
     split="|".join(re.escape(name) for name in SPLITS),
     shard=r"\d+",
     variant="|".join(re.escape(name) for name in VARIANTS),
+    exported="|".join(re.escape(name) for name in [BEST, *VARIANTS]),
     seed="|".join(re.escape(seed) for seed in SEEDS),
     encoder="|".join(re.escape(name) for name in config["model"]["encoders"]),
 
@@ -229,15 +230,11 @@ def chosen_run_inputs(variant, seed):
     return {"model": f"results/models/{variant}/seed-{seed}/model.pt"}
 
 
-def chosen_run_options(variant, seed):
-    """`cocoseg predict` / `export` flags for the inputs of `chosen_run_inputs`."""
-
-    def options(wildcards, input):
-        if chooses_by_report(variant, seed):
-            return ["--best", input.best, "--variant", variant, "--seed", seed]
-        return ["--model", input.model]
-
-    return options
+def chosen_run_flags(variant, seed, input):
+    """`cocoseg predict` / `export` flags naming the model of `chosen_run_inputs`."""
+    if chooses_by_report(variant, seed):
+        return ["--best", input.best, "--variant", variant, "--seed", str(seed)]
+    return ["--model", input.model]
 
 
 def prediction_shards(wildcards):

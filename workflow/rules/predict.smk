@@ -18,7 +18,7 @@ rule predict_shard:
     resources:
         gpu=1 if config["train"]["gpu"] else 0,
     params:
-        model=chosen_run_options(PREDICT["variant"], str(PREDICT["seed"])),
+        model=lambda wc, input: chosen_run_flags(PREDICT["variant"], PREDICT["seed"], input),
         shards=PREDICT["shards"],
         overlays=[] if PREDICT["overlays"] else ["--no-overlays"],
         gpu=gpu_flags(config["train"]["gpu"]),
