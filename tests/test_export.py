@@ -59,12 +59,21 @@ def test_the_export_predicts_as_pytorch_at_any_batch_and_size(model, data, tmp_p
     assert f"{summary['file']}: fpn-resnet18-64x96 seed 3; predicts" in capsys.readouterr().err
 
 
-def test_export_of_a_reports_winner_reads_its_best_json(model, tmp_path):
+def test_export_of_a_reports_winner_reads_its_best_json(model, tmp_path, capsys):
+    run = tmp_path / "results" / "models" / "fpn-resnet18-64x96" / "seed-3" / "model.pt"
+    run.parent.mkdir(parents=True)
+    run.symlink_to(model)
     best = tmp_path / "best.json"
-    best.write_text(json.dumps({"model": str(model), "variant": "fpn-resnet18-64x96", "seed": 3}))
+    best.write_text(json.dumps({"variant": "fpn-resnet18-64x96", "seed": 3, "best_seed_of": {"fpn-resnet18-64x96": 3},
+                                "results": str(tmp_path / "results")}))
     assert main(["export", "--best", str(best), "--format", "torchscript",
                  "--output", str(tmp_path / "out")]) == 0
-    assert json.loads((tmp_path / "out" / "export.json").read_text())["source"] == str(model)
+    assert json.loads((tmp_path / "out" / "export.json").read_text())["source"] == str(run)
+    best.write_text(json.dumps({"model": str(model), "variant": "fpn-resnet18-64x96", "seed": 3}))  # older format
+    capsys.readouterr()
+    assert main(["export", "--best", str(best), "--format", "torchscript", "--output", str(tmp_path / "o2")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not a winner file of this version (no best_seed_of, results)" in err
 
 
 def test_a_file_that_is_not_a_model_gives_one_line(tmp_path, capsys):

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from cocoseg.metrics import confusion_matrix, scores
+from cocoseg.confusion import confusion_matrix
+from cocoseg.metrics import scores
 
 
 def test_hand_computed_case_with_ignore():

@@ -23,11 +23,15 @@ def write_best(path: Path, best: dict) -> None:
 
 def read_best(path: Path) -> dict:
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
+        best = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise InputError(f"{path}: not found; the report writes it (snakemake ... report)") from None
     except json.JSONDecodeError as e:
         raise InputError(f"{path}: not a winner file ({e})") from None
+    missing = [key for key in ("variant", "best_seed_of", "results") if key not in best]
+    if missing:
+        raise InputError(f"{path}: not a winner file of this version (no {', '.join(missing)}); rerun the report")
+    return best
 
 
 def chosen_run(best: dict, variant: str, seed: str | int) -> tuple[str, int]:

@@ -17,7 +17,8 @@ from .common import InputError
 from .data import as_tensor, check_files_exist, eval_transform, fitted_size, load_sample, normalize, read_manifest
 from .devices import count_parameters, peak_memory_mb, resolve_accelerator, share_cpus
 from .files import atomic_path, write_csv, write_json
-from .metrics import confusion_matrix, scores
+from .confusion import confusion_matrix
+from .metrics import scores
 from .modelfile import load_trained
 from .per_image import FILE_NAME as PER_IMAGE_FILE, image_counts, write_per_image
 from .processes import end_with_parent

@@ -1,32 +1,14 @@
-"""Segmentation metrics over a whole split, from one confusion matrix.
+"""Segmentation metrics over a whole split, from one confusion matrix (counted by `confusion`).
 
 Per-batch averages of IoU depend on batch size and order (torchmetrics#552, SMP#330); summing
 pixel counts over the split and dividing once does not. Classes absent from both labels and
-predictions are NaN and left out of the means; pixels labelled 255 are ignored.
+predictions are NaN and left out of the means. NumPy only: the report, which runs without torch,
+scores resamples of counts with `mean_iou`.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
-
-from .common import IGNORE
-
-if TYPE_CHECKING:
-    import torch
-
-
-def confusion_matrix(labels: torch.Tensor, predictions: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """Counts[label, prediction] over the pixels whose label is not 255, as int64."""
-    import torch  # here: the report, which reads counts, runs without torch
-
-    keep = labels != IGNORE
-    labels, predictions = labels[keep].long(), predictions[keep].long()
-    if labels.numel() and (labels.max() >= num_classes or labels.min() < 0):
-        raise ValueError(f"label {int(labels.max())} out of range for {num_classes} classes")
-    index = labels * num_classes + predictions
-    return torch.bincount(index, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
 
 
 def mean_iou(intersection: np.ndarray, union: np.ndarray) -> np.ndarray:
@@ -38,8 +20,9 @@ def mean_iou(intersection: np.ndarray, union: np.ndarray) -> np.ndarray:
     return np.where(present > 0, np.nansum(np.nan_to_num(iou), axis=-1) / np.maximum(present, 1), np.nan)
 
 
-def scores(confusion: np.ndarray | torch.Tensor) -> dict:
-    """IoU and Dice per class, their NaN-means, and pixel accuracy, from summed counts."""
+def scores(confusion) -> dict:
+    """IoU and Dice per class, their NaN-means, and pixel accuracy, from summed counts (a NumPy
+    array, or a torch tensor on any device)."""
     cm = np.asarray(confusion.cpu() if hasattr(confusion, "cpu") else confusion, dtype=np.float64)
     intersection = np.diag(cm)
     labelled = cm.sum(axis=1)

@@ -10,7 +10,8 @@ import torch
 
 from .data import normalize
 from .losses import SegmentationLoss
-from .metrics import confusion_matrix, scores
+from .confusion import confusion_matrix
+from .metrics import scores
 from .variants import Variant
 from .network import build_model
 
