@@ -113,9 +113,10 @@ def _as_is(sample):
     return sample
 
 
-def _images_and_masks(split_dir: Path, rows: list[dict], workers: int):
-    """Decoding in `workers` processes overlaps inference; samples come in manifest order."""
-    return DataLoader(SplitSamples(split_dir, rows), batch_size=None, num_workers=workers, collate_fn=_as_is,
+def in_order(samples: Dataset, workers: int) -> DataLoader:
+    """The samples one at a time and in order, decoded in `workers` processes (which end with
+    this one) so that decoding overlaps inference."""
+    return DataLoader(samples, batch_size=None, num_workers=workers, collate_fn=_as_is,
                       prefetch_factor=4 if workers else None, worker_init_fn=_end_with_parent if workers else None)
 
 
@@ -142,7 +143,7 @@ def _score(predictor: Predictor, split_dir: Path, rows: list[dict], workers: int
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.long)
     seconds, per_image = 0.0, []
     progress = CountLines(f"{Path(split_dir).name}, {predictor.epoch_name} epoch", len(rows))
-    for index, (row, image, truth) in enumerate(_images_and_masks(split_dir, rows, workers)):
+    for index, (row, image, truth) in enumerate(in_order(SplitSamples(split_dir, rows), workers)):
         progress.step()
         predictor.synchronize()
         start = time.perf_counter()

@@ -13,24 +13,22 @@ their number. This module alone writes and reads the prediction manifest.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from .colours import overlay, palette
 from .common import InputError, first_line
 from .decode import load_rgb, scaling_note
-from .evaluate import Predictor, inference_device
-from .files import atomic_path, checksum, file_checksum, hard_link, output_problem, read_csv, write_bytes, \
-    write_csv, write_json
+from .evaluate import Predictor, in_order, inference_device
+from .files import atomic_path, checksum, file_checksum, hard_link, output_problem, read_csv, read_json, \
+    write_bytes, write_csv, write_json
 from .images import pixel_fault
 from .png import encode_mask_png
-from .processes import end_with_parent
 from .progress import CountLines, say
 from .splitfolder import label_map_difference, write_label_map
 
@@ -109,14 +107,6 @@ class FolderImages(Dataset):
         return (found, *read_image(self.folder / found.file))
 
 
-def _as_is(sample):
-    return sample
-
-
-def _end_with_parent(worker_id: int) -> None:
-    end_with_parent()
-
-
 def manifest_row(file: str, status: str, reason: str = "", note: str = "", size: tuple[int, int] | None = None,
                  mask: str = "", mask_checksum: str = "") -> dict:
     width, height = size or ("", "")
@@ -166,8 +156,7 @@ def predict(model_path: Path, images_dir: Path, output_dir: Path, cpus: int = 1,
     predictor = Predictor(model_path, device)
     _start_output(output_dir, predictor.labels, model_path)
     colours = palette(len(predictor.labels))
-    loader = DataLoader(FolderImages(images_dir, files), batch_size=None, num_workers=min(workers, len(files)),
-                        collate_fn=_as_is, worker_init_fn=_end_with_parent if workers else None)
+    loader = in_order(FolderImages(images_dir, files), min(workers, len(files)))
     progress = CountLines(f"predict{f' shard {shard + 1}/{shards}' if shards > 1 else ''}", len(files))
     rows = []
     for found, image, reason, note in loader:
@@ -226,4 +215,4 @@ def gather_predictions(shard_dirs: list[Path], output_dir: Path) -> dict:
 
 
 def _read_info(prediction_dir: Path) -> dict:
-    return json.loads((Path(prediction_dir) / INFO_FILE).read_text(encoding="utf-8"))
+    return read_json(Path(prediction_dir) / INFO_FILE)
