@@ -96,8 +96,8 @@ def main() -> int:
         for split in ("train", "val"):
             convert(root / "demo" / "annotations" / f"{split}.json", root / "demo" / "images" / split, root / split,
                     workers=2)
-        data = SegmentationDataModule(root / "train", root / "val", (args.size, args.size), args.batch,
-                                      num_workers=args.workers, seed=0)
+        data = SegmentationDataModule(root / "train", root / "val",
+                                      Variant(image_size=args.size, batch_size=args.batch), num_workers=args.workers)
         for encoder in args.encoders:
             fp32 = None
             for precision, channels_last, compiled in settings:

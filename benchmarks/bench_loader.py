@@ -1,22 +1,26 @@
-"""Loader throughput per worker on real COCO JPEGs: cocoseg's uint8 loader against a float loader, same run.
+"""The training recipe on real COCO photos: how much of each crop is padding, and how fast the
+loader delivers, for `resize: short_side` (the default) against `fit`, in the same run.
 
     python benchmarks/bench_loader.py [--coco DIR] [--size 512] [--batch 16] [--passes 10] [--enlarge 4]
 
-The uint8 loader (cocoseg's): OpenCV JPEG decode, uint8 HWC images and masks out of the
-worker, normalisation on the device. The float loader (the common albumentations recipe): Pillow
-decode, Normalize + ToTensorV2 in the worker, float32 CHW images and int64 masks. Both run the
-same training augmentation with the same seed. A second table reads the first split enlarged
-`--enlarge` times through the uint8 loader, decoding JPEGs in full against reduced (DCT scaling).
+Recipes (each a `Variant` of the given size):
+- earlier: `fit` with `scale_range: [0.75, 1.25]` and `crop_max_share: 1` (cocoseg's first recipe);
+- fit: `fit` with the default scale range and crop retries;
+- short_side: the default (short side to the crop's side x a ratio from [0.5, 2.0], crops where
+  no label covers more than 75%);
+- short_side, 0.75-2.0: the same without the smallest scales, which are what still pads.
+"padding" is the share of training-crop pixels that are padding (ignored by the loss: a GPU
+step spent on nothing), over `--passes` epochs of every image (each its own augmentation
+stream); the masks' own ignore pixels (crowds) are not counted. Images/s: "worker" is a
+DataLoader with one worker process and batches of `--batch`, as training builds it, read in the
+main process; "in-process" is decode and augmentation alone. Goal: padding at most 5% under
+short_side at 512 on the repository's COCO photos.
+
+A second table reads the first split enlarged `--enlarge` times through the short_side loader,
+decoding JPEGs in full against reduced (DCT scaling to what the largest scale ratio needs).
 
 --coco is the repository's 14 real COCO images (tests/data/coco-real) by default, or any folder
 in COCO 2017's layout (annotations/instances_{train,val}2017.json beside {train,val}2017/).
-Each split goes through `cocoseg masks` into a temporary folder. Two measures per loader:
-- "worker": a DataLoader with one worker process and batches of `--batch`, as training builds it,
-  read in the main process: decoding, augmentation, batching and the hand-over to the training
-  process, which is what one worker delivers;
-- "in-process": the dataset's items read in this process (decode and augmentation only).
-Each after a warm-up pass, over `--passes` passes. Goals: >= 200 images/s per worker and >= 1.8x
-the float loader on a 2-core machine.
 """
 
 from __future__ import annotations
@@ -30,45 +34,57 @@ from pathlib import Path
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
-import albumentations as A
 import numpy as np
 import torch
-from albumentations.pytorch import ToTensorV2
 from PIL import Image
 from torch.utils.data import DataLoader
 
+from cocoseg.common import IGNORE
 from cocoseg.convert import convert
-from cocoseg.data import (MEAN, STD, SegmentationDataModule, SegmentationDataset, load_mask, normalize, reseed_worker,
-                          train_longest_side, train_transform)
-from cocoseg.decode import to_rgb
+from cocoseg.data import SegmentationDataModule, TrainingSamples, as_tensor, load_mask, load_sample, normalize, \
+    sample_generator
 from cocoseg.png import encode_mask_png
+from cocoseg.scaling import training_longest_side
 from cocoseg.splitfolder import OK, read_manifest_rows, write_manifest
+from cocoseg.variants import Variant
 
 REPO = Path(__file__).resolve().parents[1]
+RECIPES = {
+    "earlier (fit, 0.75-1.25, any crop)": dict(resize="fit", scale_range=(0.75, 1.25), crop_max_share=1.0),
+    "fit": dict(resize="fit"),
+    "short_side": dict(resize="short_side"),
+    "short_side, 0.75-2.0": dict(resize="short_side", scale_range=(0.75, 2.0)),
+}
 
 
-class FloatDataset(SegmentationDataset):
-    """The float loader's items: Pillow decode, float32 normalisation and int64 masks."""
-
-    def __getitem__(self, index: int):
-        row = self.rows[index]
-        with Image.open(self.split_dir / "images" / row["file_name"]) as im:
-            image = to_rgb(im)
-        out = self.transform(image=image, mask=load_mask(self.split_dir / "masks" / row["mask"]))
-        return out["image"], out["mask"].long()
-
-
-def float_loader(split_dir: Path, size: tuple[int, int], batch: int) -> DataLoader:
-    transform = A.Compose([*train_transform(size, seed=0).transforms, A.Normalize(mean=MEAN, std=STD), ToTensorV2()],
-                          seed=0)
-    return DataLoader(FloatDataset(split_dir, transform), batch_size=batch, num_workers=1, persistent_workers=True,
-                      worker_init_fn=reseed_worker, shuffle=True, drop_last=True)
+def padding_share(samples: TrainingSamples, passes: int) -> float:
+    """Share of training-crop pixels that are padding, over `passes` epochs of every image."""
+    padding = total = 0
+    for epoch in range(passes):
+        for index, row in enumerate(samples.rows):
+            image, mask = load_sample(samples.split_dir, row)
+            mask = np.where(mask == IGNORE, IGNORE - 1, mask)  # the mask's own ignore pixels are not padding
+            _, crop = samples.augment(image, mask, mask.shape, sample_generator(0, 0, epoch, index))
+            padding += int((crop == IGNORE).sum())
+            total += crop.size
+    return padding / total
 
 
-def uint8_loader(split_dir: Path, size: tuple[int, int], batch: int) -> DataLoader:
-    data = SegmentationDataModule(split_dir, split_dir, size, batch, num_workers=1, seed=0)
+def training_loader(split_dir: Path, variant: Variant) -> DataLoader:
+    data = SegmentationDataModule(split_dir, split_dir, variant, num_workers=1)
     data.setup()
     return data.train_dataloader()
+
+
+class FullDecode(TrainingSamples):
+    """Training samples decoded in full whatever their size (the loader before reduced decoding)."""
+
+    def __getitem__(self, key):
+        index, epoch, rank = key
+        row = self.rows[index]
+        image, mask = load_sample(self.split_dir, row)
+        image, mask = self.augment(image, mask, mask.shape, sample_generator(self.seed, rank, epoch, index))
+        return as_tensor(image), torch.from_numpy(mask)
 
 
 def loader_rate(loader: DataLoader, passes: int) -> float:
@@ -81,13 +97,13 @@ def loader_rate(loader: DataLoader, passes: int) -> float:
     return images / (time.perf_counter() - start)
 
 
-def item_rate(dataset, passes: int) -> float:
+def item_rate(dataset: TrainingSamples, passes: int) -> float:
     for index in range(len(dataset)):
-        dataset[index]
+        dataset[index, 0, 0]
     start = time.perf_counter()
-    for _ in range(passes):
+    for epoch in range(passes):
         for index in range(len(dataset)):
-            dataset[index]
+            dataset[index, epoch + 1, 0]
     return passes * len(dataset) / (time.perf_counter() - start)
 
 
@@ -126,41 +142,48 @@ def main() -> None:
     if not splits:
         raise SystemExit(f"{args.coco}: neither instances.json nor annotations/instances_*2017.json")
     torch.set_num_threads(1)
-    size = (args.size, args.size)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for split, (instances, images) in splits.items():
             convert(instances, images, Path(tmp) / split, workers=2)
         for split in splits:
             split_dir = Path(tmp) / split
-            batch = min(args.batch, len(SegmentationDataset(split_dir, train_transform(size, 0))))
-            floats, uint8 = float_loader(split_dir, size, batch), uint8_loader(split_dir, size, batch)
-            rows.append((split, len(uint8.dataset), loader_rate(floats, args.passes), loader_rate(uint8, args.passes),
-                         item_rate(floats.dataset, args.passes), item_rate(uint8.dataset, args.passes)))
-            del floats, uint8  # stop the workers before the next split
+            for recipe, settings in RECIPES.items():
+                variant = Variant(image_size=args.size, batch_size=args.batch, **settings)
+                samples = TrainingSamples(split_dir, variant, 0)
+                variant.batch_size = min(args.batch, len(samples))
+                loader = training_loader(split_dir, variant)
+                rows.append((split, recipe, len(samples), padding_share(samples, args.passes),
+                             loader_rate(loader, args.passes), item_rate(samples, args.passes)))
+                del loader  # stop the worker before the next recipe
         if args.enlarge:
             split = next(iter(splits))
             large = enlarged_split(Path(tmp) / split, Path(tmp) / "enlarged", args.enlarge)
-            full = SegmentationDataset(large, train_transform(size, 0))
-            reduced = SegmentationDataset(large, train_transform(size, 0), reduce_to=train_longest_side(size))
+            variant = Variant(image_size=args.size)
+            full, reduced = FullDecode(large, variant, 0), TrainingSamples(large, variant, 0)
             large_rows = (split, len(full), item_rate(full, args.passes), item_rate(reduced, args.passes))
-        images = torch.from_numpy(np.zeros((1, *size, 3), np.uint8))
+            row = reduced.rows[0]
+            needed = training_longest_side(int(row["height"]), int(row["width"]), variant)
+        images = torch.from_numpy(np.zeros((1, args.size, args.size, 3), np.uint8))
         start = time.perf_counter()
         for _ in range(20):
             normalize(images)
         normalise_ms = (time.perf_counter() - start) / 20 * 1000
-    print(f"Images/s at {args.size} px ({args.coco}); worker: one loader worker, batches of {args.batch}, "
-          f"read in the main process; in-process: decode and augmentation in one thread")
-    print("| split | images | float loader, worker | uint8 loader, worker | ratio | float, in-process | "
-          "uint8, in-process | ratio |")
-    print("|---|---|---|---|---|---|---|---|")
-    for split, count, old, new, old_items, new_items in rows:
-        print(f"| {split} | {count} | {old:.1f} | {new:.1f} | {new / old:.2f}x | {old_items:.1f} | {new_items:.1f} | "
-              f"{new_items / old_items:.2f}x |")
+    print(f"Training crops of {args.size} px ({args.coco}), {args.passes} epochs of every image; images/s: worker "
+          f"(one loader worker, batches of {args.batch}, read in the main process) and in-process (decode and "
+          f"augmentation in one thread)")
+    print("| split | recipe | images | padding | images/s, worker | images/s, in-process |")
+    print("|---|---|---|---|---|---|")
+    for split, recipe, count, padding, worker, items in rows:
+        print(f"| {split} | {recipe} | {count} | {padding:.1%} | {worker:.1f} | {items:.1f} |")
+    by_recipe = {recipe: padding for _, recipe, _, padding, _, _ in rows}
+    earlier = next(iter(RECIPES))
+    print(f"padding under short_side: {by_recipe['short_side']:.1%} against {by_recipe[earlier]:.1%} for the earlier "
+          f"recipe ({by_recipe['short_side'] / by_recipe[earlier]:.2f}x; goal: at most 5%)")
     if args.enlarge:
         split, count, full_rate, reduced_rate = large_rows
-        print(f"\nImages {args.enlarge}x larger ({split}), uint8 loader in-process: full decode against reduced "
-              f"decode (JPEG DCT scaling to the {train_longest_side(size)} px training needs)")
+        print(f"\nImages {args.enlarge}x larger ({split}), short_side loader in-process: full decode against "
+              f"reduced decode (JPEG DCT scaling; the first image needs a longest side of {needed} px)")
         print("| split | images | full decode | reduced decode | ratio |")
         print("|---|---|---|---|---|")
         print(f"| {split} x{args.enlarge} | {count} | {full_rate:.1f} | {reduced_rate:.1f} | "

@@ -108,8 +108,8 @@ def main() -> None:
         make_demo(root / "demo", {"train": args.images, "val": 8})
         for split in ("train", "val"):
             convert(root / "demo" / "annotations" / f"{split}.json", root / "demo" / "images" / split, root / split)
-        data = SegmentationDataModule(root / "train", root / "val", (args.size, args.size), args.batch,
-                                      num_workers=args.threads, seed=0)
+        data = SegmentationDataModule(root / "train", root / "val",
+                                      Variant(image_size=args.size, batch_size=args.batch), num_workers=args.threads)
         data.setup()
         num_classes = 6
         lightning = lightning_rate(args, data, num_classes)

@@ -22,10 +22,12 @@ def test_loader_benchmark_prints_its_table():
     result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_loader.py"), "--size", "128",
                              "--passes", "1"], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
-    rows = [line for line in result.stdout.splitlines() if line.startswith("| coco-real |")]
-    assert len(rows) == 1
-    cells = [cell.strip() for cell in rows[0].strip("|").split("|")]
-    assert cells[1] == "14" and all(float(cell) > 0 for cell in (cells[2], cells[3], cells[5], cells[6]))
+    rows = [[cell.strip() for cell in line.strip("|").split("|")]
+            for line in result.stdout.splitlines() if line.startswith("| coco-real |")]
+    padding = {cells[1]: float(cells[3].rstrip("%")) for cells in rows}
+    assert set(padding) == {"earlier (fit, 0.75-1.25, any crop)", "fit", "short_side", "short_side, 0.75-2.0"}
+    assert all(cells[2] == "14" and float(cells[4]) > 0 and float(cells[5]) > 0 for cells in rows)
+    assert padding["short_side"] < padding["earlier (fit, 0.75-1.25, any crop)"] / 2
 
 
 def test_gpu_benchmark_runs_its_settings_on_the_cpu():

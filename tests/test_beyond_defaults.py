@@ -12,7 +12,8 @@ from PIL import Image
 from cocoseg import devices
 from cocoseg.cli import main
 from cocoseg.convert import convert, label_histogram
-from cocoseg.data import eval_transform, fitted_size, train_transform
+from cocoseg.data import TrainAugment, inference_pair
+from cocoseg.scaling import inference_size
 from cocoseg.demo import make_demo
 from cocoseg.devices import resolve_accelerator, resolve_precision, share_cpus
 from cocoseg.evaluate import evaluate
@@ -39,13 +40,31 @@ def expected_fit(width: int, height: int, size: tuple[int, int]) -> tuple[int, i
 def test_every_image_shape_fits_inside_a_non_square_size_and_pads_to_it_exactly(width, height):
     image = np.full((height, width, 3), 7, np.uint8)
     mask = np.zeros((height, width), np.uint8)
-    out = eval_transform(NON_SQUARE)(image=image, mask=mask)
-    assert out["image"].shape == (*NON_SQUARE, 3) and out["mask"].shape == NON_SQUARE
-    kept = np.argwhere(out["mask"] != 255)  # image pixels: top-left, the rest is padding
+    variant = Variant(image_size=NON_SQUARE, resize="fit")
+    out_image, out_mask = inference_pair(image, mask, variant, divisor=16)
+    assert out_image.shape == (*NON_SQUARE, 3) and out_mask.shape == NON_SQUARE
+    kept = np.argwhere(out_mask != 255)  # image pixels: top-left, the rest is padding
     fitted = tuple(kept.max(axis=0) + 1)
-    assert fitted == expected_fit(width, height, NON_SQUARE) == fitted_size(height, width, NON_SQUARE)
-    trained = train_transform(NON_SQUARE, seed=0)(image=image, mask=mask)
-    assert trained["image"].shape == (*NON_SQUARE, 3) and trained["mask"].shape == NON_SQUARE
+    assert fitted == expected_fit(width, height, NON_SQUARE) == inference_size(height, width, variant)
+    trained = TrainAugment(variant)(image, mask, (height, width), np.random.default_rng(0))
+    assert trained[0].shape == (*NON_SQUARE, 3) and trained[1].shape == NON_SQUARE
+
+
+@pytest.mark.parametrize("width, height", SHAPES)
+def test_short_side_scales_every_shape_to_the_base_and_pads_only_to_the_divisor(width, height):
+    image = np.full((height, width, 3), 7, np.uint8)
+    mask = np.zeros((height, width), np.uint8)
+    variant = Variant(image_size=NON_SQUARE)  # short_side, base 64: the variant's shorter side
+    out_image, out_mask = inference_pair(image, mask, variant, divisor=16)
+    scaled = tuple(np.argwhere(out_mask != 255).max(axis=0) + 1)
+    if max(width, height) / min(width, height) <= 4:
+        assert min(scaled) == 64  # the short side at the base length
+    else:
+        assert max(scaled) == 4 * 64  # a strip: the long side capped at four times the base
+    assert abs(scaled[1] / scaled[0] - width / height) <= width / height * 2 / min(scaled)  # aspect kept
+    assert all(side % 16 == 0 and 0 <= side - inner < 16 for side, inner in zip(out_mask.shape, scaled))
+    trained = TrainAugment(variant)(image, mask, (height, width), np.random.default_rng(0))
+    assert trained[0].shape == (*NON_SQUARE, 3) and trained[1].shape == NON_SQUARE
 
 
 @pytest.fixture(scope="module")

@@ -12,33 +12,28 @@ from PIL import Image
 
 from cocoseg.common import InputError
 from cocoseg.convert import convert
-from cocoseg.data import MEAN, STD, SegmentationDataset, eval_transform, load_sample, normalize, train_transform
+from cocoseg.data import MEAN, STD, SelectionSamples, TrainingSamples, load_sample, normalize
 from cocoseg.demo import make_demo
 from cocoseg.decode import load_rgb
 from cocoseg.splitfolder import read_labels, read_manifest
+from cocoseg.variants import Variant
 from conftest import COCO_REAL, ann
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 
-def float_path(transform: A.Compose) -> A.Compose:
-    """The same transform followed by albumentations' Normalize + ToTensorV2 (in the loader, on the CPU)."""
-    return A.Compose([*transform.transforms, A.Normalize(mean=MEAN, std=STD), ToTensorV2()],
-                     seed=transform.seed if hasattr(transform, "seed") else None)
-
-
 def test_device_normalisation_equals_the_float_loader(tmp_path):
+    """Images leave the workers as uint8; normalised on the device they equal albumentations'
+    Normalize + ToTensorV2 in a worker, bit for bit, for training crops and validation images."""
     make_demo(tmp_path / "demo", {"train": 6}, seed=1)
     convert(tmp_path / "demo" / "annotations" / "train.json", tmp_path / "demo" / "images" / "train", tmp_path / "s")
-    for make in (lambda: train_transform((64, 64), seed=7), lambda: eval_transform((64, 64))):
-        new = SegmentationDataset(tmp_path / "s", make())
-        old = float_path(make())
-        for index, row in enumerate(new.rows):
-            image, mask = new[index]
-            assert image.dtype == torch.uint8 and mask.dtype == torch.uint8 and image.shape[-1] == 3
-            expected = old(**dict(zip(("image", "mask"), load_sample(tmp_path / "s", row))))
-            assert torch.equal(normalize(image[None])[0], expected["image"])  # bit for bit
-            assert torch.equal(mask, expected["mask"].to(torch.uint8))
+    float_path = A.Compose([A.Normalize(mean=MEAN, std=STD), ToTensorV2()])
+    variant = Variant(image_size=64, seed=7)
+    training, selection = TrainingSamples(tmp_path / "s", variant, 7), SelectionSamples(tmp_path / "s", variant)
+    items = [training[(i, 0, 0)] for i in range(len(training))] + [selection[i] for i in range(len(selection))]
+    for image, mask in items:
+        assert image.dtype == torch.uint8 and mask.dtype == torch.uint8 and image.shape[-1] == 3
+        assert torch.equal(normalize(image[None])[0], float_path(image=image.numpy())["image"])  # bit for bit
 
 
 def test_normalize_matches_imagenet_statistics():

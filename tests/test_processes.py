@@ -66,12 +66,10 @@ def test_a_loader_worker_blocked_in_a_read_ends_with_its_parent(tmp_path):
     (a hung network file system) would otherwise stay."""
     check_ends_with_parent(tmp_path, """
         import os, sys, time
-        import albumentations as A
         from torch.utils.data import DataLoader, Dataset
-        from cocoseg.data import reseed_worker
+        from cocoseg.data import worker_start
 
         class Hangs(Dataset):
-            transform = A.Compose([])
             def __len__(self):
                 return 1
             def __getitem__(self, index):
@@ -79,5 +77,5 @@ def test_a_loader_worker_blocked_in_a_read_ends_with_its_parent(tmp_path):
                 while True:
                     time.sleep(60)
 
-        next(iter(DataLoader(Hangs(), num_workers=1, worker_init_fn=reseed_worker)))
+        next(iter(DataLoader(Hangs(), num_workers=1, worker_init_fn=worker_start)))
     """)

@@ -113,23 +113,31 @@ def test_per_image_counts_sum_to_the_splits_metrics_and_match_each_mask(data, tr
 
 
 def test_flip_tta_scores_the_mean_of_each_image_and_its_mirror(data, trained, tmp_path):
+    import cv2
     import torch.nn.functional as F
-    from cocoseg.data import eval_transform, fitted_size, load_sample, normalize
+    from cocoseg.data import load_sample, normalize
     from cocoseg.modelfile import load_trained
+    from cocoseg.network import input_divisor
 
     out, _ = trained
     metrics = evaluate(out / "model.pt", data / "val", tmp_path, samples=0, tta=("flip",))
     model, variant, labels, _ = load_trained(out / "model.pt")
+    assert variant.resize == "short_side" and variant.base_short_side is None
+    divisor, base = input_divisor(variant.architecture, variant.encoder), min(variant.image_size)
     n = len(labels)
     confusion = np.zeros((n, n), np.int64)
-    transform = eval_transform(variant.image_size)
     for row in read_manifest(data / "val"):
         image, mask = load_sample(data / "val", row)
-        fitted = fitted_size(*mask.shape, variant.image_size)
-        batch = normalize(torch.from_numpy(transform(image=image)["image"])[None])
+        height, width = mask.shape
+        scale = min(base / min(height, width), 4 * base / max(height, width))  # short side to the base
+        scaled = (round(height * scale), round(width * scale))
+        image = cv2.resize(image, scaled[::-1], interpolation=cv2.INTER_LINEAR)
+        padded = np.zeros((-(-scaled[0] // divisor) * divisor, -(-scaled[1] // divisor) * divisor, 3), np.uint8)
+        padded[: scaled[0], : scaled[1]] = image
+        batch = normalize(torch.from_numpy(padded)[None])
         with torch.inference_mode():
             logits = (model(batch) + model(batch.flip(-1)).flip(-1)) / 2
-            logits = F.interpolate(logits[:, :, : fitted[0], : fitted[1]], size=mask.shape, mode="bilinear",
+            logits = F.interpolate(logits[:, :, : scaled[0], : scaled[1]], size=mask.shape, mode="bilinear",
                                    align_corners=False)
         predicted, keep = logits.argmax(1)[0].numpy(), mask != 255
         confusion += np.bincount(mask[keep].astype(np.int64) * n + predicted[keep], minlength=n * n).reshape(n, n)
@@ -232,7 +240,7 @@ def test_predict_on_any_folder(trained, tmp_path, capsys):
 
 
 ALIASED = {"--epochs": "1", "--lr": "0.0007", "--batch_size": "3", "--weight_decay": "0.0002",
-           "--warmup_epochs": "0.5", "--dice_weight": "0.25", "--seed": "7", "--devices": "1",
+           "--warmup_epochs": "0.5", "--crop_max_share": "0.5", "--seed": "7", "--devices": "1",
            "--encoder_weights": "none", "--img_size": "64,64"}
 
 
@@ -249,7 +257,7 @@ def test_seed_command_line_flags(data, tmp_path, capsys):
     config = json.loads((tmp_path / "o" / "summary.json").read_text())["config"]
     assert config["image_size"] == [64, 64] and config["encoder_weights"] is None
     assert (config["epochs"], config["lr"], config["batch_size"], config["weight_decay"], config["warmup_epochs"],
-            config["dice_weight"], config["seed"], config["devices"]) == (1, 0.0007, 3, 0.0002, 0.5, 0.25, 7, 1)
+            config["crop_max_share"], config["seed"], config["devices"]) == (1, 0.0007, 3, 0.0002, 0.5, 0.5, 7, 1)
 
 
 def test_underscore_and_dashed_flags_are_the_same_option():
@@ -406,11 +414,11 @@ def test_holdout_is_left_out_of_training_and_chooses_the_epoch(holdout_data, tmp
     import csv
     from cocoseg import data as data_module
     read, loaders = [], {}
-    get_item = data_module.SegmentationDataset.__getitem__
+    get_items = {kind: kind.__getitem__ for kind in (data_module.TrainingSamples, data_module.SelectionSamples)}
 
-    def recording_get_item(self, index):
-        read.append((id(self), self.rows[index]["file_name"]))
-        return get_item(self, index)
+    def recording_get_item(self, key):
+        read.append((id(self), self.rows[key[0] if isinstance(key, tuple) else key]["file_name"]))
+        return get_items[type(self)](self, key)
 
     for role in ("train", "val"):
         def recording_loader(self, role=role, make=getattr(data_module.SegmentationDataModule, f"{role}_dataloader")):
@@ -418,7 +426,8 @@ def test_holdout_is_left_out_of_training_and_chooses_the_epoch(holdout_data, tmp
             loaders[role] = id(loader.dataset)
             return loader
         monkeypatch.setattr(data_module.SegmentationDataModule, f"{role}_dataloader", recording_loader)
-    monkeypatch.setattr(data_module.SegmentationDataset, "__getitem__", recording_get_item)
+    for kind in get_items:
+        monkeypatch.setattr(kind, "__getitem__", recording_get_item)
     variant = Variant(**{**TINY, "epochs": 1})
     summary = train(variant, holdout_data / "train", None, tmp_path, tmp_path / "c", tmp_path / "l", cpus=1)
     rows = [row for row in csv.DictReader(open(holdout_data / "train" / "manifest.csv")) if row["status"] == "ok"]
@@ -445,8 +454,8 @@ def test_two_processes_validate_each_image_once_and_match_one_process(holdout_da
     saved = torch.load(tmp_path / "model.pt", weights_only=True)
     module = SegmentationModule(Variant(**TINY), 6)
     module.model.load_state_dict(saved["state_dict"])
-    data = SegmentationDataModule(holdout_data / "train", holdout_data / "train", (64, 64), 4, num_workers=0,
-                                  seed=0, val_subset="holdout")
+    data = SegmentationDataModule(holdout_data / "train", holdout_data / "train", Variant(**TINY), num_workers=0,
+                                  val_subset="holdout")
     trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
                          use_distributed_sampler=False)
     one_process = trainer.validate(module, datamodule=data, verbose=False)[0]["val_miou"]

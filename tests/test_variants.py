@@ -138,9 +138,40 @@ def test_each_loss_ignores_255_and_equals_its_value_on_the_labelled_pixels_alone
         ours = SegmentationLoss(name)
         assert ours(noisy, masks) == pytest.approx(float(ours(logits, masks)), rel=1e-5), name
         assert ours(logits, masks) == pytest.approx(float(loss(flat_logits, flat_masks)), rel=1e-5), name
-    summed = SegmentationLoss("ce+dice", dice_weight=0.5)(logits, masks)
-    assert summed == pytest.approx(float(by_hand + 0.5 * reference["dice"](flat_logits, flat_masks)), rel=1e-5)
-    assert SegmentationLoss("ce", dice_weight=0.5)(logits, masks) == pytest.approx(float(summed), rel=1e-6)
+    dice = float(reference["dice"](flat_logits, flat_masks))
+    summed = SegmentationLoss("ce+dice")(logits, masks)
+    assert summed == pytest.approx(float(by_hand) + dice, rel=1e-5)  # each term weighs 1
+    weighted = SegmentationLoss("ce+dice", loss_weights=(2.0, 0.5))(logits, masks)
+    assert weighted == pytest.approx(2 * float(by_hand) + 0.5 * dice, rel=1e-5)
+
+
+def test_ce_plus_dice_trains_other_weights_than_ce_from_the_same_seed():
+    """One optimiser step of each from the same start and batch: a loss that only renames `ce` would
+    leave the same weights."""
+    import torch
+
+    from cocoseg.model import SegmentationModule
+
+    torch.manual_seed(0)
+    images, masks = torch.randn(2, 3, 64, 64), torch.randint(0, 3, (2, 64, 64))
+    weights = {}
+    for loss in ("ce", "ce+dice"):
+        torch.manual_seed(1)
+        module = SegmentationModule(Variant(image_size=64, loss=loss), 3)
+        optimiser = torch.optim.SGD(module.parameters(), lr=0.1)
+        module.criterion(module(images), masks).backward()
+        optimiser.step()
+        weights[loss] = module.model.state_dict()
+    assert max(float((weights["ce"][k].float() - weights["ce+dice"][k].float()).abs().max())
+               for k in weights["ce"]) > 1e-4
+
+
+def test_loss_weights_must_fit_the_terms_and_be_above_zero():
+    with pytest.raises(InputError, match=r"loss_weights \[1.0, 0.0\]: every weight must be above 0"):
+        Variant(loss="ce+dice", loss_weights=[1, 0])
+    with pytest.raises(InputError, match="give one weight per term of 'ce\\+dice' \\(2\\)"):
+        expand(MODEL, {"loss": "ce+dice", "loss_weights": [1.0]})
+    assert Variant(loss="ce+dice", loss_weights=[1, 0.5]).loss_weights == (1.0, 0.5)
 
 
 def test_an_unknown_loss_is_refused_with_its_key():

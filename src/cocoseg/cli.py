@@ -39,11 +39,19 @@ def _image_size(text: str) -> tuple[int, int]:
     return (sides[0], sides[-1])
 
 
+def _numbers(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {text!r}") from None
+
+
 def _variant(args: argparse.Namespace):
     from .variants import Variant
 
     keys = [flag for flag, _, _ in TRAIN_SETTINGS] + ["architecture", "encoder", "schedule", "loss", "class_weights",
-                                                      "freeze_encoder_epochs", "precision", "accelerator", "name"]
+                                                      "freeze_encoder_epochs", "precision", "accelerator", "name",
+                                                      "resize", "scale_range", "loss_weights"]
     overrides = {key: getattr(args, key) for key in keys if getattr(args, key) is not None}
     if args.img_size:
         overrides["image_size"] = args.img_size
@@ -111,7 +119,8 @@ def _add_mask_options(p: argparse.ArgumentParser) -> None:
 def _add_holdout_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--holdout-fraction", type=float, default=0.0,
                    help="share of the usable images held out of training to choose the best epoch")
-    p.add_argument("--holdout-count", type=_positive, default=None, help="hold out this many images instead")
+    p.add_argument("--holdout-count", type=_positive, default=None,
+                   help="hold out at most this many images (alone: exactly this many)")
     p.add_argument("--holdout-seed", type=int, default=0, help="seed of the held-out draw")
 
 
@@ -139,7 +148,10 @@ TRAIN_SETTINGS = [  # (flag, type, help) of the variant settings `cocoseg train`
     ("lr", float, "peak learning rate of AdamW"),
     ("weight_decay", float, "AdamW weight decay"),
     ("warmup_epochs", float, "epochs of linear warm-up before the decay"),
-    ("dice_weight", float, "weight of the Dice term when the loss sums several (0: none)"),
+    ("base_short_side", _positive, "resize short_side: the length the short side is scaled to (default: the "
+     "variant's shorter side)"),
+    ("crop_max_share", float, "retry a training crop (up to 10 times) while one label covers more than this share "
+     "of its labelled pixels (1: any crop)"),
     ("seed", int, "seed of weights, data order and augmentation"),
     ("devices", _positive, "processes: GPUs, or CPU processes with --accelerator cpu; above 1 trains with DDP"),
 ]
@@ -203,6 +215,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="imagenet (downloaded by SMP), a file from `cocoseg weights`, or none for random init")
     p.add_argument("--schedule", choices=["poly", "cosine"], help="learning-rate decay after the warm-up")
     p.add_argument("--loss", help="ce (default), dice, focal, jaccard, lovasz, or a sum such as ce+dice")
+    p.add_argument("--loss-weights", type=_numbers, help="one weight per loss term, e.g. 1,0.5 (default: each 1)")
+    p.add_argument("--resize", choices=["short_side", "fit"],
+                   help="short_side: the short side scaled to the base length, aspect kept; fit: the image fitted "
+                        "inside the variant's size (default short_side)")
+    p.add_argument("--scale-range", type=_numbers, help="training's random ratio around the base scale, LOW,HIGH "
+                   "(default 0.5,2)")
     p.add_argument("--class-weights", choices=["none", "inverse_sqrt_frequency"],
                    help="weights of the cross-entropy term per class, from the split's pixel counts (default none)")
     p.add_argument("--freeze-encoder-epochs", type=int, help="train the decoder alone for this many epochs first")

@@ -3,6 +3,9 @@
 Training reads a split's `fit` subset (its usable images less any holdout); the best epoch is
 chosen on another split or on the training split's `holdout` subset.
 
+Training crops follow `TrainAugment` (the scale recipe of `scaling`); validation sees each image
+as evaluation and prediction do (`inference_pair`).
+
 Loader workers hand over uint8 images and masks; conversion to float and normalisation happen
 after the batch reaches the model's device (`normalize`), where a GPU does them for free and
 a quarter of the bytes cross the bus.
@@ -10,7 +13,6 @@ a quarter of the bytes cross the bus.
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 from pathlib import Path
@@ -27,8 +29,11 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from .common import IGNORE, InputError
 from .decode import is_reduced, read_rgb
+from .network import input_divisor
 from .processes import end_with_parent
+from .scaling import base_scale, inference_size, padded_size, scaled_size, training_longest_side
 from .splitfolder import read_manifest
+from .variants import Variant
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # ImageNet, as the encoders expect
 
@@ -113,84 +118,176 @@ def load_sample(split_dir: Path, row: dict, reduce_to: int | None = None) -> tup
     return image, mask
 
 
-RANDOM_SCALE = 0.25  # training scales images by 1 +- this around the variant's size
+def resize_pair(image: np.ndarray, mask: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Image (bilinear) and mask (nearest label) at `size` (height, width)."""
+    if image.shape[:2] == tuple(size):
+        return image, mask
+    dsize = (size[1], size[0])
+    return (cv2.resize(image, dsize, interpolation=cv2.INTER_LINEAR),
+            cv2.resize(mask, dsize, interpolation=cv2.INTER_NEAREST))
 
 
-def train_longest_side(size: tuple[int, int]) -> int:
-    """The longest image side training can use: the variant's size at the largest random scale."""
-    return math.ceil(max(size) * (1 + RANDOM_SCALE))
+def pad_image(image: np.ndarray, size: tuple[int, int], centred: bool = False) -> np.ndarray:
+    """`image` padded with 0 to at least `size`, bottom-right (or centred)."""
+    return _pad(image, size, 0, centred)
 
 
-def fitted_size(height: int, width: int, size: tuple[int, int]) -> tuple[int, int]:
-    """The (height, width) an image takes when fitted inside `size` keeping its aspect ratio.
-
-    The same arithmetic as albumentations' `LongestMaxSize(max_size_hw=size)`, which the
-    transforms use; prediction uses it to crop the padding back off.
-    """
-    scale = min(size[0] / height, size[1] / width)
-    return max(1, round(height * scale)), max(1, round(width * scale))
+def pad_pair(image: np.ndarray, mask: np.ndarray, size: tuple[int, int],
+             centred: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Image padded with 0 and mask with ignore to at least `size`, bottom-right (or centred): padded
+    pixels are never counted, and bottom-right padding is cropped back off with a slice."""
+    return _pad(image, size, 0, centred), _pad(mask, size, IGNORE, centred)
 
 
-def train_transform(size: tuple[int, int], seed: int) -> A.Compose:
-    """Fit inside the variant's size, scale at random around it, pad with ignore, crop, flip, mild
-    colour jitter. Fitting as evaluation does keeps the two at the same scale, portrait or landscape."""
+def _pad(array: np.ndarray, size: tuple[int, int], fill: int, centred: bool) -> np.ndarray:
+    extra_h, extra_w = max(0, size[0] - array.shape[0]), max(0, size[1] - array.shape[1])
+    if not extra_h and not extra_w:
+        return array
+    top, left = (extra_h // 2, extra_w // 2) if centred else (0, 0)
+    border = (top, extra_h - top, left, extra_w - left)
+    return cv2.copyMakeBorder(array, *border, cv2.BORDER_CONSTANT, value=(fill,) * 3 if array.ndim == 3 else fill)
+
+
+CROP_TRIES = 10  # MMSegmentation's RandomCrop: crops drawn before one with cat_max_ratio is taken as is
+
+
+def crop_origin(mask: np.ndarray, size: tuple[int, int], max_share: float, rng: np.random.Generator
+                ) -> tuple[int, int]:
+    """(top, left) of a random `size` crop of `mask` in which no label covers more than `max_share`
+    of the labelled (non-ignore) pixels and at least two labels are present: up to `CROP_TRIES`
+    draws, then the last one (MMSegmentation's `cat_max_ratio`). A share of 1 takes any crop."""
     height, width = size
-    return A.Compose([
-        A.LongestMaxSize(max_size_hw=(height, width)),
-        A.RandomScale(scale_limit=(-RANDOM_SCALE, RANDOM_SCALE), p=1.0),
-        A.PadIfNeeded(min_height=height, min_width=width, border_mode=cv2.BORDER_CONSTANT,
-                      fill=0, fill_mask=IGNORE),
-        A.RandomCrop(height=height, width=width),
-        A.HorizontalFlip(p=0.5),
-        A.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.02, p=0.5),
-    ], seed=seed)
+    for _ in range(CROP_TRIES):
+        top = int(rng.integers(0, mask.shape[0] - height + 1))
+        left = int(rng.integers(0, mask.shape[1] - width + 1))
+        if max_share >= 1:
+            break
+        crop = mask[top: top + height, left: left + width]
+        counts = np.bincount(crop[crop != IGNORE].ravel())
+        counts = counts[counts > 0]
+        if len(counts) > 1 and counts.max() / counts.sum() < max_share:
+            break
+    return top, left
 
 
-def eval_transform(size: tuple[int, int]) -> A.Compose:
-    """Fit inside the variant's (height, width) keeping the aspect ratio (`fitted_size`), then pad
-    bottom-right to exactly that size, so every image of a split shares one shape.
+class TrainAugment:
+    """The training recipe: scale to the base scale (`scaling.base_scale`) times a random ratio
+    from `scale_range`, pad with ignore only where the scaled image is smaller than the crop, crop
+    the variant's size where no label dominates (`crop_origin`), flip half the time, jitter colour.
 
-    Padding at the bottom-right keeps the image at the top-left, so predictions are cropped
-    back with a slice; padded mask pixels are 255 and never counted.
+    Every draw comes from the generator passed in, so a sample's augmentation is a function of
+    its key (`sample_generator`): the same whatever the number of loader workers.
     """
-    height, width = size
-    return A.Compose([
-        A.LongestMaxSize(max_size_hw=(height, width)),
-        A.PadIfNeeded(min_height=height, min_width=width, position="top_left",
-                      border_mode=cv2.BORDER_CONSTANT, fill=0, fill_mask=IGNORE),
-    ])
+
+    def __init__(self, variant: Variant):
+        self.variant = variant
+        self.jitter = A.Compose([A.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.02, p=0.5)])
+
+    def __call__(self, image: np.ndarray, mask: np.ndarray, original: tuple[int, int],
+                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """`original`: the file's (height, width), which the scale refers to (`image` may be a reduced decode)."""
+        crop = self.variant.image_size
+        ratio = rng.uniform(*self.variant.scale_range)
+        size = scaled_size(*original, base_scale(*original, self.variant) * ratio)
+        image, mask = resize_pair(image, mask, size)
+        image, mask = pad_pair(image, mask, (max(size[0], crop[0]), max(size[1], crop[1])), centred=True)
+        top, left = crop_origin(mask, crop, self.variant.crop_max_share, rng)
+        image, mask = image[top: top + crop[0], left: left + crop[1]], mask[top: top + crop[0], left: left + crop[1]]
+        if rng.random() < 0.5:
+            image, mask = image[:, ::-1], mask[:, ::-1]
+        self.jitter.set_random_seed(int(rng.integers(2**32)))
+        return self.jitter(image=np.ascontiguousarray(image))["image"], np.ascontiguousarray(mask)
 
 
-class SegmentationDataset(Dataset):
-    """A split's images and masks through `transform`; `reduce_to` as in `load_sample`."""
+def inference_input(image: np.ndarray, variant: Variant, divisor: int) -> tuple[np.ndarray, tuple[int, int]]:
+    """The image as the network sees it whole (`scaling.inference_size`, padded bottom-right to
+    `scaling.padded_size`), and the (height, width) of the image within it."""
+    size = inference_size(*image.shape[:2], variant)
+    image = image if image.shape[:2] == size else cv2.resize(image, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
+    return pad_image(image, padded_size(*size, variant, divisor)), size
 
-    def __init__(self, split_dir: Path, transform: A.Compose, subset: str = "all", reduce_to: int | None = None):
-        self.split_dir = Path(split_dir)
+
+def inference_pair(image: np.ndarray, mask: np.ndarray, variant: Variant,
+                   divisor: int) -> tuple[np.ndarray, np.ndarray]:
+    """Image and mask as `inference_input` gives the image (the mask padded with ignore): what
+    validation scores during training."""
+    size = inference_size(*image.shape[:2], variant)
+    image, mask = resize_pair(image, mask, size)
+    return pad_pair(image, mask, padded_size(*size, variant, divisor))
+
+
+def sample_generator(seed: int, rank: int, epoch: int, index: int) -> np.random.Generator:
+    """The random stream of one training sample: a function of (run seed, process rank, epoch, image
+    index), so each process draws its own augmentations, a rerun draws them again exactly, and the
+    number of loader workers changes nothing."""
+    return np.random.default_rng([seed, rank, epoch, index])
+
+
+class TrainingSamples(Dataset):
+    """A split's `fit` subset through `TrainAugment`, indexed by the keys `EpochShuffle` yields."""
+
+    def __init__(self, split_dir: Path, variant: Variant, seed: int):
+        self.split_dir, self.variant, self.seed = Path(split_dir), variant, seed
+        self.rows = read_manifest(split_dir, "fit")
+        self.augment = TrainAugment(variant)
+        check_files_exist(self.split_dir, self.rows)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, key: tuple[int, int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """uint8 image (HWC) and uint8 mask (HW) of key (index, epoch, rank); see `normalize`."""
+        index, epoch, rank = key
+        row = self.rows[index]
+        original = (int(row["height"]), int(row["width"]))
+        image, mask = load_sample(self.split_dir, row, training_longest_side(*original, self.variant))
+        image, mask = self.augment(image, mask, original, sample_generator(self.seed, rank, epoch, index))
+        return as_tensor(image), torch.from_numpy(mask)
+
+
+class SelectionSamples(Dataset):
+    """A split subset as validation scores it during training: at inference scale (`inference_pair`)."""
+
+    def __init__(self, split_dir: Path, variant: Variant, subset: str = "all"):
+        self.split_dir, self.variant = Path(split_dir), variant
         self.rows = read_manifest(split_dir, subset)
-        self.transform, self.reduce_to = transform, reduce_to
+        self.divisor = input_divisor(variant.architecture, variant.encoder)
         check_files_exist(self.split_dir, self.rows)
 
     def __len__(self) -> int:
         return len(self.rows)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """uint8 image (HWC) and uint8 mask (HW); see `normalize`."""
-        image, mask = load_sample(self.split_dir, self.rows[index], self.reduce_to)
-        out = self.transform(image=image, mask=mask)
-        return as_tensor(out["image"]), torch.from_numpy(out["mask"])
+        image, mask = inference_pair(*load_sample(self.split_dir, self.rows[index]), self.variant, self.divisor)
+        return as_tensor(image), torch.from_numpy(mask)
 
 
-def reseed_worker(worker_id: int) -> None:
-    """Give each loader worker its own augmentation stream, derived from the run's seed, and end
-    it with its parent (`end_with_parent`).
-
-    albumentations' Compose keeps its own generator; without this every worker would repeat
-    the same augmentations. torch.initial_seed() differs per worker and epoch and follows
-    seed_everything, so runs stay reproducible.
-    """
+def worker_start(worker_id: int) -> None:
+    """Loader workers end with their parent (`end_with_parent`); augmentation needs no reseeding
+    here, as every sample seeds its own generator (`sample_generator`)."""
     end_with_parent()
-    info = torch.utils.data.get_worker_info()
-    info.dataset.transform.set_random_seed(torch.initial_seed() % 2**32)
+
+
+class EpochShuffle(Sampler):
+    """Training order: a permutation of the split drawn from (seed, epoch), dealt out to the
+    processes (rank, rank + world, ...) and cut to equal counts, as torch's DistributedSampler
+    with drop_last does. Yields (index, epoch, rank), the keys `TrainingSamples` seeds from;
+    Lightning calls `set_epoch` before each epoch."""
+
+    def __init__(self, size: int, seed: int, rank: int = 0, world_size: int = 1):
+        self.size, self.seed, self.rank, self.world = size, seed, rank, world_size
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.size // self.world
+
+    def __iter__(self):
+        order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed + self.epoch)).tolist()
+        for index in order[: len(self) * self.world][self.rank:: self.world]:
+            yield index, self.epoch, self.rank
 
 
 class EachOnceSampler(Sampler):
@@ -214,20 +311,20 @@ class SegmentationDataModule(pl.LightningDataModule):
     """Training on `train_dir`'s fit subset; the best epoch chosen on `val_dir`'s `val_subset`.
 
     The trainer must run with `use_distributed_sampler=False`: this module places the samplers
-    itself, so that validation under several processes sees each image exactly once.
+    itself, so that validation under several processes sees each image exactly once and every
+    process draws its own augmentations. Validation runs one image at a time under
+    `short_side`, whose images differ in shape (each padded only to the architecture's divisor).
     """
 
-    def __init__(self, train_dir: Path, val_dir: Path, image_size: tuple[int, int], batch_size: int,
-                 num_workers: int, seed: int, val_subset: str = "all"):
+    def __init__(self, train_dir: Path, val_dir: Path, variant: Variant, num_workers: int, val_subset: str = "all"):
         super().__init__()
         self.train_dir, self.val_dir, self.val_subset = Path(train_dir), Path(val_dir), val_subset
-        self.image_size, self.batch_size = tuple(image_size), batch_size
-        self.num_workers, self.seed = num_workers, seed
+        self.variant, self.batch_size, self.seed = variant, variant.batch_size, variant.seed
+        self.num_workers = num_workers
 
     def setup(self, stage: str | None = None) -> None:
-        self.train_set = SegmentationDataset(self.train_dir, train_transform(self.image_size, self.seed), "fit",
-                                             reduce_to=train_longest_side(self.image_size))
-        self.val_set = SegmentationDataset(self.val_dir, eval_transform(self.image_size), self.val_subset)
+        self.train_set = TrainingSamples(self.train_dir, self.variant, self.seed)
+        self.val_set = SelectionSamples(self.val_dir, self.variant, self.val_subset)
         if len(self.train_set) < 2:
             raise InputError(f"{self.train_dir}: {len(self.train_set)} usable image(s); training needs 2")
 
@@ -242,16 +339,16 @@ class SegmentationDataModule(pl.LightningDataModule):
         if batch < self.batch_size and rank == 0:
             print(f"batch size {self.batch_size} is larger than the {len(self.train_set)} training images"
                   f"{f' over {world} processes' if world > 1 else ''}: batches of {batch}", file=sys.stderr, flush=True)
-        sampler = DistributedSampler(self.train_set, world, rank, shuffle=True, seed=self.seed,
-                                     drop_last=True) if world > 1 else None
-        return self._loader(self.train_set, batch, sampler=sampler, shuffle=sampler is None, drop_last=True)
+        sampler = EpochShuffle(len(self.train_set), self.seed, rank, world)
+        return self._loader(self.train_set, batch, sampler=sampler, drop_last=True)
 
     def val_dataloader(self) -> DataLoader:
         rank, world = self._world()
-        return self._loader(self.val_set, self.batch_size, sampler=EachOnceSampler(len(self.val_set), rank, world))
+        batch = self.batch_size if self.variant.resize == "fit" else 1
+        return self._loader(self.val_set, batch, sampler=EachOnceSampler(len(self.val_set), rank, world))
 
     def _loader(self, dataset: Dataset, batch_size: int, **kwargs) -> DataLoader:
         workers = self.num_workers
         return DataLoader(dataset, batch_size=batch_size, num_workers=workers, persistent_workers=workers > 0,
-                          prefetch_factor=4 if workers else None, worker_init_fn=reseed_worker if workers else None,
+                          prefetch_factor=4 if workers else None, worker_init_fn=worker_start if workers else None,
                           pin_memory=torch.cuda.is_available(), **kwargs)

@@ -6,6 +6,7 @@ import json
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -14,15 +15,16 @@ from torch.utils.data import DataLoader, Dataset
 
 from .colours import overlay, palette
 from .common import InputError
-from .data import as_tensor, check_files_exist, eval_transform, fitted_size, load_sample, normalize, read_manifest
+from .data import as_tensor, check_files_exist, inference_input, load_sample, normalize, read_manifest, worker_start
 from .devices import count_parameters, peak_memory_mb, resolve_accelerator, share_cpus
 from .files import atomic_path, write_csv, write_json
 from .confusion import confusion_matrix
 from .metrics import scores
 from .modelfile import load_trained
+from .network import input_divisor
 from .per_image import FILE_NAME as PER_IMAGE_FILE, image_counts, write_per_image
-from .processes import end_with_parent
 from .progress import CountLines
+from .scaling import base_length, inference_size
 from .splitfolder import label_map_difference, read_labels
 
 
@@ -36,12 +38,13 @@ def window_starts(length: int, window: int, stride: int) -> list[int]:
 class Predictor:
     """Run the model on an image and give a mask at the image's original size.
 
-    `mode` "whole": fit the image inside the variant's size, run once, scale the logits back.
-    `mode` "slide": windows of the variant's size over the image at its original scale, every
+    The image is first brought to the scale the variant trained at (`scaling.inference_size`).
+    `mode` "whole": run once on it, padded bottom-right only as far as `scaling.padded_size`
+    asks, and scale the logits back. `mode` "slide": windows of the variant's size over it, every
     `stride` pixels (default two thirds of the window), logits averaged where windows overlap,
-    for images much larger than the training size. `flip`: average the logits of each input and
+    for images much larger than the training crops. `flip`: average the logits of each input and
     of its horizontal mirror (flipped back), the test-time augmentation model zoos report beside
-    the plain score.
+    the plain score. `inference()` says which of these it runs, as metrics.json records it.
     """
 
     def __init__(self, model_path: Path, device: str, epoch: str = "chosen", flip: bool = False,
@@ -50,8 +53,15 @@ class Predictor:
         self.model, self.variant, self.labels, self.epoch = load_trained(model_path, self.device, epoch)
         self.epoch_name = epoch + (", flip" if flip else "")
         self.flip, self.mode = flip, mode
-        self.stride = stride or tuple(max(1, side * 2 // 3) for side in self.variant.image_size)
-        self.transform = eval_transform(self.variant.image_size)
+        self.stride = tuple(stride or (max(1, side * 2 // 3) for side in self.variant.image_size))
+        self.divisor = input_divisor(self.variant.architecture, self.variant.encoder)
+
+    def inference(self) -> dict:
+        """How this predictor infers, in the words metrics.json and best.json keep."""
+        v = self.variant
+        return {"mode": self.mode, "stride": list(self.stride) if self.mode == "slide" else None,
+                "tta": ["flip"] if self.flip else [], "resize": v.resize,
+                "base_short_side": base_length(v) if v.resize == "short_side" else None}
 
     def logits(self, tensor: torch.Tensor) -> torch.Tensor:
         logits = self.model(tensor)
@@ -64,24 +74,28 @@ class Predictor:
 
     def _whole(self, image: np.ndarray) -> torch.Tensor:
         height, width = image.shape[:2]
-        resized = fitted_size(height, width, self.variant.image_size)
-        tensor = normalize(as_tensor(self.transform(image=image)["image"])[None].to(self.device)).contiguous()
-        logits = self.logits(tensor)[:, :, : resized[0], : resized[1]]
+        padded, (scaled_h, scaled_w) = inference_input(image, self.variant, self.divisor)
+        tensor = normalize(as_tensor(padded)[None].to(self.device)).contiguous()
+        logits = self.logits(tensor)[:, :, :scaled_h, :scaled_w]
         return F.interpolate(logits.float(), size=(height, width), mode="bilinear", align_corners=False)
 
     def _slide(self, image: np.ndarray) -> torch.Tensor:
         height, width = image.shape[:2]
+        scaled_h, scaled_w = inference_size(height, width, self.variant)
         (window_h, window_w), (stride_h, stride_w) = self.variant.image_size, self.stride
-        tensor = normalize(as_tensor(image)[None].to(self.device))
-        tensor = F.pad(tensor, (0, max(0, window_w - width), 0, max(0, window_h - height)))
+        scaled = cv2.resize(image, (scaled_w, scaled_h), interpolation=cv2.INTER_LINEAR) \
+            if (scaled_h, scaled_w) != (height, width) else image
+        tensor = normalize(as_tensor(scaled)[None].to(self.device))
+        tensor = F.pad(tensor, (0, max(0, window_w - scaled_w), 0, max(0, window_h - scaled_h)))
         total = torch.zeros((1, len(self.labels), *tensor.shape[2:]), device=self.device)
         counts = torch.zeros((1, 1, *tensor.shape[2:]), device=self.device)
-        for top in window_starts(height, window_h, stride_h):
-            for left in window_starts(width, window_w, stride_w):
+        for top in window_starts(scaled_h, window_h, stride_h):
+            for left in window_starts(scaled_w, window_w, stride_w):
                 crop = tensor[:, :, top: top + window_h, left: left + window_w].contiguous()
                 total[:, :, top: top + window_h, left: left + window_w] += self.logits(crop).float()
                 counts[:, :, top: top + window_h, left: left + window_w] += 1
-        return (total / counts)[:, :, :height, :width]
+        logits = (total / counts)[:, :, :scaled_h, :scaled_w]
+        return F.interpolate(logits, size=(height, width), mode="bilinear", align_corners=False)
 
     def synchronize(self) -> None:
         if self.device == "cuda":
@@ -117,11 +131,7 @@ def in_order(samples: Dataset, workers: int) -> DataLoader:
     """The samples one at a time and in order, decoded in `workers` processes (which end with
     this one) so that decoding overlaps inference."""
     return DataLoader(samples, batch_size=None, num_workers=workers, collate_fn=_as_is,
-                      prefetch_factor=4 if workers else None, worker_init_fn=_end_with_parent if workers else None)
-
-
-def _end_with_parent(worker_id: int) -> None:
-    end_with_parent()
+                      prefetch_factor=4 if workers else None, worker_init_fn=worker_start if workers else None)
 
 
 def check_label_maps(model_path: Path, model_labels: list[dict], split_dir: Path) -> None:
@@ -219,6 +229,7 @@ def evaluate(model_path: Path, split_dir: Path, output_dir: Path, samples: int =
         "device": device,
         "image_size": list(predictor.variant.image_size),
         "mode": mode if mode == "whole" else f"slide, stride {predictor.stride[0]}x{predictor.stride[1]}",
+        "inference": {**predictor.inference(), "tta": list(tta)},
         "train_seconds": train_seconds,
     }
     if flipped:

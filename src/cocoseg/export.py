@@ -19,11 +19,12 @@ import numpy as np
 import torch
 
 from .common import InputError, first_line
-from .data import MEAN, STD, eval_transform, load_sample, read_manifest
+from .data import MEAN, STD, inference_input, load_sample, read_manifest
 from .files import atomic_path, write_json
 from .modelfile import load_trained
 from .network import input_divisor
 from .splitfolder import write_label_map
+from .variants import Variant
 
 FORMATS = {"onnx": "model.onnx", "torchscript": "model.torchscript.pt"}
 AGREEMENT = 0.999  # share of pixels whose predicted class must match PyTorch's
@@ -42,21 +43,20 @@ class ImagesToLogits(torch.nn.Module):
         return self.model((images - self.shift) * self.scale)
 
 
-def split_images(split_dir: Path, size: tuple[int, int], count: int) -> list[np.ndarray]:
-    """The first `count` images of a mask-stage split, fitted and padded as evaluation does."""
-    transform = eval_transform(size)
-    return [transform(image=load_sample(split_dir, row)[0])["image"] for row in read_manifest(split_dir)[:count]]
+def split_images(split_dir: Path, variant: Variant, divisor: int, count: int) -> list[np.ndarray]:
+    """The first `count` images of a mask-stage split as the network sees them when it predicts
+    (`data.inference_input`: at the variant's inference scale, padded to its divisor)."""
+    return [inference_input(load_sample(split_dir, row)[0], variant, divisor)[0]
+            for row in read_manifest(split_dir)[:count]]
 
 
 def check_inputs(size: tuple[int, int], divisor: int, images: list[np.ndarray], seed: int = 0) -> list[torch.Tensor]:
-    """Batches to compare runtimes on: the given images (HWC uint8, each already the variant's
-    size) as one batch, and a random batch of two at another size, so a fixed shape shows."""
+    """Batches to compare runtimes on: each given image (HWC uint8, as `split_images` gives them)
+    alone, and a random batch of two at a size other than the variant's, so a fixed shape shows."""
     generator = torch.Generator().manual_seed(seed)
     other = (size[0] + divisor * max(1, 32 // divisor), size[1])
-    batches = [torch.rand((2, 3, *other), generator=generator) * 255]
-    if images:
-        batches.insert(0, torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float().contiguous())
-    return batches
+    batches = [torch.from_numpy(image)[None].permute(0, 3, 1, 2).float().contiguous() for image in images]
+    return [*batches, torch.rand((2, 3, *other), generator=generator) * 255]
 
 
 def _save(network: ImagesToLogits, example: torch.Tensor, fmt: str, path: Path) -> None:
@@ -105,12 +105,12 @@ def export(model_path: Path, fmt: str, output_dir: Path, check_split: Path | Non
     model, variant, labels, epoch = load_trained(model_path, "cpu")
     network = ImagesToLogits(model).eval()
     divisor = input_divisor(variant.architecture, variant.encoder)
-    images = split_images(check_split, variant.image_size, check_images) if check_split else []
+    images = split_images(check_split, variant, divisor, check_images) if check_split else []
     batches = check_inputs(variant.image_size, divisor, images)
     output_dir = Path(output_dir)
     path = output_dir / FORMATS[fmt]
     try:
-        _save(network, batches[0][:1], fmt, path)
+        _save(network, batches[-1][:1], fmt, path)
         check = compare(network, _runner(fmt, path), batches)
     except InputError:
         raise

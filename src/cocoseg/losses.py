@@ -1,5 +1,5 @@
 """Training losses by name: cross-entropy and segmentation_models_pytorch's losses, summed with
-"+" (`ce+dice`), every term ignoring label 255 and computed in fp32; class weights for the
+"+" (`ce+dice`, each term weighing 1 unless `loss_weights` says otherwise), every term ignoring label 255 and computed in fp32; class weights for the
 cross-entropy term from the mask stage's pixel counts."""
 
 from __future__ import annotations
@@ -31,18 +31,14 @@ def inverse_sqrt_frequency(pixels: list[int]) -> list[float]:
 
 
 class SegmentationLoss(nn.Module):
-    """The sum of the named terms; a Dice term among others weighs `dice_weight`.
+    """The weighted sum of the named terms: each weighs 1 unless `loss_weights` gives one number per
+    term (`Variant` refuses a weight of 0, which would train the loss without that term)."""
 
-    `dice_weight` above 0 with a loss that has no Dice term adds one (`ce` + `dice_weight` x
-    Dice), as the setting did before losses could be named.
-    """
-
-    def __init__(self, loss: str, dice_weight: float = 0.0, class_weights: list[float] | None = None):
+    def __init__(self, loss: str, loss_weights: tuple[float, ...] | None = None,
+                 class_weights: list[float] | None = None):
         super().__init__()
         names = loss.split("+")
-        if dice_weight and "dice" not in names:
-            names.append("dice")
-        self.weights = [dice_weight if name == "dice" and len(names) > 1 else 1.0 for name in names]
+        self.weights = list(loss_weights) if loss_weights else [1.0] * len(names)
         self.terms = nn.ModuleList(nn.CrossEntropyLoss(weight=torch.tensor(class_weights, dtype=torch.float32),
                                                        ignore_index=IGNORE)
                                    if name == "ce" and class_weights else TERMS[name]() for name in names)

@@ -36,7 +36,7 @@ class SegmentationModule(pl.LightningModule):
         self.model = build_model(variant.architecture, variant.encoder, variant.encoder_weights, num_classes)
         if variant.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.criterion = SegmentationLoss(variant.loss, variant.dice_weight, class_weights)
+        self.criterion = SegmentationLoss(variant.loss, variant.loss_weights, class_weights)
         self.register_buffer("val_confusion", torch.zeros(num_classes, num_classes, dtype=torch.long),
                              persistent=False)
         self.history: list[dict] = []  # one row per epoch, kept in checkpoints for resumed runs

@@ -215,8 +215,8 @@ def train(variant: Variant, train_dir: Path, val_dir: Path | None, output_dir: P
     share = share_cpus(cpus, processes, accelerator)
     torch.set_num_threads(share.threads)
 
-    data = SegmentationDataModule(train_dir, val_dir, variant.image_size, variant.batch_size,
-                                  num_workers=share.loader_workers, seed=variant.seed, val_subset=val_subset)
+    data = SegmentationDataModule(train_dir, val_dir, variant, num_workers=share.loader_workers,
+                                  val_subset=val_subset)
     last, resumed_from = prepare_checkpoints(checkpoint_dir, log_dir,
                                              run_fingerprint(variant, labels, train_dir, val_dir, val_subset))
     weights = (inverse_sqrt_frequency(class_pixels(train_dir, labels))

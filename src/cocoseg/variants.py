@@ -17,6 +17,8 @@ WEIGHT_SUFFIXES = (".pt", ".pth", ".bin")
 # losses (`cocoseg.losses` builds them), each ignoring label 255.
 LOSS_TERMS = ("ce", "dice", "focal", "jaccard", "lovasz")
 CLASS_WEIGHTS = ("none", "inverse_sqrt_frequency")  # how the cross-entropy term weighs classes
+# How training and inference scale an image before the variant's crop (`cocoseg.scaling`).
+RESIZES = ("short_side", "fit")
 
 
 def loss_problem(loss: str) -> str | None:
@@ -25,6 +27,33 @@ def loss_problem(loss: str) -> str | None:
     unknown = [term for term in terms if term not in LOSS_TERMS]
     if unknown or len(set(terms)) != len(terms):
         return f"{loss!r} is not one of {', '.join(LOSS_TERMS)} or a sum of them (e.g. ce+dice)"
+    return None
+
+
+def loss_weights_problem(loss: str, weights: tuple[float, ...] | None) -> str | None:
+    """Why `weights` cannot weigh the terms of `loss`, or None: one positive number per term (a
+    term of weight 0 would train what the loss without it trains, under another name)."""
+    if weights is None:
+        return None
+    terms = loss.split("+")
+    if len(weights) != len(terms):
+        return f"{list(weights)}: give one weight per term of {loss!r} ({len(terms)})"
+    if any(not w > 0 for w in weights):
+        return f"{list(weights)}: every weight must be above 0 (drop the term from the loss instead)"
+    return None
+
+
+def recipe_problem(resize: str, base_short_side: int | None, scale_range: tuple[float, ...],
+                   crop_max_share: float) -> str | None:
+    """Why the scale recipe's settings do not go together, or None."""
+    if resize not in RESIZES:
+        return f"resize {resize!r} is not one of {', '.join(RESIZES)}"
+    if base_short_side is not None and int(base_short_side) < 1:
+        return f"base_short_side {base_short_side}: a positive number of pixels, or null for the variant's short side"
+    if len(scale_range) != 2 or not 0 < scale_range[0] <= scale_range[1]:
+        return f"scale_range {list(scale_range)}: [low, high] with 0 < low <= high"
+    if not 0 < crop_max_share <= 1:
+        return f"crop_max_share {crop_max_share}: above 0 and at most 1 (1: any crop)"
     return None
 
 
@@ -46,9 +75,13 @@ class Variant:
     schedule: str = "poly"
     warmup_epochs: float = 1.0
     loss: str = "ce"
-    dice_weight: float = 0.0
+    loss_weights: tuple[float, ...] | None = None  # one per loss term; None: each weighs 1
     class_weights: str = "none"
     freeze_encoder_epochs: int = 0
+    resize: str = "short_side"
+    base_short_side: int | None = None  # None: the variant's shorter side
+    scale_range: tuple[float, float] = (0.5, 2.0)
+    crop_max_share: float = 0.75
     precision: str = "auto"
     seed: int = 0
     channels_last: bool = True
@@ -65,6 +98,13 @@ class Variant:
                              f"(what each side must divide by depends on the architecture: `network.size_problem`)")
         if problem := loss_problem(self.loss):
             raise InputError(f"loss {problem}")
+        if self.loss_weights is not None:
+            self.loss_weights = tuple(float(w) for w in self.loss_weights)
+        if problem := loss_weights_problem(self.loss, self.loss_weights):
+            raise InputError(f"loss_weights {problem}")
+        self.scale_range = tuple(float(r) for r in self.scale_range)
+        if problem := recipe_problem(self.resize, self.base_short_side, self.scale_range, self.crop_max_share):
+            raise InputError(problem)
         if self.class_weights not in CLASS_WEIGHTS:
             raise InputError(f"class_weights {self.class_weights!r} is not one of {', '.join(CLASS_WEIGHTS)}")
         if not 0 <= self.freeze_encoder_epochs <= self.epochs:
@@ -87,7 +127,7 @@ TRAIN_KEYS = {f.name for f in fields(Variant)} - {"architecture", "encoder", "en
 
 # How a grid setting reads in a variant name; other keys appear without underscores.
 NAME_LABELS = {"batch_size": "bs", "weight_decay": "wd", "epochs": "ep", "warmup_epochs": "warmup",
-               "dice_weight": "dice"}
+               "base_short_side": "base", "crop_max_share": "catmax"}
 
 
 def _number(value: float) -> str:
@@ -104,7 +144,12 @@ def setting_label(key: str, value) -> str:
         return key.replace("_", "-") if value else f"no-{key.replace('_', '-')}"
     if isinstance(value, str):
         return value
-    return f"{NAME_LABELS.get(key, key.replace('_', ''))}{_number(value)}"
+    label = NAME_LABELS.get(key, key.replace('_', ''))
+    if value is None:
+        return f"{label}-auto"
+    if isinstance(value, (list, tuple)):
+        return f"{label}{'-'.join(_number(v) for v in value)}"
+    return f"{label}{_number(value)}"
 
 
 def variant_name(architecture: str, encoder: str, size: tuple[int, int], settings: dict) -> str:
@@ -130,7 +175,7 @@ def _grid_axes(model: dict, base: dict) -> list[list[tuple[str, object]]]:
         for value in values if key == "loss" else []:
             if problem := loss_problem(value):
                 raise InputError(f"config model.grid.loss: {problem}")
-        kind = type(base[key])
+        kind = GRID_KINDS.get(key, type(base[key]))
         accepted = (int, float) if kind is float else (kind,)
         for value in values:
             if not isinstance(value, accepted) or (isinstance(value, bool) and kind is not bool):
@@ -138,6 +183,15 @@ def _grid_axes(model: dict, base: dict) -> list[list[tuple[str, object]]]:
                                  f"({kind.__name__})")
     return [[(key, float(value) if isinstance(base[key], float) else value) for value in values]
             for key, values in grid.items()]
+
+
+# Grid values of settings whose default is None or a tuple: what YAML gives for them.
+GRID_KINDS = {"loss_weights": list, "scale_range": list, "base_short_side": int}
+
+
+def _same(a, b) -> bool:
+    """Equal as settings: a YAML list equals the tuple a variant holds."""
+    return (list(a) if isinstance(a, tuple) else a) == (list(b) if isinstance(b, tuple) else b)
 
 
 def expand(model: dict, train: dict) -> dict[str, Variant]:
@@ -161,7 +215,7 @@ def expand(model: dict, train: dict) -> dict[str, Variant]:
         except (InputError, TypeError, ValueError) as e:
             raise InputError(f"config model.image_sizes: {size!r}: {e}") from None
         v.name = variant_name(architecture, encoder, v.image_size,
-                              {key: value for key, value in settings.items() if value != base[key]})
+                              {key: value for key, value in settings.items() if not _same(value, base[key])})
         if v.name in variants:
             raise InputError(f"config model: two variants would both be named {v.name!r}; give each grid value once")
         variants[v.name] = v

@@ -159,12 +159,19 @@ def train_options(wildcards):
         *("--epochs", v.epochs, "--batch-size", v.batch_size, "--lr", v.lr),
         *("--weight-decay", v.weight_decay, "--schedule", v.schedule, "--loss", v.loss),
         *("--class-weights", v.class_weights, "--freeze-encoder-epochs", v.freeze_encoder_epochs),
-        *("--warmup-epochs", v.warmup_epochs, "--dice-weight", v.dice_weight),
+        *("--warmup-epochs", v.warmup_epochs, "--resize", v.resize),
+        *("--scale-range", numbers(v.scale_range), "--crop-max-share", v.crop_max_share),
+        *(("--base-short-side", v.base_short_side) if v.base_short_side else ()),
+        *(("--loss-weights", numbers(v.loss_weights)) if v.loss_weights else ()),
         *("--precision", v.precision, "--seed", v.seed, "--accelerator", v.accelerator),
         *("--devices", v.devices, "--channels-last", str(v.channels_last).lower()),
         *("--ddp-timeout-minutes", config["train"]["ddp_timeout_minutes"]),
         *gpu_options(wildcards),
     ]
+
+
+def numbers(values):
+    return ",".join(str(value) for value in values)
 
 
 def gpu_flags(gpu):
