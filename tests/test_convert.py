@@ -225,3 +225,11 @@ def test_the_index_grows_by_at_most_twice_the_files_size(tmp_path):
                               text=True, check=True)
         growth[name] = int(done.stdout.strip()) / size_kib
     assert growth["json.load"] > 4 and growth["index"] < 2, growth
+
+
+def test_the_holdout_count_caps_the_fraction():
+    from cocoseg.splitfolder import holdout_size
+
+    assert holdout_size(118_287, 0.15, 1000) == 1000  # COCO train: the cap
+    assert holdout_size(200, 0.15, 1000) == 30  # below the cap, the fraction
+    assert holdout_size(200, 0.15, None) == 30 and holdout_size(200, 0.0, 12) == 12  # no cap; a count alone

@@ -122,3 +122,49 @@ def test_a_replaced_image_is_refused_also_when_decoded_reduced(tmp_path, coco_di
     half.save(split / "images" / row["file_name"], quality=92)
     with pytest.raises(InputError, match="images/large.jpg: differs from the manifest in size"):
         load_sample(split, row, reduce_to=640)
+
+
+def test_each_process_draws_its_own_augmentations_and_a_rerun_draws_them_again(tmp_path):
+    """Under two processes every image goes to one rank per epoch, an image's crop depends on the
+    rank that draws it, the same key gives the same bytes, and loader workers change nothing."""
+    from torch.utils.data import DataLoader
+
+    from cocoseg.data import EpochShuffle, worker_start
+
+    make_demo(tmp_path / "demo", {"train": 9}, seed=3)
+    convert(tmp_path / "demo" / "annotations" / "train.json", tmp_path / "demo" / "images" / "train", tmp_path / "s")
+    samples = TrainingSamples(tmp_path / "s", Variant(image_size=64, seed=4), 4)
+    ranks = [EpochShuffle(len(samples), 4, rank, 2) for rank in (0, 1)]
+    for sampler in ranks:
+        sampler.set_epoch(1)
+    keys = [list(sampler) for sampler in ranks]
+    indices = [[index for index, _, _ in rank_keys] for rank_keys in keys]
+    assert not set(indices[0]) & set(indices[1]) and len(indices[0]) == len(indices[1]) == len(samples) // 2
+    assert all(epoch == 1 and rank == r for r, rank_keys in enumerate(keys) for _, epoch, rank in rank_keys)
+    image = indices[0][0]
+    crops = [samples[image, 1, rank][0] for rank in (0, 1)]
+    assert not torch.equal(*crops)  # the same image, another rank: another augmentation
+    assert torch.equal(samples[image, 1, 0][0], crops[0])  # drawn again: the same bytes
+    assert not torch.equal(samples[image, 2, 0][0], crops[0])  # the next epoch draws anew
+    batches = [list(DataLoader(samples, batch_size=2, sampler=ranks[0], num_workers=workers,
+                               worker_init_fn=worker_start if workers else None)) for workers in (0, 2)]
+    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(*batches))
+
+
+def test_a_crop_where_one_label_covers_most_is_drawn_again():
+    """A mask that is background but for one square: crops are retried until the square is in view."""
+    from cocoseg.data import crop_origin
+
+    mask = np.zeros((400, 400), np.uint8)
+    mask[300:370, 300:370] = 1
+    rng = np.random.default_rng(0)
+    shares = []
+    for _ in range(200):
+        top, left = crop_origin(mask, (100, 100), 0.75, rng)
+        crop = mask[top: top + 100, left: left + 100]
+        shares.append((crop == 1).mean())
+    anywhere = np.random.default_rng(0)
+    unretried = [(mask[t: t + 100, l: l + 100] == 1).mean()
+                 for t, l in (crop_origin(mask, (100, 100), 1.0, anywhere) for _ in range(200))]
+    balanced = np.mean([0.25 < share for share in shares])  # background under 75%
+    assert balanced > 0.2 and balanced > 5 * np.mean([0.25 < share for share in unretried])

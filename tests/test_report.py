@@ -356,3 +356,26 @@ def test_a_flip_score_gets_its_own_column_and_definition(tmp_path):
     assert "**mIoU (flip)**" in (tmp_path / "REPORT.md").read_text()
     assert pd.read_csv(results / "report" / "metrics.csv").set_index("variant").loc["v-a-64", "miou_flip_mean"] == \
         pytest.approx(0.82)
+
+
+def test_the_winner_is_chosen_on_the_selection_images_and_scored_on_val(tmp_path):
+    """Each run's score on its selection images picks the variant and seed; val's figures, which
+    chose nothing, are what best.json reports, and REPORT.md says when val ranks another first."""
+    results = fixture_results(tmp_path)
+    selection = {"v-a-64": (0.85, 0.86), "v-b-64": (0.5, 0.6), "v-c-96": (0.84, 0.80)}
+    for name, mious in selection.items():
+        for seed, miou in zip(SEEDS, mious):
+            write_json(results / "selection" / name / f"seed-{seed}" / "metrics.json",
+                       {"miou": miou, "split": "train", "subset": "holdout", "images": 1,
+                        "inference": {"mode": "slide", "stride": [40, 40], "tta": []}})
+    build(results, list(VARIANTS), SEEDS, ["val"], ["train", "val"], results / "report", tmp_path / "REPORT.md",
+          REPO / "workflow" / "report" / "REPORT.md.jinja", ["config/config.yaml"])
+    best = json.loads((results / "report" / "best.json").read_text())
+    assert (best["variant"], best["seed"]) == ("v-a-64", 1)  # 0.855 on the selection images against 0.82
+    assert best["best_seed_of"] == {"v-a-64": 1, "v-b-64": 1, "v-c-96": 0}
+    assert best["chosen_on"]["miou"] == pytest.approx(0.855) and best["chosen_on"]["subset"] == "holdout"
+    assert best["scores"]["miou"] == pytest.approx(np.mean(VARIANTS["v-a-64"][0]))  # val's, not the selection's
+    assert best["leader_on_split"] == {"variant": "v-c-96", "miou": pytest.approx(0.90)}
+    text = " ".join((tmp_path / "REPORT.md").read_text().split())
+    assert "It was chosen on the 1 selection images (train, holdout; mean mIoU over seeds 0.855" in text
+    assert "On val itself **v-c-96** scores highest (0.900 mIoU)" in text

@@ -21,14 +21,15 @@ from slurm_cluster import ClusterUnavailable, SlurmCluster
 from test_workflow import ONE_VARIANT, TEST_CONFIG, VARIANT, snakemake, workflow_copy
 
 RUN = f"{VARIANT}/seed-0"
-RUN_GROUP = "run_evaluate_variant_train_variant"  # a group job is named by its group and rules
+RUN_GROUP = "run_evaluate_variant_score_selection_train_variant"  # a group job is named by its group and rules
 # What the 2-CPU test node can hold, in place of the profile's sizes for real GPU nodes; the
 # first status check after 2 s instead of 40 s. Everything else comes from profiles/slurm.
 NODE_FIT = [
     "--slurm-init-seconds-before-status-checks", "2",
-    "--set-threads", "train_variant=2", "evaluate_variant=2",
+    "--set-threads", "train_variant=2", "evaluate_variant=2", "score_selection=2",
     "--set-resources", "train_variant:mem_mb=2000", "train_variant:runtime=30",
-    "evaluate_variant:mem_mb=2000", "evaluate_variant:runtime=10", "mask_shard:mem_mb=500",
+    "evaluate_variant:mem_mb=2000", "evaluate_variant:runtime=10", "score_selection:mem_mb=2000",
+    "score_selection:runtime=10", "mask_shard:mem_mb=500",
     "--default-resources", "mem_mb=1000", "runtime=10",
     "--group-components", "masks=2",  # two one-CPU shards per submission on this 2-CPU node (the profile: 4)
 ]
@@ -56,7 +57,7 @@ def test_the_slurm_profile_gives_each_job_its_own_cpus_memory_and_time(tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = planned_jobs(result.stdout)
     defaults = profile["default-resources"]
-    for rule in ("mask_shard", "train_variant", "evaluate_variant"):
+    for rule in ("mask_shard", "train_variant", "evaluate_variant", "score_selection"):
         assert jobs.get(rule), f"no {rule} job planned"
         resources = {**defaults, **profile["set-resources"].get(rule, {})}
         threads = profile["set-threads"].get(rule)
@@ -64,7 +65,8 @@ def test_the_slurm_profile_gives_each_job_its_own_cpus_memory_and_time(tmp_path)
             assert f"mem_mb={resources['mem_mb']}," in job and f"runtime={resources['runtime']}" in job, job
             if threads:
                 assert f"threads: {threads}\n" in job and f"--cpus {threads} " in job, job
-    assert profile["set-threads"] == {"train_variant": 8, "evaluate_variant": 4, "predict_shard": 4}
+    assert profile["set-threads"] == {"train_variant": 8, "evaluate_variant": 4, "score_selection": 4,
+                                      "predict_shard": 4}
 
 
 @pytest.fixture(scope="module")
@@ -130,9 +132,9 @@ def test_training_job_asks_for_gpu_cpus_memory_and_time(cluster, slurm_run):
     job = cluster.job(submitted(log)[("group", RUN_GROUP, "")][-1])  # training, then its evaluation
     assert "cpu=2" in job["TRES"] and "mem=2000M" in job["TRES"]
     assert job["TresPerJob"] == "gres:gpu:1"
-    assert job["TimeLimit"] == "00:40:00"  # training's 30 minutes, then evaluation's 10
+    assert job["TimeLimit"] == "00:50:00"  # training's 30 minutes, then evaluation's 10 and the selection's 10
     sbatch = re.search(rf"sbatch call: (sbatch .*group_{RUN_GROUP}.*)", log)[1]
-    assert "--gpus=1" in sbatch and "--cpus-per-task=2" in sbatch and "--mem 2000" in sbatch and "-t 40" in sbatch
+    assert "--gpus=1" in sbatch and "--cpus-per-task=2" in sbatch and "--mem 2000" in sbatch and "-t 50" in sbatch
     workdir, _, _ = slurm_run
     first = (workdir / "results" / "logs" / "train" / VARIANT / "seed-0.log").read_text().splitlines()[0]
     assert first.startswith("warning: ") and "a GPU was asked for, but CUDA is not usable here" in first

@@ -135,6 +135,14 @@ def _add_run_choice(p: argparse.ArgumentParser) -> None:
                    "(best) or a seed")
 
 
+def _add_inference_options(p: argparse.ArgumentParser, tta_help: str, defaults: bool) -> None:
+    p.add_argument("--mode", choices=["whole", "slide"], default="whole" if defaults else None,
+                   help="whole: each image at the scale the variant trained at, once; slide: windows of the "
+                        "variant's size over it at that scale, logits averaged where they overlap")
+    p.add_argument("--stride", type=_image_size, help="slide's step, H,W or one side (default: 2/3 of the window)")
+    p.add_argument("--tta", nargs="*", choices=["flip"], default=[] if defaults else None, help=tta_help)
+
+
 def _add_gpu_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gpu", action="store_true",
                    help="the job was given a GPU: stop with one line if CUDA cannot use it")
@@ -245,12 +253,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split-dir", required=True, type=Path, help="a `cocoseg masks` output folder")
     p.add_argument("--output", required=True, type=Path, help="folder for metrics.json, tables and panels")
     p.add_argument("--samples", type=int, default=6, help="sample panels to write")
-    p.add_argument("--tta", nargs="*", choices=["flip"], default=[],
-                   help="also score with these test-time augmentations (flip: logits averaged with the mirror's)")
-    p.add_argument("--mode", choices=["whole", "slide"], default="whole",
-                   help="whole: fit each image inside the variant's size; slide: windows of that size over the "
-                        "image at its own scale, logits averaged where they overlap")
-    p.add_argument("--stride", type=_image_size, help="slide's step, H,W or one side (default: 2/3 of the window)")
+    p.add_argument("--subset", choices=["all", "holdout"], default="all",
+                   help="the split's images to score (holdout: those held out of training)")
+    _add_inference_options(p, "also score with these test-time augmentations (flip: logits averaged with the "
+                              "mirror's)", defaults=True)
     p.add_argument("--cpus", "--workers", type=_positive, default=1,
                    help="CPUs the job holds, shared between decoding workers and threads")
     _add_gpu_options(p)
@@ -269,6 +275,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shard", type=int, default=0, help="predict only this share of the files (0-based) ...")
     p.add_argument("--shards", type=_positive, default=1, help="... of this many; `gather-predictions` joins them")
     p.add_argument("--no-overlays", dest="overlays", action="store_false", help="write masks only")
+    _add_inference_options(p, "test-time augmentations (flip: logits averaged with the mirror's); with --best, "
+                              "unset inference flags follow how the report scored (best.json's inference)",
+                           defaults=False)
     p.add_argument("--cpus", "--workers", type=_positive, default=1,
                    help="CPUs the job holds, shared between decoding workers and threads")
     _add_gpu_options(p)
@@ -378,7 +387,7 @@ def _evaluate(args: argparse.Namespace) -> None:
 
     m = evaluate(args.model, args.split_dir, args.output, samples=args.samples, cpus=args.cpus,
                  gpu_requested=args.gpu, allow_cpu_fallback=args.allow_cpu_fallback, tta=tuple(args.tta),
-                 mode=args.mode, stride=args.stride)
+                 mode=args.mode, stride=args.stride, subset=args.subset)
     print(f"{m['variant']} on {m['split']}: mIoU {m['miou']:.3f}, mDice {m['mdice']:.3f}, "
           f"pixel accuracy {m['pixel_accuracy']:.3f}, {m['inference_images_per_s']:.1f} images/s", file=sys.stderr)
 
@@ -394,12 +403,22 @@ def _model_path(args: argparse.Namespace) -> Path:
     return args.model
 
 
+def _inference(args: argparse.Namespace) -> dict:
+    """How `predict` infers: the flags given, else (with --best) how the report scored, else whole images."""
+    from .bestfile import read_best
+    from .evaluate import WHOLE
+
+    scored = read_best(args.best).get("inference") if args.best else None
+    given = {"mode": args.mode, "stride": list(args.stride) if args.stride else None, "tta": args.tta}
+    return {**WHOLE, **(scored or {}), **{key: value for key, value in given.items() if value is not None}}
+
+
 def _predict(args: argparse.Namespace) -> None:
     from .prediction import predict
 
     done = predict(_model_path(args), args.images, args.output, cpus=args.cpus, shard=args.shard,
                    shards=args.shards, overlays=args.overlays, gpu_requested=args.gpu,
-                   allow_cpu_fallback=args.allow_cpu_fallback)
+                   allow_cpu_fallback=args.allow_cpu_fallback, inference=_inference(args))
     print(f"{done['ok']} image{'s' * (done['ok'] != 1)} written, {done['skipped']} skipped -> {args.output}"
           + (f" (reasons in {args.output / 'manifest.csv'})" if done["skipped"] else ""), file=sys.stderr)
 

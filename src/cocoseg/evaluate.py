@@ -102,6 +102,18 @@ class Predictor:
             torch.cuda.synchronize()
 
 
+WHOLE = {"mode": "whole", "stride": None, "tta": []}  # the inference when nothing else is said
+
+
+def scored_predictor(model_path: Path, device: str, inference: dict | None = None) -> Predictor:
+    """The predictor that infers as `inference` says (metrics.json's and best.json's record: mode,
+    stride, tta), flip included when it was scored: what a user gets is what the report scored."""
+    inference = inference or WHOLE
+    stride = tuple(inference["stride"]) if inference.get("stride") else None
+    return Predictor(model_path, device, flip="flip" in inference.get("tta", []), mode=inference["mode"],
+                     stride=stride)
+
+
 def inference_device(cpus: int, gpu_requested: bool = False, allow_cpu_fallback: bool = False) -> tuple[str, int]:
     """The torch device one inference process runs on, and its loader workers; sets its threads."""
     accelerator = resolve_accelerator("auto", gpu_requested, allow_cpu_fallback)
@@ -182,19 +194,20 @@ def _write_tables(output_dir: Path, labels: list[dict], result: dict, confusion:
 
 def evaluate(model_path: Path, split_dir: Path, output_dir: Path, samples: int = 6, cpus: int = 1,
              gpu_requested: bool = False, allow_cpu_fallback: bool = False, tta: tuple[str, ...] = (),
-             mode: str = "whole", stride: tuple[int, int] | None = None) -> dict:
+             mode: str = "whole", stride: tuple[int, int] | None = None, subset: str = "all") -> dict:
     """Metrics over the whole split at original resolution; writes metrics.json, per_class.csv,
     confusion.csv, per_image.npz and sample panels (image | ground truth | prediction).
 
     The chosen epoch's weights are scored and timed; the last epoch's are scored too, so the
     report can show how much choosing the epoch mattered. `tta` ("flip"): the chosen epoch is
     scored once more with flip-averaged logits (`miou_flip`, ...), beside the plain score.
-    `mode`, `stride`: whole-image or sliding-window inference (`Predictor`).
+    `mode`, `stride`: whole-image or sliding-window inference (`Predictor`). `subset`: the
+    split's images to score (`holdout`: the selection images the workflow chooses the winner on).
     """
     device, workers = inference_device(cpus, gpu_requested, allow_cpu_fallback)
     predictor = Predictor(model_path, device, mode=mode, stride=stride)
     check_label_maps(model_path, predictor.labels, split_dir)
-    rows = read_manifest(split_dir)
+    rows = read_manifest(split_dir, subset)
     check_files_exist(split_dir, rows)
     output_dir = Path(output_dir)
     for stale in (output_dir / "samples").glob("*.png"):  # panels of an earlier evaluation here
@@ -216,6 +229,7 @@ def evaluate(model_path: Path, split_dir: Path, output_dir: Path, samples: int =
         "variant": predictor.variant.name,
         "seed": predictor.variant.seed,
         "split": Path(split_dir).name,
+        "subset": subset,
         "images": len(rows),
         "epoch": predictor.epoch,
         "miou": result["miou"],

@@ -24,7 +24,7 @@ from torch.utils.data import Dataset
 from .colours import overlay, palette
 from .common import InputError, first_line
 from .decode import load_rgb, scaling_note
-from .evaluate import Predictor, in_order, inference_device
+from .evaluate import in_order, inference_device, scored_predictor
 from .files import atomic_path, checksum, file_checksum, hard_link, output_problem, read_csv, read_json, \
     write_bytes, write_csv, write_json
 from .images import pixel_fault
@@ -145,15 +145,17 @@ def _start_output(output_dir: Path, labels: list[dict], model_path: Path) -> Non
 
 
 def predict(model_path: Path, images_dir: Path, output_dir: Path, cpus: int = 1, shard: int = 0, shards: int = 1,
-            overlays: bool = True, gpu_requested: bool = False, allow_cpu_fallback: bool = False) -> dict:
+            overlays: bool = True, gpu_requested: bool = False, allow_cpu_fallback: bool = False,
+            inference: dict | None = None) -> dict:
     """Masks (and overlays) for every image under `images_dir`, or for shard `shard` of `shards`
     of them; returns prediction.json's content. A file that cannot be used is skipped and its
-    reason goes to the manifest and stderr; its neighbours are still predicted."""
+    reason goes to the manifest and stderr; its neighbours are still predicted. `inference`:
+    how to infer (`evaluate.scored_predictor`), by default the whole image once."""
     images_dir, output_dir = Path(images_dir), Path(output_dir)
     _check_folders(images_dir, output_dir)
     files = shard_share(found_files(images_dir), shard, shards)
     device, workers = inference_device(cpus, gpu_requested, allow_cpu_fallback)
-    predictor = Predictor(model_path, device)
+    predictor = scored_predictor(model_path, device, inference)
     _start_output(output_dir, predictor.labels, model_path)
     colours = palette(len(predictor.labels))
     loader = in_order(FolderImages(images_dir, files), min(workers, len(files)))
@@ -174,7 +176,7 @@ def predict(model_path: Path, images_dir: Path, output_dir: Path, cpus: int = 1,
         rows.append(manifest_row(found.file, OK, "", note, (image.shape[1], image.shape[0]), mask, checksum(data)))
     info = {"model": Path(model_path).as_posix(), "model_checksum": file_checksum(model_path),
             "variant": predictor.variant.name, "seed": predictor.variant.seed, "epoch": predictor.epoch,
-            **_counts(rows)}
+            "inference": predictor.inference(), **_counts(rows)}
     _write_folder(output_dir, predictor.labels, rows, info)
     return info
 

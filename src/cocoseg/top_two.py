@@ -16,8 +16,8 @@ from PIL import Image, ImageDraw, ImageFont
 from .colours import overlay, palette
 from .common import run_path
 from .data import load_sample, read_manifest
-from .evaluate import Predictor, inference_device
-from .files import atomic_path, read_csv
+from .evaluate import inference_device, scored_predictor
+from .files import atomic_path, read_csv, read_json
 from .per_image import FILE_NAME, largest_disagreements, read_per_image
 
 ROW_HEIGHT = 180
@@ -69,7 +69,9 @@ def draw_top_two(results: Path, metrics_csv: Path, masks_root: Path, seeds: list
     images = largest_disagreements(counts[best], counts[runner_up], shown)
     device = inference_device(cpus)[0]
     model_of = {v: run_path(results, "models", v, seeds[0]) / "model.pt" for v in (best, runner_up)}
-    predictors = [Predictor(model_of[v], device) for v in (best, runner_up)]
+    scored = {v: read_json(run_path(results, "eval", v, seeds[0]) / split / "metrics.json").get("inference")
+              for v in (best, runner_up)}
+    predictors = [scored_predictor(model_of[v], device, scored[v]) for v in (best, runner_up)]
     split_dir = Path(masks_root) / split
     rows = {row["file_name"]: row for row in read_manifest(split_dir)}
     colours = palette(len(predictors[0].labels))

@@ -190,13 +190,20 @@ def training_gpus(wildcards):
     return v.devices if v.gpu else 0
 
 
-def slide_options(wildcards):
-    """`--mode` (and `--stride`) of evaluation, from evaluate.mode and evaluate.stride."""
+def inference_options(wildcards=None):
+    """`--mode`, `--stride` and `--tta` of evaluation, from evaluate.mode, evaluate.stride and
+    evaluate.tta; prediction passes the same, so it infers as the report scored."""
     stride = config["evaluate"]["stride"]
-    if config["evaluate"]["mode"] == "whole":
-        return "--mode whole"
-    side = ",".join(map(str, stride)) if isinstance(stride, list) else stride
-    return "--mode slide" + (f" --stride {side}" if stride else "")
+    options = ["--mode", config["evaluate"]["mode"]]
+    if config["evaluate"]["mode"] == "slide" and stride:
+        options += ["--stride", ",".join(map(str, stride)) if isinstance(stride, list) else str(stride)]
+    return options + ["--tta", *config["evaluate"]["tta"]]
+
+
+def selection_inference_options(wildcards):
+    """Evaluation's mode and stride, without test-time augmentation: variants are ranked on the plain score."""
+    options = inference_options(wildcards)
+    return options[: options.index("--tta")]
 
 
 def evaluation_gpus(wildcards):
@@ -206,6 +213,11 @@ def evaluation_gpus(wildcards):
 
 def split_manifest(name):
     return f"results/masks/{name}/manifest.csv"
+
+
+def selection_manifest():
+    """The manifest of the split whose images choose each run's epoch (and the report's winner)."""
+    return split_manifest(TRAIN_SPLIT if SELECTION == "holdout" else SELECTION)
 
 
 def selection_inputs():

@@ -36,11 +36,38 @@ rule evaluate_variant:
         split_dir=lambda wc, input: os.path.dirname(input.manifest),
         out_dir=lambda wc, output: os.path.dirname(output.metrics),
         samples=config["evaluate"]["samples"],
-        tta=config["evaluate"]["tta"],
-        mode=slide_options,
+        inference=inference_options,
         gpu=gpu_options,
     shell:
         "python -m cocoseg evaluate --model {input.model:q} --split-dir {params.split_dir:q}"
-        " --output {params.out_dir:q} --samples {params.samples} --tta {params.tta} {params.mode}"
+        " --output {params.out_dir:q} --samples {params.samples} {params.inference:q}"
         " --cpus {threads}"
         " {params.gpu:q} > {log} 2>&1"
+
+
+# Each run scored on the images that chose its epoch (the holdout, or train.selection's split),
+# with evaluation's inference: the report picks the winner on these, so val's score stays unbiased.
+rule score_selection:
+    input:
+        model="results/models/{variant}/seed-{seed}/model.pt",
+        summary="results/models/{variant}/seed-{seed}/summary.json",
+        manifest=selection_manifest(),
+    output:
+        metrics="results/selection/{variant}/seed-{seed}/metrics.json",
+    log:
+        "results/logs/selection/{variant}/seed-{seed}.log",
+    conda:
+        "../../envs/train.yaml"
+    threads: 2
+    resources:
+        gpu=evaluation_gpus,
+    params:
+        split_dir=lambda wc, input: os.path.dirname(input.manifest),
+        subset="holdout" if SELECTION == "holdout" else "all",
+        out_dir=lambda wc, output: os.path.dirname(output.metrics),
+        inference=selection_inference_options,
+        gpu=gpu_options,
+    shell:
+        "python -m cocoseg evaluate --model {input.model:q} --split-dir {params.split_dir:q}"
+        " --subset {params.subset} --output {params.out_dir:q} --samples 0 {params.inference:q}"
+        " --cpus {threads} {params.gpu:q} > {log} 2>&1"

@@ -21,10 +21,12 @@ rule predict_shard:
         model=lambda wc, input: chosen_run_flags(PREDICT["variant"], PREDICT["seed"], input),
         shards=PREDICT["shards"],
         overlays=[] if PREDICT["overlays"] else ["--no-overlays"],
+        inference=inference_options,
         gpu=gpu_flags(config["train"]["gpu"]),
     shell:
         "python -m cocoseg predict {params.model:q} --images {input.images:q} --output {output:q}"
-        " --shard {wildcards.shard} --shards {params.shards} {params.overlays:q} --cpus {threads}"
+        " --shard {wildcards.shard} --shards {params.shards} {params.overlays:q} {params.inference:q}"
+        " --cpus {threads}"
         " {params.gpu:q} > {log} 2>&1"
 
 

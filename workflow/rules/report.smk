@@ -4,6 +4,7 @@
 rule report:
     input:
         summaries=run_outputs("results/models/{variant}/seed-{seed}/summary.json"),
+        selection=run_outputs("results/selection/{variant}/seed-{seed}/metrics.json"),
         metrics=run_outputs(
             "results/eval/{variant}/seed-{seed}/{split}/metrics.json",
             split=EVAL_SPLITS,

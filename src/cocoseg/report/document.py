@@ -78,6 +78,7 @@ class Runs:
     """What the earlier stages wrote for every run (variant, seed, split)."""
     summaries: dict[tuple[str, str], dict]
     metrics: dict[tuple[str, str, str], dict]
+    selection: dict[tuple[str, str], dict]  # each run scored on its selection images, where the workflow did so
     per_class: dict[tuple[str, str, str], pd.DataFrame]
     confusions: dict[tuple[str, str, str], np.ndarray]
     counts: dict[str, dict[str, list[PerImageCounts] | None]]  # split -> variant -> per seed
@@ -93,6 +94,8 @@ def read_runs(results: Path, variants: list[str], seeds: list[str], eval_splits:
         summaries={(v, seed): read_json(run_path(results, "models", v, seed) / "summary.json")
                    for v in variants for seed in seeds},
         metrics={run: read_json(eval_file(run, "metrics.json")) for run in runs},
+        selection={(v, seed): read_json(path) for v in variants for seed in seeds
+                   if (path := run_path(results, "selection", v, seed) / "metrics.json").is_file()},
         per_class={run: pd.DataFrame(read_csv(eval_file(run, "per_class.csv")))
                    .assign(iou=lambda f: pd.to_numeric(f["iou"])) for run in runs},
         confusions={run: pd.DataFrame(read_csv(eval_file(run, "confusion.csv")))
@@ -134,7 +137,7 @@ def build(results: Path, variants: list[str], seeds: list[str], eval_splits: lis
     effects, pairs = main_effects(table, configs_of), interactions(table, configs_of)
     verdicts = {split: verdict(part) for split, part in table.groupby("split", sort=False)}
     hardest, differing = image_tables(verdicts[eval_splits[0]], runs.counts[eval_splits[0]])
-    best_run = winner(table, runs.summaries, seeds, results)
+    best_run = winner(table, runs.summaries, runs.metrics, runs.selection, seeds, results)
 
     tables = {"metrics.csv": table, "metrics_per_seed.csv": per_seed, "main_effects.csv": effects,
               "interactions.csv": pairs, "hardest_images.csv": hardest,
