@@ -47,7 +47,7 @@ def test_the_export_predicts_as_pytorch_at_any_batch_and_size(model, data, tmp_p
     images = summary["check"]["batches"][:3]
     assert all(batch[:2] == [1, 3] and min(batch[2:]) == 64 and all(side % 32 == 0 for side in batch[2:])
                for batch in images) and len(summary["check"]["batches"]) == 4
-    assert "multiples of 32" in summary["input"]
+    assert "multiples of 32" in summary["input"] and summary["scale"].startswith("short side to 64 px")
     assert read_labels(tmp_path / "out") == load_trained(model)[2]
     # a batch and size the export never saw, against PyTorch computed here
     images = np.random.default_rng(0).integers(0, 256, size=(3, 96, 128, 3), dtype=np.uint8)

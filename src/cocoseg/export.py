@@ -23,6 +23,7 @@ from .data import MEAN, STD, inference_input, load_sample, read_manifest
 from .files import atomic_path, write_json
 from .modelfile import load_trained
 from .network import input_divisor
+from .scaling import LONG_SIDE_LIMIT, base_length
 from .splitfolder import write_label_map
 from .variants import Variant
 
@@ -48,6 +49,16 @@ def split_images(split_dir: Path, variant: Variant, divisor: int, count: int) ->
     (`data.inference_input`: at the variant's inference scale, padded to its divisor)."""
     return [inference_input(load_sample(split_dir, row)[0], variant, divisor)[0]
             for row in read_manifest(split_dir)[:count]]
+
+
+def scale_description(variant: Variant, divisor: int) -> str:
+    """How to size an image for the exported model as evaluation scored it (`scaling`)."""
+    if variant.resize == "fit":
+        size = "x".join(map(str, variant.image_size))
+        return f"fit inside {size} (height x width) keeping the aspect ratio, bilinear; pad bottom-right to {size}"
+    base = base_length(variant)
+    return (f"short side to {base} px (long side at most {LONG_SIDE_LIMIT * base}) keeping the aspect ratio, "
+            f"bilinear; pad bottom-right to multiples of {divisor}; scale the logits back to the image's size")
 
 
 def check_inputs(size: tuple[int, int], divisor: int, images: list[np.ndarray], seed: int = 0) -> list[torch.Tensor]:
@@ -125,6 +136,7 @@ def export(model_path: Path, fmt: str, output_dir: Path, check_split: Path | Non
     summary = {"format": fmt, "file": path.name, "source": str(model_path), "variant": variant.name,
                "seed": variant.seed, "epoch": epoch,
                "input": f"float32 RGB in 0-255, (batch, 3, height, width); height and width multiples of {divisor}",
+               "scale": scale_description(variant, divisor),
                "output": "logits (batch, classes, height, width); the class of each channel in labels.csv",
                "check": check}
     write_json(output_dir / "export.json", summary)

@@ -196,7 +196,10 @@ def inference_options(wildcards=None):
     stride = config["evaluate"]["stride"]
     options = ["--mode", config["evaluate"]["mode"]]
     if config["evaluate"]["mode"] == "slide" and stride:
-        options += ["--stride", ",".join(map(str, stride)) if isinstance(stride, list) else str(stride)]
+        options += [
+            "--stride",
+            ",".join(map(str, stride)) if isinstance(stride, list) else str(stride),
+        ]
     return options + ["--tta", *config["evaluate"]["tta"]]
 
 
