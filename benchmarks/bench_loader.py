@@ -1,7 +1,7 @@
 """The training recipe on real COCO photos: how much of each crop is padding, and how fast the
 loader delivers, for `resize: short_side` (the default) against `fit`, in the same run.
 
-    python benchmarks/bench_loader.py [--coco DIR] [--size 512] [--batch 16] [--passes 10] [--enlarge 4]
+    python benchmarks/bench_loader.py [--coco DIR] [--size 512] [--batch 16] [--passes 10] [--enlarge 8]
 
 Recipes (each a `Variant` of the given size):
 - earlier: `fit` with `scale_range: [0.75, 1.25]` and `crop_max_share: 1` (cocoseg's first recipe);
@@ -132,7 +132,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--passes", type=int, default=10)
-    parser.add_argument("--enlarge", type=int, default=4, help="factor for the large-image table (0: none)")
+    parser.add_argument("--enlarge", type=int, default=8, help="factor for the large-image table (0: none)")
     args = parser.parse_args()
     splits = {split: (args.coco / "annotations" / f"instances_{split}.json", args.coco / split)
               for split in ("train2017", "val2017")}

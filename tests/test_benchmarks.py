@@ -20,7 +20,7 @@ def test_gpu_benchmark_without_a_gpu_says_so_in_one_line():
 def test_loader_benchmark_prints_its_table():
     """The loader benchmark runs end to end on the repository's real images (small and short here)."""
     result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_loader.py"), "--size", "128",
-                             "--passes", "1"], capture_output=True, text=True, timeout=300)
+                             "--passes", "1", "--enlarge", "2"], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     rows = [[cell.strip() for cell in line.strip("|").split("|")]
             for line in result.stdout.splitlines() if line.startswith("| coco-real |")]

@@ -168,3 +168,18 @@ def test_a_crop_where_one_label_covers_most_is_drawn_again():
                  for t, l in (crop_origin(mask, (100, 100), 1.0, anywhere) for _ in range(200))]
     balanced = np.mean([0.25 < share for share in shares])  # background under 75%
     assert balanced > 0.2 and balanced > 5 * np.mean([0.25 < share for share in unretried])
+
+
+@pytest.mark.parametrize("scaled, top, left", [((683, 911), 100, 200), ((256, 341), 0, 0), ((960, 1280), 300, 500)])
+def test_the_training_warp_gives_the_pixels_of_resizing_padding_and_cropping(scaled, top, left):
+    """One warp straight into the crop, against OpenCV's resize of the whole image, centred in
+    padding where it is smaller than the crop, then cropped: within one grey level."""
+    from cocoseg.data import warp_into_crop
+
+    image = cv2.GaussianBlur(np.random.default_rng(0).integers(0, 256, (480, 640, 3)).astype(np.uint8), (0, 0), 3)
+    canvas = np.zeros((max(scaled[0], 512), max(scaled[1], 512), 3), np.uint8)
+    shift = ((canvas.shape[0] - scaled[0]) // 2, (canvas.shape[1] - scaled[1]) // 2)
+    canvas[shift[0]: shift[0] + scaled[0], shift[1]: shift[1] + scaled[1]] = cv2.resize(image, scaled[::-1])
+    expected = canvas[top: top + 512, left: left + 512].astype(int)
+    warped = warp_into_crop(image, scaled, (shift[0] - top, shift[1] - left), (512, 512)).astype(int)
+    assert np.abs(warped - expected).max() <= 1
