@@ -206,3 +206,14 @@ def test_class_weights_weigh_the_cross_entropy_term_as_torch_does():
     assert SegmentationLoss("ce", class_weights=weights)(logits, masks) == pytest.approx(float(reference))
     with pytest.raises(InputError, match="class_weights 'inverse' is not one of none, inverse_sqrt_frequency"):
         Variant(class_weights="inverse")
+
+
+def test_the_scale_recipe_is_a_grid_axis_named_in_the_variant():
+    variants = expand({**MODEL, "encoders": ["resnet18"], "image_sizes": [128], "grid": {"resize": ["short_side", "fit"],
+                                                                   "scale_range": [[0.5, 2.0], [0.75, 2.0]]}},
+                      {"scale_range": [0.5, 2.0]})
+    assert list(variants) == ["deeplabv3plus-resnet18-128", "deeplabv3plus-resnet18-128-scalerange0.75-2",
+                              "deeplabv3plus-resnet18-128-fit", "deeplabv3plus-resnet18-128-fit-scalerange0.75-2"]
+    assert variants["deeplabv3plus-resnet18-128-fit-scalerange0.75-2"].scale_range == (0.75, 2.0)
+    with pytest.raises(InputError, match=r"scale_range \[2.0, 1.0\]: \[low, high\] with 0 < low <= high"):
+        expand({**MODEL, "grid": {"scale_range": [[2.0, 1.0]]}}, {})

@@ -145,8 +145,6 @@ def setting_label(key: str, value) -> str:
     if isinstance(value, str):
         return value
     label = NAME_LABELS.get(key, key.replace('_', ''))
-    if value is None:
-        return f"{label}-auto"
     if isinstance(value, (list, tuple)):
         return f"{label}{'-'.join(_number(v) for v in value)}"
     return f"{label}{_number(value)}"
