@@ -183,3 +183,27 @@ def test_the_training_warp_gives_the_pixels_of_resizing_padding_and_cropping(sca
     expected = canvas[top: top + 512, left: left + 512].astype(int)
     warped = warp_into_crop(image, scaled, (shift[0] - top, shift[1] - left), (512, 512)).astype(int)
     assert np.abs(warped - expected).max() <= 1
+
+
+def test_the_data_module_deals_each_process_its_own_images_and_draws(tmp_path):
+    """The training loader of rank 0 and of rank 1 (as Lightning's trainer reports them) read
+    different images with augmentations seeded by their own rank; a rerun reads the same bytes."""
+    from types import SimpleNamespace
+
+    from cocoseg.data import SegmentationDataModule
+
+    make_demo(tmp_path / "demo", {"train": 8}, seed=5)
+    convert(tmp_path / "demo" / "annotations" / "train.json", tmp_path / "demo" / "images" / "train", tmp_path / "s")
+
+    def first_epoch(rank: int) -> tuple[list[tuple[int, int, int]], list[torch.Tensor]]:
+        data = SegmentationDataModule(tmp_path / "s", tmp_path / "s", Variant(image_size=64, batch_size=2, seed=1),
+                                      num_workers=0)
+        data.trainer = SimpleNamespace(global_rank=rank, world_size=2)
+        data.setup()
+        loader = data.train_dataloader()
+        return list(loader.sampler), [images for images, _ in loader]
+
+    (keys0, images0), (keys1, images1) = first_epoch(0), first_epoch(1)
+    assert {rank for _, _, rank in keys0} == {0} and {rank for _, _, rank in keys1} == {1}
+    assert not {index for index, _, _ in keys0} & {index for index, _, _ in keys1}
+    assert all(torch.equal(a, b) for a, b in zip(images0, first_epoch(0)[1]))  # a rerun: the same crops
