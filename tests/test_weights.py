@@ -84,3 +84,20 @@ def test_the_workflow_fetches_only_when_weights_are_set(resnet18_file, tmp_path)
     refused = snakemake(workdir, "-n", "--configfile", str(TEST_CONFIG), str(missing))
     assert refused.returncode != 0
     assert f"config model.encoder_weights: {tmp_path / 'nope.pt'} does not exist" in refused.stdout + refused.stderr
+
+
+def test_weights_of_an_encoder_deeplabv3plus_cannot_dilate_pass_for_a_unet_grid(tmp_path):
+    """SMP's VGG encoders cannot be dilated, so no DeepLabV3+ is built with them; a Unet grid's
+    weights are checked on the encoder alone and load into the Unet it trains."""
+    import segmentation_models_pytorch as smp
+
+    with pytest.raises(Exception):
+        build_model("DeepLabV3Plus", "vgg11", None, 2)
+    torch.manual_seed(4)
+    source = tmp_path / "vgg11-encoder.pt"
+    torch.save(smp.encoders.get_encoder("vgg11").state_dict(), source)
+    out = tmp_path / "results" / "weights" / "vgg11.pt"
+    assert main(["weights", "--encoder", "vgg11", "--weights", str(source), "--output", str(out)]) == 0
+    unet = build_model("Unet", "vgg11", str(out), 3)
+    saved = torch.load(source, weights_only=True)
+    assert all(torch.equal(saved[k], v) for k, v in unet.encoder.state_dict().items())

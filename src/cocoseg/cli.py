@@ -242,7 +242,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _command(sub, "weights", _weights, "fetch named encoder weights (or check a file) into a file that "
                  "loads offline", output_files=("output",))
-    p.add_argument("--architecture", default="DeepLabV3Plus", help="the architecture the encoder serves")
     p.add_argument("--encoder", required=True, help="a segmentation_models_pytorch encoder")
     p.add_argument("--weights", required=True, help="a name SMP knows (imagenet, ...) or a state-dict file")
     p.add_argument("--output", required=True, type=Path, help="the state-dict file to write")
@@ -378,7 +377,7 @@ def _gather(args: argparse.Namespace) -> None:
 def _weights(args: argparse.Namespace) -> None:
     from .network import save_encoder_weights
 
-    save_encoder_weights(args.architecture, args.encoder, args.weights, args.output)
+    save_encoder_weights(args.encoder, args.weights, args.output)
     print(f"{args.encoder} encoder weights ({args.weights}) -> {args.output}", file=sys.stderr)
 
 

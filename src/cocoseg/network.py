@@ -23,7 +23,7 @@ def build_model(architecture: str, encoder: str, encoder_weights: str | None, nu
                              encoder_weights=None if from_file else encoder_weights, in_channels=3,
                              classes=num_classes)
     if from_file:
-        load_encoder_weights(model, Path(encoder_weights), encoder)
+        load_encoder_weights(model.encoder, Path(encoder_weights), encoder)
     return model
 
 
@@ -55,17 +55,23 @@ def size_problem(architecture: str, encoder: str, size: tuple[int, int]) -> str 
     return None
 
 
-def save_encoder_weights(architecture: str, encoder: str, weights: str, output: Path) -> None:
+def save_encoder_weights(encoder: str, weights: str, output: Path) -> None:
     """Write `weights` for `encoder` as a checked state-dict file that loads without a network.
 
-    A name (`imagenet`) is fetched here, on the machine that has the network; a file is checked
-    against the encoder (every key and shape) and written again.
+    Only the encoder is built (SMP's `get_encoder`), whatever architecture will use it: the
+    encoder's tensors are the same under every architecture (DeepLabV3's dilation changes no
+    weight), and no network of an architecture the grid does not hold is built or fetched. A name
+    (`imagenet`) is fetched here, on the machine that has the network; a file is checked against
+    the encoder (every key and shape) and written again.
     """
     if not is_weights_file(weights):
         os.environ.setdefault("TORCH_HOME", str(Path(output).parent / "cache"))
         os.environ.setdefault("HF_HOME", str(Path(output).parent / "cache"))
+    from_file = is_weights_file(weights)
     try:
-        model = build_model(architecture, encoder, weights, num_classes=1)
+        module = smp.encoders.get_encoder(encoder, in_channels=3, weights=None if from_file else weights)
+        if from_file:
+            load_encoder_weights(module, Path(weights), encoder)
     except InputError:
         raise
     except Exception as e:  # no network, unknown name, a hub error
@@ -73,4 +79,4 @@ def save_encoder_weights(architecture: str, encoder: str, weights: str, output: 
                          f"set model.encoder_weights to a file holding torch.save(model.encoder.state_dict())"
                          ) from None
     with atomic_path(output) as tmp:
-        torch.save(model.encoder.state_dict(), tmp)
+        torch.save(module.state_dict(), tmp)

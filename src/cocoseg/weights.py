@@ -31,9 +31,9 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def load_encoder_weights(model: nn.Module, path: Path, encoder: str) -> None:
-    """Load a file's tensors into `model.encoder`, every key and shape matching."""
+def load_encoder_weights(module: nn.Module, path: Path, encoder: str) -> None:
+    """Load a file's tensors into an encoder module, every key and shape matching."""
     try:
-        model.encoder.load_state_dict(read_state_dict(path))
+        module.load_state_dict(read_state_dict(path))
     except RuntimeError as e:
         raise InputError(f"{path}: does not fit the {encoder} encoder ({first_line(e)})") from None

@@ -1,6 +1,6 @@
 # Encoder weights, fetched (a name such as imagenet) or checked (a file) once per encoder on the
 # submitting machine, so training jobs on offline compute nodes load a local file. Only run
-# when model.encoder_weights is set.
+# when model.encoder_weights is set. Only the encoder is built, whatever the architectures.
 
 
 rule encoder_weights:
@@ -13,8 +13,7 @@ rule encoder_weights:
     conda:
         "../../envs/train.yaml"
     params:
-        architecture=config["model"]["architecture"],
         weights=config["model"]["encoder_weights"],
     shell:
-        "python -m cocoseg weights --architecture {params.architecture:q} --encoder {wildcards.encoder:q}"
+        "python -m cocoseg weights --encoder {wildcards.encoder:q}"
         " --weights {params.weights:q} --output {output:q} > {log} 2>&1"
