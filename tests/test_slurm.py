@@ -109,13 +109,20 @@ def submitted(log: str) -> dict[tuple[str, str, str], list[str]]:
     return {key: sorted(set(ids), key=int) for key, ids in jobs.items()}
 
 
+def job_logs(workdir: Path) -> str:
+    """The last lines of every job's log, for a failed run's message."""
+    return "".join(f"\n--- {path.relative_to(workdir)}:\n" + "\n".join(path.read_text().splitlines()[-15:])
+                   for folder in ("results/logs", ".snakemake/slurm_logs")
+                   for path in sorted((workdir / folder).rglob("*.log")))
+
+
 @pytest.fixture(scope="module")
 def slurm_run(cluster, module_tmp):
     root = module_tmp("slurm-run")
     workdir = workflow_copy(root)
     config = gpu_config(root / "config.yaml")
     result = slurm_snakemake(cluster, workdir, config, "--verbose")  # verbose: the plugin logs each sbatch call
-    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:] + job_logs(workdir)
     return workdir, config, result.stdout + result.stderr
 
 
@@ -132,7 +139,7 @@ def test_training_job_asks_for_gpu_cpus_memory_and_time(cluster, slurm_run):
     job = cluster.job(submitted(log)[("group", RUN_GROUP, "")][-1])  # training, then its evaluation
     assert "cpu=2" in job["TRES"] and "mem=2000M" in job["TRES"]
     assert job["TresPerJob"] == "gres:gpu:1"
-    assert job["TimeLimit"] == "00:50:00"  # training's 30 minutes, then evaluation's 10 and the selection's 10
+    assert job["TimeLimit"] == "00:50:00"  # training's 30 minutes, then evaluation's 10, then the selection's 10
     sbatch = re.search(rf"sbatch call: (sbatch .*group_{RUN_GROUP}.*)", log)[1]
     assert "--gpus=1" in sbatch and "--cpus-per-task=2" in sbatch and "--mem 2000" in sbatch and "-t 50" in sbatch
     workdir, _, _ = slurm_run

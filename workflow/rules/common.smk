@@ -203,6 +203,15 @@ def inference_options(wildcards=None):
     return options + ["--tta", *config["evaluate"]["tta"]]
 
 
+def evaluations_of_run(wildcards):
+    return expand(
+        "results/eval/{variant}/seed-{seed}/{split}/metrics.json",
+        variant=wildcards.variant,
+        seed=wildcards.seed,
+        split=EVAL_SPLITS,
+    )
+
+
 def selection_inference_options(wildcards):
     """Evaluation's mode and stride, without test-time augmentation: variants are ranked on the plain score."""
     options = inference_options(wildcards)

@@ -47,11 +47,13 @@ rule evaluate_variant:
 
 # Each run scored on the images that chose its epoch (the holdout, or train.selection's split),
 # with evaluation's inference: the report picks the winner on these, so val's score stays unbiased.
+# It runs after the run's evaluations, so a cluster group of training and both holds one GPU.
 rule score_selection:
     input:
         model="results/models/{variant}/seed-{seed}/model.pt",
         summary="results/models/{variant}/seed-{seed}/summary.json",
         manifest=selection_manifest(),
+        evaluated=evaluations_of_run,
     output:
         metrics="results/selection/{variant}/seed-{seed}/metrics.json",
     log:
