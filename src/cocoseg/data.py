@@ -118,13 +118,18 @@ def load_sample(split_dir: Path, row: dict, reduce_to: int | None = None) -> tup
     return image, mask
 
 
+def resize_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """`image` at `size` (height, width), bilinear; as it is when it already has that size."""
+    if image.shape[:2] == tuple(size):
+        return image
+    return cv2.resize(image, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
+
+
 def resize_pair(image: np.ndarray, mask: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """Image (bilinear) and mask (nearest label) at `size` (height, width)."""
-    if image.shape[:2] == tuple(size):
-        return image, mask
-    dsize = (size[1], size[0])
-    return (cv2.resize(image, dsize, interpolation=cv2.INTER_LINEAR),
-            cv2.resize(mask, dsize, interpolation=cv2.INTER_NEAREST))
+    if mask.shape[:2] != tuple(size):
+        mask = cv2.resize(mask, (size[1], size[0]), interpolation=cv2.INTER_NEAREST)
+    return resize_image(image, size), mask
 
 
 def pad_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -222,8 +227,7 @@ def inference_input(image: np.ndarray, variant: Variant, divisor: int) -> tuple[
     """The image as the network sees it whole (`scaling.inference_size`, padded bottom-right to
     `scaling.padded_size`), and the (height, width) of the image within it."""
     size = inference_size(*image.shape[:2], variant)
-    image = image if image.shape[:2] == size else cv2.resize(image, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
-    return pad_image(image, padded_size(*size, variant, divisor)), size
+    return pad_image(resize_image(image, size), padded_size(*size, variant, divisor)), size
 
 
 def inference_pair(image: np.ndarray, mask: np.ndarray, variant: Variant,

@@ -6,7 +6,6 @@ import json
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -15,7 +14,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from .colours import overlay, palette
 from .common import InputError
-from .data import as_tensor, check_files_exist, inference_input, load_sample, normalize, read_manifest, worker_start
+from .data import (as_tensor, check_files_exist, inference_input, load_sample, normalize, read_manifest, resize_image,
+                   worker_start)
 from .devices import count_parameters, peak_memory_mb, resolve_accelerator, share_cpus
 from .files import atomic_path, write_csv, write_json
 from .confusion import confusion_matrix
@@ -83,9 +83,7 @@ class Predictor:
         height, width = image.shape[:2]
         scaled_h, scaled_w = inference_size(height, width, self.variant)
         (window_h, window_w), (stride_h, stride_w) = self.variant.image_size, self.stride
-        scaled = cv2.resize(image, (scaled_w, scaled_h), interpolation=cv2.INTER_LINEAR) \
-            if (scaled_h, scaled_w) != (height, width) else image
-        tensor = normalize(as_tensor(scaled)[None].to(self.device))
+        tensor = normalize(as_tensor(resize_image(image, (scaled_h, scaled_w)))[None].to(self.device))
         tensor = F.pad(tensor, (0, max(0, window_w - scaled_w), 0, max(0, window_h - scaled_h)))
         total = torch.zeros((1, len(self.labels), *tensor.shape[2:]), device=self.device)
         counts = torch.zeros((1, 1, *tensor.shape[2:]), device=self.device)

@@ -190,9 +190,10 @@ def training_gpus(wildcards):
     return v.devices if v.gpu else 0
 
 
-def inference_options(wildcards=None):
-    """`--mode`, `--stride` and `--tta` of evaluation, from evaluate.mode, evaluate.stride and
-    evaluate.tta; prediction passes the same, so it infers as the report scored."""
+def mode_options(wildcards):
+    """`--mode` (and `--stride`) of evaluation, from evaluate.mode and evaluate.stride; the
+    selection images are scored so, without test-time augmentation: variants are ranked on the
+    plain score."""
     stride = config["evaluate"]["stride"]
     options = ["--mode", config["evaluate"]["mode"]]
     if config["evaluate"]["mode"] == "slide" and stride:
@@ -200,7 +201,13 @@ def inference_options(wildcards=None):
             "--stride",
             ",".join(map(str, stride)) if isinstance(stride, list) else str(stride),
         ]
-    return options + ["--tta", *config["evaluate"]["tta"]]
+    return options
+
+
+def inference_options(wildcards):
+    """`mode_options` and evaluate.tta: how evaluation scores; prediction passes the same, so it
+    infers as the report scored."""
+    return mode_options(wildcards) + ["--tta", *config["evaluate"]["tta"]]
 
 
 def evaluations_of_run(wildcards):
@@ -210,12 +217,6 @@ def evaluations_of_run(wildcards):
         seed=wildcards.seed,
         split=EVAL_SPLITS,
     )
-
-
-def selection_inference_options(wildcards):
-    """Evaluation's mode and stride, without test-time augmentation: variants are ranked on the plain score."""
-    options = inference_options(wildcards)
-    return options[: options.index("--tta")]
 
 
 def evaluation_gpus(wildcards):

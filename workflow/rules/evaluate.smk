@@ -67,7 +67,7 @@ rule score_selection:
         split_dir=lambda wc, input: os.path.dirname(input.manifest),
         subset="holdout" if SELECTION == "holdout" else "all",
         out_dir=lambda wc, output: os.path.dirname(output.metrics),
-        inference=selection_inference_options,
+        inference=mode_options,
         gpu=gpu_options,
     shell:
         "python -m cocoseg evaluate --model {input.model:q} --split-dir {params.split_dir:q}"
