@@ -2,6 +2,7 @@
 loader delivers, for `resize: short_side` (the default) against `fit`, in the same run.
 
     python benchmarks/bench_loader.py [--coco DIR] [--size 512] [--batch 16] [--passes 10] [--enlarge 8]
+                                      [--against COMMIT]
 
 Recipes (each a `Variant` of the given size):
 - earlier: `fit` with `scale_range: [0.75, 1.25]` and `crop_max_share: 1` (cocoseg's first recipe);
@@ -16,6 +17,11 @@ DataLoader with one worker process and batches of `--batch`, as training builds 
 main process; "in-process" is decode and augmentation alone. Goal: padding at most 5% under
 short_side at 512 on the repository's COCO photos.
 
+`--against COMMIT` adds a row per split for the training loader as it was at that commit (its
+src/, run in a fresh process on the same split folders): a commit from before the scale recipe,
+whose loader took `(image_size, batch_size)` and fitted each image inside the crop size
+(`data.train_transform`, `data.train_longest_side`). Ratios are against that row.
+
 A second table reads the first split enlarged `--enlarge` times through the short_side loader,
 decoding JPEGs in full against reduced (DCT scaling to what the largest scale ratio needs).
 
@@ -26,8 +32,11 @@ in COCO 2017's layout (annotations/instances_{train,val}2017.json beside {train,
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -38,6 +47,8 @@ import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader
+
+from commits import source_at
 
 from cocoseg.common import IGNORE
 from cocoseg.convert import convert
@@ -68,6 +79,55 @@ def padding_share(samples: TrainingSamples, passes: int) -> float:
             padding += int((crop == IGNORE).sum())
             total += crop.size
     return padding / total
+
+
+# Run with the earlier commit's src/ first on sys.path: its loader's padding share and rates.
+EARLIER_LOADER = """
+import json, sys, time
+import numpy as np, torch
+from cocoseg.common import IGNORE
+from cocoseg.data import SegmentationDataModule, SegmentationDataset, load_sample, train_longest_side, train_transform
+
+split_dir, size, batch, passes = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+torch.set_num_threads(1)
+shape = (size, size)
+transform = train_transform(shape, seed=0)
+padding = total = 0
+dataset = SegmentationDataset(split_dir, transform, "fit", reduce_to=train_longest_side(shape))
+for _ in range(passes):
+    for row in dataset.rows:
+        image, mask = load_sample(split_dir, row)
+        crop = transform(image=image, mask=np.where(mask == IGNORE, IGNORE - 1, mask))["mask"]
+        padding += int((crop == IGNORE).sum())
+        total += crop.size
+data = SegmentationDataModule(split_dir, split_dir, shape, min(batch, len(dataset)), num_workers=1, seed=0)
+data.setup()
+loader = data.train_dataloader()
+for _ in loader:
+    pass
+images, start = 0, time.perf_counter()
+for _ in range(passes):
+    for batch_images, _masks in loader:
+        images += len(batch_images)
+worker = images / (time.perf_counter() - start)
+for index in range(len(dataset)):
+    dataset[index]
+start = time.perf_counter()
+for _ in range(passes):
+    for index in range(len(dataset)):
+        dataset[index]
+in_process = passes * len(dataset) / (time.perf_counter() - start)
+print(json.dumps([padding / total, worker, in_process]))
+"""
+
+
+def earlier_figures(source: Path, split_dir: Path, size: int, batch: int, passes: int) -> tuple[float, float, float]:
+    """Padding share, worker and in-process images/s of the training loader in `source` (an
+    earlier commit's src/), measured in a fresh process."""
+    env = {**os.environ, "PYTHONPATH": str(source)}
+    result = subprocess.run([sys.executable, "-c", EARLIER_LOADER, str(split_dir), str(size), str(batch),
+                             str(passes)], capture_output=True, text=True, env=env, check=True)
+    return tuple(json.loads(result.stdout.splitlines()[-1]))
 
 
 def training_loader(split_dir: Path, variant: Variant) -> DataLoader:
@@ -133,6 +193,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--passes", type=int, default=10)
     parser.add_argument("--enlarge", type=int, default=8, help="factor for the large-image table (0: none)")
+    parser.add_argument("--against", metavar="COMMIT", help="also the training loader as it was at this commit")
     args = parser.parse_args()
     splits = {split: (args.coco / "annotations" / f"instances_{split}.json", args.coco / split)
               for split in ("train2017", "val2017")}
@@ -142,7 +203,7 @@ def main() -> None:
     if not splits:
         raise SystemExit(f"{args.coco}: neither instances.json nor annotations/instances_*2017.json")
     torch.set_num_threads(1)
-    rows = []
+    rows, earlier_source = [], None
     with tempfile.TemporaryDirectory() as tmp:
         for split, (instances, images) in splits.items():
             convert(instances, images, Path(tmp) / split, workers=2)
@@ -156,6 +217,11 @@ def main() -> None:
                 rows.append((split, recipe, len(samples), padding_share(samples, args.passes),
                              loader_rate(loader, args.passes), item_rate(samples, args.passes)))
                 del loader  # stop the worker before the next recipe
+            if args.against:
+                source = earlier_source or source_at(args.against, Path(tmp))
+                earlier_source = source
+                rows.append((split, f"{args.against[:10]} (earlier code)", len(samples),
+                             *earlier_figures(source, split_dir, args.size, args.batch, args.passes)))
         if args.enlarge:
             split = next(iter(splits))
             large = enlarged_split(Path(tmp) / split, Path(tmp) / "enlarged", args.enlarge)
@@ -176,10 +242,13 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     for split, recipe, count, padding, worker, items in rows:
         print(f"| {split} | {recipe} | {count} | {padding:.1%} | {worker:.1f} | {items:.1f} |")
-    by_recipe = {recipe: padding for _, recipe, _, padding, _, _ in rows}
-    earlier = next(iter(RECIPES))
-    print(f"padding under short_side: {by_recipe['short_side']:.1%} against {by_recipe[earlier]:.1%} for the earlier "
-          f"recipe ({by_recipe['short_side'] / by_recipe[earlier]:.2f}x; goal: at most 5%)")
+    for split in splits:
+        by_recipe = {recipe: figures for name, recipe, _, *figures in rows if name == split}
+        baseline_name = f"{args.against[:10]} (earlier code)" if args.against else next(iter(RECIPES))
+        baseline, new = by_recipe[baseline_name], by_recipe["short_side"]
+        print(f"{split}: short_side against {baseline_name}: padding {new[0]:.1%} against {baseline[0]:.1%} "
+              f"({new[0] / baseline[0]:.2f}x; goal: at most 5%), images/s per worker {new[1] / baseline[1]:.2f}x, "
+              f"in-process {new[2] / baseline[2]:.2f}x")
     if args.enlarge:
         split, count, full_rate, reduced_rate = large_rows
         print(f"\nImages {args.enlarge}x larger ({split}), short_side loader in-process: full decode against "
