@@ -80,7 +80,7 @@ def cli_train(data, out, *extra):
 @pytest.fixture(scope="module")
 def fpn_non_square(data, module_tmp):
     out = module_tmp("fpn")
-    assert main(cli_train(data, out, "--architecture", "FPN", "--img-size", "64,96")) == 0
+    assert main(cli_train(data, out, "--architecture", "FPN", "--img-size", "64,96", "--keep-checkpoints")) == 0
     return out
 
 

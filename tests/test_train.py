@@ -35,15 +35,16 @@ def data(module_tmp):
     return demo_splits(module_tmp("data"))
 
 
-def run_train(data, out, **overrides):
+def run_train(data, out, keep_checkpoints=False, **overrides):
     variant = Variant(**{**TINY, **overrides})
-    return train(variant, data / "train", data / "val", out, out / "checkpoints", out / "logs", cpus=1)
+    return train(variant, data / "train", data / "val", out, out / "checkpoints", out / "logs", cpus=1,
+                 keep_checkpoints=keep_checkpoints)
 
 
 @pytest.fixture(scope="module")
 def trained(data, module_tmp):
     out = module_tmp("run")
-    return out, run_train(data, out)
+    return out, run_train(data, out, keep_checkpoints=True)
 
 
 def test_fit_writes_weights_and_a_summary(trained):
@@ -65,6 +66,16 @@ def test_only_the_resume_checkpoint_carries_optimiser_state(trained):
     assert "optimizer_states" not in best and len(last["optimizer_states"]) == 1
     weight_bytes = sum(t.numel() * t.element_size() for t in best["state_dict"].values())
     assert (out / "checkpoints" / "best.ckpt").stat().st_size < 1.1 * weight_bytes
+
+
+def test_a_finished_run_keeps_model_pt_and_removes_its_checkpoints_unless_asked(data, trained, tmp_path):
+    out, kept = trained
+    summary = run_train(data, tmp_path, epochs=1)
+    assert not list((tmp_path / "checkpoints").glob("*.ckpt")) and (tmp_path / "model.pt").exists()
+    assert summary["disk_mb"] == {"model": (tmp_path / "model.pt").stat().st_size / 2**20, "checkpoints": 0}
+    checkpoints = [out / "checkpoints" / "last.ckpt", out / "checkpoints" / "best.ckpt"]
+    assert kept["disk_mb"]["checkpoints"] == sum(path.stat().st_size for path in checkpoints) / 2**20
+    assert kept["disk_mb"]["checkpoints"] > 3 * kept["disk_mb"]["model"] / 2  # last.ckpt: weights + AdamW's moments
 
 
 def test_same_seed_gives_the_same_metrics_on_cpu(data, trained, tmp_path):
@@ -366,7 +377,7 @@ def test_changed_masks_retrain(data, tmp_path, capfd):
 
 
 def test_damaged_checkpoint_is_set_aside_and_training_starts_afresh(data, tmp_path, capfd):
-    run_train(data, tmp_path, epochs=1)
+    run_train(data, tmp_path, epochs=1, keep_checkpoints=True)
     last = tmp_path / "checkpoints" / "last.ckpt"
     last.write_bytes(last.read_bytes()[:1000])  # a copy cut short
     capfd.readouterr()

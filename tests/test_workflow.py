@@ -103,7 +103,9 @@ def test_test_config_runs_end_to_end_and_masks_match_the_cli(tmp_path):
         summary = json.loads((workdir / "results" / "models" / run / "summary.json").read_text())
         assert summary["epochs"] == 1 and summary["train_images"] == 20 and summary["seed"] == seed
         assert summary["selection"] == {"split": "train", "subset": "holdout", "images": 4}
-        assert (workdir / "results" / "checkpoints" / run / "last.ckpt").exists()
+        assert not list((workdir / "results" / "checkpoints" / run).glob("*.ckpt"))  # model.pt holds the weights
+        model_mb = (workdir / "results" / "models" / run / "model.pt").stat().st_size / 2**20
+        assert summary["disk_mb"] == {"model": model_mb, "checkpoints": 0}
         metrics = json.loads((workdir / "results" / "eval" / run / "val" / "metrics.json").read_text())
         assert metrics["images"] == 9 and metrics["variant"] == variant and metrics["seed"] == seed
         assert metrics["image_size"] == [64, 96] and summary["config"]["architecture"] == architecture

@@ -80,7 +80,7 @@ def _train(args: argparse.Namespace) -> None:
     output = args.output or Path("runs") / variant.name
     summary = train.train(variant, train_dir, val_dir, output, args.checkpoint_dir or output / "checkpoints",
                           args.log_dir or output / "logs", args.cpus or default_cpus(), args.allow_cpu_fallback,
-                          args.ddp_timeout_minutes or train.DDP_TIMEOUT_MINUTES)
+                          args.ddp_timeout_minutes or train.DDP_TIMEOUT_MINUTES, args.keep_checkpoints)
     if summary is not None:  # None in the extra processes of a multi-process run
         print(f"{variant.name}: {summary['epochs']} epochs, best mIoU {summary['best_val_miou']:.3f} on "
               f"{summary['selection']['split']} ({summary['selection']['subset']}) at epoch {summary['best_epoch']}, "
@@ -235,6 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", help="auto, 32-true, bf16-mixed, 16-mixed")
     p.add_argument("--accelerator", choices=["auto", "cpu", "gpu"], help="auto: the GPU where CUDA can use one")
     p.add_argument("--channels-last", choices=["true", "false"], help="run the network channels-last")
+    p.add_argument("--keep-checkpoints", action="store_true",
+                   help="keep last.ckpt and best.ckpt once model.pt is written (default: removed)")
     p.add_argument("--ddp-timeout-minutes", type=_positive_float,
                    help="with several processes, how long one waits for a peer before the run fails "
                         "(default 5), so a dead process never leaves the others holding their devices")

@@ -80,7 +80,7 @@ def _changes(saved: dict, current: dict) -> str:
 
 def _clear_run(checkpoint_dir: Path, log_dir: Path) -> None:
     """Remove what an earlier run left (only files this module writes)."""
-    for path in [*checkpoint_dir.glob("*.ckpt"), checkpoint_dir / FINGERPRINT]:
+    for path in [*checkpoint_files(checkpoint_dir), checkpoint_dir / FINGERPRINT]:
         path.unlink(missing_ok=True)
     for path in [*log_dir.glob("csv*"), log_dir / "tensorboard"]:
         if path.is_dir():
@@ -195,8 +195,10 @@ def _fit(trainer: pl.Trainer, module: SegmentationModule, data: SegmentationData
 
 def train(variant: Variant, train_dir: Path, val_dir: Path | None, output_dir: Path, checkpoint_dir: Path,
           log_dir: Path, cpus: int, allow_cpu_fallback: bool = False,
-          ddp_timeout_minutes: float = DDP_TIMEOUT_MINUTES) -> dict | None:
-    """Train (or resume) one variant; writes `output_dir/model.pt` and `output_dir/summary.json`.
+          ddp_timeout_minutes: float = DDP_TIMEOUT_MINUTES, keep_checkpoints: bool = False) -> dict | None:
+    """Train (or resume) one variant; writes `output_dir/model.pt` and `output_dir/summary.json`,
+    then removes the run's checkpoints (`last.ckpt` holds the optimiser's state too, about three
+    times the weights) unless `keep_checkpoints`.
 
     `val_dir` chooses the best epoch; None chooses it on the training split's holdout. `cpus`
     are the job's, shared over its processes (`share_cpus`). Returns the summary in the main
@@ -259,8 +261,22 @@ def train(variant: Variant, train_dir: Path, val_dir: Path | None, output_dir: P
     last_state = {k: v.detach().cpu() for k, v in module.model.state_dict().items()}
     save_model(Path(output_dir) / "model.pt", variant, labels, chosen["state_dict"], chosen["epoch"], last_state,
                trainer.current_epoch)
+    if not keep_checkpoints:  # model.pt holds what a finished run hands on; resuming is over
+        for path in checkpoint_files(checkpoint_dir):
+            path.unlink()
+    summary["disk_mb"] = {"model": megabytes([Path(output_dir) / "model.pt"]),
+                          "checkpoints": megabytes(checkpoint_files(checkpoint_dir))}
     write_json(Path(output_dir) / "summary.json", summary)
     return summary
+
+
+def checkpoint_files(checkpoint_dir: Path) -> list[Path]:
+    return sorted(Path(checkpoint_dir).glob("*.ckpt"))
+
+
+def megabytes(paths: list[Path]) -> float:
+    """The files' size in MiB."""
+    return sum(path.stat().st_size for path in paths) / 2**20
 
 
 def training_cost(seconds: float, accelerator: str, devices: int, cpus: int) -> dict:

@@ -13,7 +13,7 @@ from ..splitfolder import OK, read_manifest_rows
 from .statistics import pareto_front
 
 METRICS = ["miou", "mdice", "pixel_accuracy", "miou_flip", "last_epoch_miou", "inference_images_per_s",
-           "inference_peak_memory_mb", "train_seconds", "train_peak_memory_mb", "device_hours", "epoch"]
+           "inference_peak_memory_mb", "train_seconds", "train_peak_memory_mb", "device_hours", "epoch", "disk_mb"]
 TOP_CONFUSIONS = 5
 MANY_CLASSES = 30  # above this, per-class plots show the most and least frequent classes only
 
@@ -44,6 +44,7 @@ def runs_table(summaries: dict[tuple[str, str], dict], metrics: dict[tuple[str, 
             "train_seconds": s["train_seconds"], "device_hours": s["device_hours"],
             "device_hours_unit": s["device_hours_unit"], "device": training_device(s), "precision": s["precision"],
             "train_peak_memory_mb": s["peak_memory_mb"],
+            "disk_mb": sum(s["disk_mb"].values()) if "disk_mb" in s else np.nan,  # model.pt and checkpoints kept
             "inference_images_per_s": m["inference_images_per_s"],
             "inference_peak_memory_mb": m["inference_peak_memory_mb"],
             "miou": m["miou"], "mdice": m["mdice"], "pixel_accuracy": m["pixel_accuracy"],
