@@ -26,13 +26,15 @@ RUN_GROUP = "run_evaluate_variant_score_selection_train_variant"  # a group job 
 # first status check after 2 s instead of 40 s. Everything else comes from profiles/slurm.
 NODE_FIT = [
     "--slurm-init-seconds-before-status-checks", "2",
-    "--set-threads", "train_variant=2", "evaluate_variant=2", "score_selection=2",
-    "--set-resources", "train_variant:mem_mb=2000", "train_variant:runtime=30",
-    "evaluate_variant:mem_mb=2000", "evaluate_variant:runtime=10", "score_selection:mem_mb=2000",
-    "score_selection:runtime=10", "mask_shard:mem_mb=500",
+    "--set-threads", "evaluate_variant=2", "score_selection=2",
+    "--set-resources", "evaluate_variant:mem_mb=2000", "score_selection:mem_mb=2000", "mask_shard:mem_mb=500",
     "--default-resources", "mem_mb=1000", "runtime=10",
     "--group-components", "masks=2",  # two one-CPU shards per submission on this 2-CPU node (the profile: 4)
+    "--config", "time_limit_minutes=50",  # the partition's limit: training gets 50 - 10 - 10 minutes
 ]
+# Training's CPUs and memory per device, and the evaluations' minutes, come from the config.
+NODE_FIT_CONFIG = {"train": {"cpus_per_device": 2, "mem_mb_per_device": 2000},
+                   "evaluate": {"runtime_minutes": 10, "selection_runtime_minutes": 10}}
 # Submissions, by rule or group: the index as a cluster job (masks.index_on_cluster), the four mask
 # shards in one group job, training and its evaluation in another (the profile's groups).
 REMOTE_JOBS = {("rule", "index_split", "train"), ("rule", "index_split", "val"), ("group", "masks_mask_shard", ""),
@@ -48,25 +50,51 @@ def planned_jobs(output: str) -> dict[str, list[str]]:
     return jobs
 
 
+def planned_resources(job: str) -> dict[str, str]:
+    """A dry run's job text -> its threads and resources."""
+    resources = dict(item.split("=", 1) for item in re.search(r"resources: (.*)", job)[1].split(", "))
+    threads = re.search(r"threads: (\d+)", job)  # a one-thread job prints none
+    return {**resources, "threads": threads[1] if threads else "1"}
+
+
+def dry_run_with_profile(workdir: Path, *extra: str) -> dict[str, list[dict[str, str]]]:
+    result = snakemake(workdir, "-n", "-p", "--profile", "profiles/slurm", "--configfile", str(TEST_CONFIG), *extra,
+                       "--cores", "256")  # a dry run caps threads at --cores, which a cluster run does not
+    assert result.returncode == 0, result.stderr[-3000:]
+    return {rule: [planned_resources(job) for job in jobs] for rule, jobs in planned_jobs(result.stdout).items()}
+
+
 def test_the_slurm_profile_gives_each_job_its_own_cpus_memory_and_time(tmp_path):
     """The profile's own sizes, which the live test overrides to fit its node: read from the
     profile, checked against what a dry run would submit, without SLURM."""
     profile = yaml.safe_load((workflow_copy(tmp_path) / "profiles" / "slurm" / "config.yaml").read_text())
-    result = snakemake(tmp_path, "-n", "-p", "--profile", "profiles/slurm", "--configfile", str(TEST_CONFIG),
-                       "--cores", "64")  # a dry run caps threads at --cores, which a cluster run does not
-    assert result.returncode == 0, result.stderr[-3000:]
-    jobs = planned_jobs(result.stdout)
+    jobs = dry_run_with_profile(tmp_path)
     defaults = profile["default-resources"]
-    for rule in ("mask_shard", "train_variant", "evaluate_variant", "score_selection"):
+    for rule in ("mask_shard", "evaluate_variant", "score_selection"):
         assert jobs.get(rule), f"no {rule} job planned"
         resources = {**defaults, **profile["set-resources"].get(rule, {})}
-        threads = profile["set-threads"].get(rule)
         for job in jobs[rule]:
-            assert f"mem_mb={resources['mem_mb']}," in job and f"runtime={resources['runtime']}" in job, job
-            if threads:
-                assert f"threads: {threads}\n" in job and f"--cpus {threads} " in job, job
-    assert profile["set-threads"] == {"train_variant": 8, "evaluate_variant": 4, "score_selection": 4,
-                                      "predict_shard": 4}
+            assert job["mem_mb"] == str(resources["mem_mb"]), job
+            assert job["threads"] == str(profile["set-threads"].get(rule, 1)), job
+    assert profile["set-threads"] == {"evaluate_variant": 4, "score_selection": 4, "predict_shard": 4}
+    for train, evaluation, selection in zip(jobs["train_variant"], jobs["evaluate_variant"], jobs["score_selection"]):
+        assert (train["threads"], train["mem_mb"]) == ("8", "32000")  # one device's CPUs and memory
+        # the run's group job: training, then its evaluation, then its selection images, within the partition's limit
+        group_minutes = int(train["runtime"]) + int(evaluation["runtime"]) + int(selection["runtime"])
+        assert group_minutes == profile["config"]["time_limit_minutes"] == 1440, (train, evaluation, selection)
+
+
+def test_a_four_gpu_run_asks_for_four_times_the_cpus_and_memory_of_one(tmp_path):
+    from cocoseg.devices import share_cpus
+
+    workdir = workflow_copy(tmp_path)
+    four = tmp_path / "four.yaml"
+    four.write_text("train:\n  gpu: true\n  devices: 4\n")
+    one = dry_run_with_profile(workdir)["train_variant"][0]
+    many = dry_run_with_profile(workdir, str(four))["train_variant"][0]
+    assert (many["gpu"], one["gpu"]) == ("4", "0")
+    assert int(many["threads"]) == 4 * int(one["threads"]) and int(many["mem_mb"]) == 4 * int(one["mem_mb"])
+    assert share_cpus(int(many["threads"]), 4, "gpu") == share_cpus(int(one["threads"]), 1, "gpu")
 
 
 @pytest.fixture(scope="module")
@@ -85,6 +113,8 @@ def gpu_config(path: Path, **train) -> Path:
     config["model"].update(yaml.safe_load(ONE_VARIANT)["model"])
     config["train"].update(gpu=True, allow_cpu_fallback=True, seeds=[0], **train)
     config["masks"] = {"index_on_cluster": True}
+    for section, values in NODE_FIT_CONFIG.items():
+        config.setdefault(section, {}).update(values)
     path.write_text(yaml.safe_dump(config))
     return path
 
@@ -139,7 +169,7 @@ def test_training_job_asks_for_gpu_cpus_memory_and_time(cluster, slurm_run):
     job = cluster.job(submitted(log)[("group", RUN_GROUP, "")][-1])  # training, then its evaluation
     assert "cpu=2" in job["TRES"] and "mem=2000M" in job["TRES"]
     assert job["TresPerJob"] == "gres:gpu:1"
-    assert job["TimeLimit"] == "00:50:00"  # training's 30 minutes, then evaluation's 10, then the selection's 10
+    assert job["TimeLimit"] == "00:50:00"  # the partition's limit: training's 30 minutes, evaluation's 10, selection's 10
     sbatch = re.search(rf"sbatch call: (sbatch .*group_{RUN_GROUP}.*)", log)[1]
     assert "--gpus=1" in sbatch and "--cpus-per-task=2" in sbatch and "--mem 2000" in sbatch and "-t 50" in sbatch
     workdir, _, _ = slurm_run

@@ -262,6 +262,7 @@ def test_the_workflow_runs_from_its_source_tree_without_the_package_installed(tm
     ("predict:\n  variant: unet-resnet50-64x96\n",
      "config predict.variant: 'unet-resnet50-64x96' is not best or a variant of this config (unet-resnet18-64x96,"),
     ("predict:\n  folders: {photos: /nowhere/photos}\n", "config predict.folders.photos: /nowhere/photos does not exist"),
+    ("time_limit_minutes: 180\n", "config time_limit_minutes: 180 leaves training 0 minutes after evaluation's 120"),
 ])
 def test_config_mistakes_stop_the_dry_run_with_the_key(tmp_path, extra, message):
     workdir = workflow_copy(tmp_path)

@@ -80,7 +80,7 @@ def _train(args: argparse.Namespace) -> None:
     output = args.output or Path("runs") / variant.name
     summary = train.train(variant, train_dir, val_dir, output, args.checkpoint_dir or output / "checkpoints",
                           args.log_dir or output / "logs", args.cpus or default_cpus(), args.allow_cpu_fallback,
-                          args.ddp_timeout_minutes or train.DDP_TIMEOUT_MINUTES, args.keep_checkpoints)
+                          args.ddp_timeout_minutes or train.DDP_TIMEOUT_MINUTES, args.keep_checkpoints, args.mem_mb)
     if summary is not None:  # None in the extra processes of a multi-process run
         print(f"{variant.name}: {summary['epochs']} epochs, best mIoU {summary['best_val_miou']:.3f} on "
               f"{summary['selection']['split']} ({summary['selection']['subset']}) at epoch {summary['best_epoch']}, "
@@ -214,6 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cpus", "--workers", type=_positive, default=None,
                    help="CPUs the job holds (default: all this process may use), shared over its processes, "
                         "loader workers and threads")
+    p.add_argument("--mem-mb", type=_positive, help="memory the job holds (MB), recorded in summary.json")
     for flag, kind, text in TRAIN_SETTINGS:
         p.add_argument(*dict.fromkeys([f"--{flag.replace('_', '-')}", f"--{flag}"]), type=kind, help=text)
     p.add_argument("--name", help="variant name (default <architecture>-<encoder>-<size>)")

@@ -195,13 +195,15 @@ def _fit(trainer: pl.Trainer, module: SegmentationModule, data: SegmentationData
 
 def train(variant: Variant, train_dir: Path, val_dir: Path | None, output_dir: Path, checkpoint_dir: Path,
           log_dir: Path, cpus: int, allow_cpu_fallback: bool = False,
-          ddp_timeout_minutes: float = DDP_TIMEOUT_MINUTES, keep_checkpoints: bool = False) -> dict | None:
+          ddp_timeout_minutes: float = DDP_TIMEOUT_MINUTES, keep_checkpoints: bool = False,
+          mem_mb: int | None = None) -> dict | None:
     """Train (or resume) one variant; writes `output_dir/model.pt` and `output_dir/summary.json`,
     then removes the run's checkpoints (`last.ckpt` holds the optimiser's state too, about three
     times the weights) unless `keep_checkpoints`.
 
     `val_dir` chooses the best epoch; None chooses it on the training split's holdout. `cpus`
-    are the job's, shared over its processes (`share_cpus`). Returns the summary in the main
+    are the job's, shared over its processes (`share_cpus`); `mem_mb`, the job's memory, is recorded
+    with that split. Returns the summary in the main
     process, None in the others of a multi-process run.
     """
     if os.environ.get("LOCAL_RANK", "0") != "0":  # an extra rank, started by rank 0
@@ -252,6 +254,7 @@ def train(variant: Variant, train_dir: Path, val_dir: Path | None, output_dir: P
         "processes": processes,
         "cpus": {"job": cpus, "per_process": share.cpus, "loader_workers": share.loader_workers,
                  "threads": share.threads},
+        "memory_mb": {"job": mem_mb, "per_process": mem_mb / processes} if mem_mb else None,
         **training_cost(train_seconds, accelerator, processes, cpus),
         "params": count_parameters(module.model),
         "train_images": len(data.train_set),

@@ -48,6 +48,25 @@ def predict_problems(predict: dict, variants: list[str], seeds: list[str], resul
     return problems
 
 
+MIN_TRAINING_MINUTES = 10
+
+
+def training_minutes(time_limit: int, evaluation: int, selection: int) -> int:
+    """Training's time in a run's group job: the partition's limit less what its evaluations and
+    then the scoring of its selection images take, so that the group (Snakemake sums the runtimes
+    of a group's consecutive jobs) never asks for more than the partition allows."""
+    return time_limit - evaluation - selection
+
+
+def time_limit_problem(time_limit: int, evaluation: int, selection: int) -> str | None:
+    left = training_minutes(time_limit, evaluation, selection)
+    if left >= MIN_TRAINING_MINUTES:
+        return None
+    return (f"config time_limit_minutes: {time_limit} leaves training {left} minutes after evaluation's {evaluation} "
+            f"(evaluate.runtime_minutes) and the selection's {selection} (evaluate.selection_runtime_minutes); "
+            f"training needs at least {MIN_TRAINING_MINUTES}")
+
+
 def export_source_path(source: str) -> None:
     """Put the workflow's own src/ first on PYTHONPATH, which every job inherits."""
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [source, os.environ.get("PYTHONPATH")]))

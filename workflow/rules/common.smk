@@ -23,6 +23,8 @@ from cocoseg.workflow_checks import (
     missing_config_paths,
     predict_problems,
     record_lock_owner,
+    time_limit_problem,
+    training_minutes,
 )
 
 export_source_path(SOURCE)
@@ -58,7 +60,14 @@ DEMO_OUTPUTS = {
 for problem in [
     *missing_config_paths(config, DEMO_OUTPUTS),
     *predict_problems(PREDICT, list(VARIANTS), SEEDS),
+    time_limit_problem(
+        config["time_limit_minutes"],
+        config["evaluate"]["runtime_minutes"],
+        config["evaluate"]["selection_runtime_minutes"],
+    ),
 ]:
+    if problem is None:
+        continue
     raise ValueError(problem)
 if workflow.is_main_process:  # once, not again in every cluster job
     from cocoseg.workflow_checks import config_problems
@@ -189,6 +198,22 @@ def gpu_options(wildcards):
 def training_gpus(wildcards):
     v = VARIANTS[wildcards.variant]
     return v.devices if v.gpu else 0
+
+
+def training_cpus(wildcards):
+    """train.cpus_per_device for each device, so every process of a DDP run is fed as one alone."""
+    return VARIANTS[wildcards.variant].devices * config["train"]["cpus_per_device"]
+
+
+def training_mem_mb(wildcards):
+    return VARIANTS[wildcards.variant].devices * config["train"]["mem_mb_per_device"]
+
+
+TRAINING_MINUTES = training_minutes(
+    config["time_limit_minutes"],
+    config["evaluate"]["runtime_minutes"],
+    config["evaluate"]["selection_runtime_minutes"],
+)
 
 
 def mode_options(wildcards):

@@ -32,6 +32,7 @@ rule evaluate_variant:
     threads: 2
     resources:
         gpu=evaluation_gpus,
+        runtime=config["evaluate"]["runtime_minutes"],
     params:
         split_dir=lambda wc, input: os.path.dirname(input.manifest),
         out_dir=lambda wc, output: os.path.dirname(output.metrics),
@@ -63,6 +64,7 @@ rule score_selection:
     threads: 2
     resources:
         gpu=evaluation_gpus,
+        runtime=config["evaluate"]["selection_runtime_minutes"],
     params:
         split_dir=lambda wc, input: os.path.dirname(input.manifest),
         subset="holdout" if SELECTION == "holdout" else "all",

@@ -15,9 +15,11 @@ rule train_variant:
         "results/logs/train/{variant}/seed-{seed}.log",
     conda:
         "../../envs/train.yaml"
-    threads: 4
+    threads: training_cpus
     resources:
         gpu=training_gpus,
+        mem_mb=training_mem_mb,
+        runtime=TRAINING_MINUTES,
     params:
         options=train_options,
         selection=selection_options,
@@ -30,4 +32,5 @@ rule train_variant:
         "HF_HUB_OFFLINE=1 python -m cocoseg train --train-dir {params.train_dir:q} {params.selection:q}"
         " {params.weights:q}"
         " --output {params.out_dir:q} --checkpoint-dir {params.checkpoints:q}"
-        " --log-dir {params.logs:q} --cpus {threads} {params.options:q} > {log} 2>&1"
+        " --log-dir {params.logs:q} --cpus {threads} --mem-mb {resources.mem_mb}"
+        " {params.options:q} > {log} 2>&1"
