@@ -151,6 +151,23 @@ def test_each_process_draws_its_own_augmentations_and_a_rerun_draws_them_again(t
     assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(*batches))
 
 
+def test_a_sampler_resumed_inside_an_epoch_yields_the_rest_of_that_epoch_then_whole_epochs():
+    from cocoseg.data import EpochShuffle
+
+    def epoch_keys(epoch, rank):
+        sampler = EpochShuffle(23, 7, rank, 2)
+        sampler.set_epoch(epoch)
+        return list(sampler)
+
+    for rank in (0, 1):
+        resumed = EpochShuffle(23, 7, rank, 2, start_epoch=3, skip=4)
+        rest = list(resumed)  # a loader's workers ask before Lightning's set_epoch: the epoch is the start one
+        resumed.set_epoch(3)
+        assert rest == list(resumed) == epoch_keys(3, rank)[4:]  # the 4 trained before the stop left out
+        resumed.set_epoch(4)
+        assert list(resumed) == epoch_keys(4, rank)  # the next epoch whole
+
+
 def test_a_crop_where_one_label_covers_most_is_drawn_again():
     """A mask that is background but for one square: crops are retried until the square is in view."""
     from cocoseg.data import crop_origin
@@ -198,7 +215,9 @@ def test_the_data_module_deals_each_process_its_own_images_and_draws(tmp_path):
     def first_epoch(rank: int) -> tuple[list[tuple[int, int, int]], list[torch.Tensor]]:
         data = SegmentationDataModule(tmp_path / "s", tmp_path / "s", Variant(image_size=64, batch_size=2, seed=1),
                                       num_workers=0)
-        data.trainer = SimpleNamespace(global_rank=rank, world_size=2)
+        fresh = SimpleNamespace(current=SimpleNamespace(processed=0))  # a fit's loop progress at its start
+        data.trainer = SimpleNamespace(global_rank=rank, world_size=2, fit_loop=SimpleNamespace(
+            epoch_progress=fresh, epoch_loop=SimpleNamespace(batch_progress=fresh)))
         data.setup()
         loader = data.train_dataloader()
         return list(loader.sampler), [images for images, _ in loader]

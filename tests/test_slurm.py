@@ -24,14 +24,20 @@ RUN = f"{VARIANT}/seed-0"
 RUN_GROUP = "run_evaluate_variant_score_selection_train_variant"  # a group job is named by its group and rules
 # What the 2-CPU test node can hold, in place of the profile's sizes for real GPU nodes; the
 # first status check after 2 s instead of 40 s. Everything else comes from profiles/slurm.
-NODE_FIT = [
-    "--slurm-init-seconds-before-status-checks", "2",
-    "--set-threads", "evaluate_variant=2", "score_selection=2",
-    "--set-resources", "evaluate_variant:mem_mb=2000", "score_selection:mem_mb=2000", "mask_shard:mem_mb=500",
-    "--default-resources", "mem_mb=1000", "runtime=10",
-    "--group-components", "masks=2",  # two one-CPU shards per submission on this 2-CPU node (the profile: 4)
-    "--config", "time_limit_minutes=50",  # the partition's limit: training gets 50 - 10 - 10 minutes
-]
+EPOCHS_PAST_THE_LIMIT = 40  # about 3 minutes of training on the test node: past the first warning
+
+
+def node_fit(time_limit: int = 50, resources: tuple[str, ...] = ()) -> list[str]:
+    return [
+        "--slurm-init-seconds-before-status-checks", "2",
+        "--set-threads", "evaluate_variant=2", "score_selection=2",
+        "--set-resources", "evaluate_variant:mem_mb=2000", "score_selection:mem_mb=2000", "mask_shard:mem_mb=500",
+        *resources,
+        "--default-resources", "mem_mb=1000", "runtime=10",
+        "--group-components", "masks=2",  # two one-CPU shards per submission on this 2-CPU node (the profile: 4)
+        "--config", f"time_limit_minutes={time_limit}",  # the partition's limit: training gets it less 10 + 10
+    ]
+
 # Training's CPUs and memory per device, and the evaluations' minutes, come from the config.
 NODE_FIT_CONFIG = {"train": {"cpus_per_device": 2, "mem_mb_per_device": 2000},
                    "evaluate": {"runtime_minutes": 10, "selection_runtime_minutes": 10}}
@@ -119,9 +125,10 @@ def gpu_config(path: Path, **train) -> Path:
     return path
 
 
-def slurm_snakemake(cluster, workdir: Path, config: Path, *extra: str, background: bool = False):
+def slurm_snakemake(cluster, workdir: Path, config: Path, *extra: str, background: bool = False,
+                    fit: list[str] | None = None):
     command = [sys.executable, "-m", "snakemake", "--profile", "profiles/slurm", "--configfile", str(config),
-               *NODE_FIT, *extra]
+               *(fit or node_fit()), *extra]
     env = {**cluster.env, "PATH": f"{Path(sys.executable).parent}:{cluster.env['PATH']}"}
     if background:
         return subprocess.Popen(command, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -216,3 +223,30 @@ def test_cancelled_training_job_is_resubmitted_and_resumes(cluster, slurm_run, t
     assert summary["epochs"] == 8 and 1 <= summary["resumed_from_epoch"] < 8
     assert [row["epoch"] for row in summary["history"]] == list(range(1, 9))
     assert (workdir / "REPORT.md").read_text().count(VARIANT) >= 3
+
+
+def test_a_run_out_of_time_mid_epoch_is_resubmitted_and_continues_that_epoch(cluster, slurm_run, tmp_path):
+    """A 3-minute limit, SLURM's warning (SIGTERM) 60 s before it: training saves inside its epoch
+    and exits, the retry resubmits the run, which continues from that step, and the workflow
+    completes."""
+    workdir, _, _ = slurm_run
+    for folder in ("checkpoints", "models", "eval", "selection"):
+        shutil.rmtree(workdir / "results" / folder / RUN, ignore_errors=True)
+    config = gpu_config(tmp_path / "long.yaml", epochs=EPOCHS_PAST_THE_LIMIT, batch_size=2)
+    quick = yaml.safe_load(config.read_text())
+    quick["evaluate"].update(runtime_minutes=1, selection_runtime_minutes=1)  # training gets 3 - 1 - 1 minutes
+    config.write_text(yaml.safe_dump(quick))
+    warning = [f"{rule}:slurm_extra='--signal=TERM@60'" for rule in ("train_variant", "evaluate_variant",
+                                                                       "score_selection")]
+    result = slurm_snakemake(cluster, workdir, config, fit=node_fit(time_limit=3, resources=tuple(warning)))
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-4000:] + job_logs(workdir)
+    runs = submitted(output)[("group", RUN_GROUP, "")]
+    assert len(runs) >= 2 and cluster.job(runs[0])["JobState"] == "FAILED"  # it stopped itself, saved
+    assert cluster.job(runs[0])["TimeLimit"] == "00:03:00"
+    log = (workdir / "results" / "logs" / "train" / VARIANT / "seed-0.log").read_text()
+    resumed = re.search(r"resuming from \S+last.ckpt: (\d+) epoch\(s\) finished, step (\d+)", log)
+    assert resumed and int(resumed[2]) > 0, log[-3000:]
+    summary = json.loads((workdir / "results" / "models" / RUN / "summary.json").read_text())
+    assert summary["optimizer_steps"] == EPOCHS_PAST_THE_LIMIT * (20 // 2)  # 20 training images, batches of 2
+    assert [row["epoch"] for row in summary["history"]] == list(range(1, EPOCHS_PAST_THE_LIMIT + 1))

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -283,6 +284,35 @@ def test_underscore_and_dashed_flags_are_the_same_option():
     assert vars(underscored) == vars(dashed)
 
 
+def test_a_run_stopped_by_a_signal_mid_epoch_resumes_there_with_the_same_optimiser_steps(data, tmp_path):
+    """SIGUSR1 (a cluster's warning before its time limit): last.ckpt at the end of the batch in
+    progress, exit status 75; the rerun continues that epoch at the next batch and ends with
+    as many optimiser steps as a run never stopped."""
+    epochs, batch = 3, 2
+    command = [sys.executable, "-m", "cocoseg", "train", "--train-dir", str(data / "train"), "--val-dir",
+               str(data / "val"), "--output", str(tmp_path), "--epochs", str(epochs), "--img-size", "64",
+               "--batch-size", str(batch), "--workers", "2"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    for line in process.stderr:
+        if line.startswith("epoch 1/3 done"):
+            process.send_signal(signal.SIGUSR1)  # early in epoch 2, of 6 batches
+            break
+    err = process.stderr.read()
+    assert process.wait(timeout=240) == 75, err
+    stopped = re.search(r"cocoseg: stopped: SIGUSR1: saved .*last.ckpt after batch (\d+) of epoch 2 \(step (\d+)\)", err)
+    assert stopped, err
+    assert not (tmp_path / "summary.json").exists()
+    batches_per_epoch = 13 // batch
+    done = int(stopped[1])
+    assert 1 <= done < batches_per_epoch and int(stopped[2]) == batches_per_epoch + done
+    resumed = subprocess.run(command, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming epoch 2 at batch {done + 1} of {batches_per_epoch}" in resumed.stderr
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["optimizer_steps"] == epochs * batches_per_epoch
+    assert [row["epoch"] for row in summary["history"]] == [1, 2, 3]
+
+
 def test_batch_of_one_is_dropped_not_crashing_batchnorm(data, tmp_path):
     # 13 training images with batch 4 leave a last batch of 1, which DeepLabV3+ cannot train on.
     summary = run_train(data, tmp_path, epochs=1, batch_size=4)
@@ -334,9 +364,9 @@ def weights(path):
 
 def test_changed_setting_retrains_from_epoch_zero_and_unchanged_resumes(data, tmp_path, capfd):
     import torch
-    first = run_train(data, tmp_path, epochs=1)
+    first = run_train(data, tmp_path, epochs=1, keep_checkpoints=True)
     first_weights = weights(tmp_path / "model.pt")
-    again = run_train(data, tmp_path, epochs=1)  # same inputs: resumes the finished run
+    again = run_train(data, tmp_path, epochs=1, keep_checkpoints=True)  # same inputs: resumes the finished run
     assert again["resumed_from_epoch"] == 1 and [r["epoch"] for r in again["history"]] == [1]
     capfd.readouterr()
     changed = run_train(data, tmp_path, epochs=1, lr=0.05)
@@ -349,7 +379,7 @@ def test_changed_setting_retrains_from_epoch_zero_and_unchanged_resumes(data, tm
 
 
 def test_the_reason_for_a_fresh_start_is_one_line_naming_the_change(data, tmp_path, capfd):
-    run_train(data, tmp_path, epochs=1)
+    run_train(data, tmp_path, epochs=1, keep_checkpoints=True)
     capfd.readouterr()
     run_train(data, tmp_path, epochs=1, lr=0.05)
     lines = [line for line in capfd.readouterr().err.splitlines() if "training from epoch 0" in line]
@@ -360,7 +390,7 @@ def test_changed_masks_retrain(data, tmp_path, capfd):
     copy = tmp_path / "data"
     for split in ("train", "val"):
         shutil.copytree(data / split, copy / split, symlinks=True)
-    run_train(copy, tmp_path / "run", epochs=1)
+    run_train(copy, tmp_path / "run", epochs=1, keep_checkpoints=True)
     manifest = (copy / "train" / "manifest.csv").read_text().splitlines()
     first = manifest[1].split(",")
     mask = copy / "train" / "masks" / first[7]

@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from .common import InputError
+from .common import RESUBMIT_EXIT, InputError, StopRequested
 from .files import output_problem
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # albumentations calls home at import
@@ -80,7 +80,8 @@ def _train(args: argparse.Namespace) -> None:
     output = args.output or Path("runs") / variant.name
     summary = train.train(variant, train_dir, val_dir, output, args.checkpoint_dir or output / "checkpoints",
                           args.log_dir or output / "logs", args.cpus or default_cpus(), args.allow_cpu_fallback,
-                          args.ddp_timeout_minutes or train.DDP_TIMEOUT_MINUTES, args.keep_checkpoints, args.mem_mb)
+                          args.ddp_timeout_minutes or train.DDP_TIMEOUT_MINUTES, args.keep_checkpoints, args.mem_mb,
+                          args.checkpoint_minutes or train.CHECKPOINT_MINUTES)
     if summary is not None:  # None in the extra processes of a multi-process run
         print(f"{variant.name}: {summary['epochs']} epochs, best mIoU {summary['best_val_miou']:.3f} on "
               f"{summary['selection']['split']} ({summary['selection']['subset']}) at epoch {summary['best_epoch']}, "
@@ -215,6 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="CPUs the job holds (default: all this process may use), shared over its processes, "
                         "loader workers and threads")
     p.add_argument("--mem-mb", type=_positive, help="memory the job holds (MB), recorded in summary.json")
+    p.add_argument("--checkpoint-minutes", type=_positive_float,
+                   help="write last.ckpt inside an epoch at least this often (default 30); SIGUSR1 or SIGTERM "
+                        "write it and stop the run (exit status 75), which a rerun resumes at that batch")
     for flag, kind, text in TRAIN_SETTINGS:
         p.add_argument(*dict.fromkeys([f"--{flag.replace('_', '-')}", f"--{flag}"]), type=kind, help=text)
     p.add_argument("--name", help="variant name (default <architecture>-<encoder>-<size>)")
@@ -483,6 +487,9 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as e:
         print(f"cocoseg: error: {one_line(e)}", file=sys.stderr)
         return 2
+    except StopRequested as e:
+        print(f"cocoseg: stopped: {e}", file=sys.stderr)
+        return RESUBMIT_EXIT
     return 0
 
 

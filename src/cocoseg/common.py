@@ -1,5 +1,5 @@
-"""What every stage shares: the error a user must fix, the label values of a mask, and where a
-run's files live in the workflow's results folder."""
+"""What every stage shares: the error a user must fix, the stop a scheduler asked for, the label
+values of a mask, and where a run's files live in the workflow's results folder."""
 
 from __future__ import annotations
 
@@ -8,6 +8,13 @@ from pathlib import Path
 
 class InputError(Exception):
     """An input the user must fix; the CLI prints it as one line and exits non-zero."""
+
+
+class StopRequested(Exception):
+    """A signal stopped training after its checkpoint was saved; the CLI exits with RESUBMIT_EXIT."""
+
+
+RESUBMIT_EXIT = 75  # EX_TEMPFAIL: stopped with a checkpoint, to be run again
 
 
 def first_line(error: BaseException, limit: int = 200) -> str:

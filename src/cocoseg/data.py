@@ -295,11 +295,18 @@ class EpochShuffle(Sampler):
     """Training order: a permutation of the split drawn from (seed, epoch), dealt out to the
     processes (rank, rank + world, ...) and cut to equal counts, as torch's DistributedSampler
     with drop_last does. Yields (index, epoch, rank), the keys `TrainingSamples` seeds from;
-    Lightning calls `set_epoch` before each epoch."""
+    Lightning calls `set_epoch` before each epoch.
 
-    def __init__(self, size: int, seed: int, rank: int = 0, world_size: int = 1):
+    A run resumed inside an epoch starts at `start_epoch` and leaves out the first `skip` keys of
+    that epoch (the samples it trained before it stopped): no image twice in it, none skipped.
+    The order is drawn when `iter` is called, with the epoch set then: a loader's workers ask
+    for keys before Lightning's first `set_epoch` of a resumed fit.
+    """
+
+    def __init__(self, size: int, seed: int, rank: int = 0, world_size: int = 1, start_epoch: int = 0,
+                 skip: int = 0):
         self.size, self.seed, self.rank, self.world = size, seed, rank, world_size
-        self.epoch = 0
+        self.epoch, self.start_epoch, self.skip = start_epoch, start_epoch, skip
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -309,8 +316,20 @@ class EpochShuffle(Sampler):
 
     def __iter__(self):
         order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed + self.epoch)).tolist()
-        for index in order[: len(self) * self.world][self.rank:: self.world]:
-            yield index, self.epoch, self.rank
+        mine = order[: len(self) * self.world][self.rank:: self.world]
+        skip = self.skip if self.epoch == self.start_epoch else 0
+        return iter([(index, self.epoch, self.rank) for index in mine[skip:]])
+
+
+def start_position(trainer: pl.Trainer | None, batches_per_epoch: int) -> tuple[int, int]:
+    """The epoch a fit starts in and how many of its batches were trained already, from the loop
+    progress Lightning restored from the checkpoint (0, 0 for a fresh run). A checkpoint written
+    after an epoch's last batch starts the next epoch."""
+    if trainer is None:
+        return 0, 0
+    epoch = trainer.fit_loop.epoch_progress.current.processed
+    done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+    return (epoch + 1, 0) if done >= batches_per_epoch else (epoch, done)
 
 
 class EachOnceSampler(Sampler):
@@ -355,14 +374,26 @@ class SegmentationDataModule(pl.LightningDataModule):
         trainer = self.trainer
         return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
 
+    def train_batch_size(self) -> int:
+        """The batch size, or fewer where the split is smaller than one batch per process."""
+        return min(self.batch_size, len(self.train_set) // self._world()[1])
+
+    def batches_per_epoch(self) -> int:
+        """Training batches each process runs per epoch (incomplete batches are dropped)."""
+        return len(self.train_set) // self._world()[1] // self.train_batch_size()
+
     def train_dataloader(self) -> DataLoader:
         rank, world = self._world()
         # drop_last: DeepLabV3+'s ASPP pooling has BatchNorm, which fails on a batch of 1 (SMP#778).
-        batch = min(self.batch_size, len(self.train_set) // world)
+        batch = self.train_batch_size()
         if batch < self.batch_size and rank == 0:
             print(f"batch size {self.batch_size} is larger than the {len(self.train_set)} training images"
                   f"{f' over {world} processes' if world > 1 else ''}: batches of {batch}", file=sys.stderr, flush=True)
-        sampler = EpochShuffle(len(self.train_set), self.seed, rank, world)
+        batches_per_epoch = self.batches_per_epoch()
+        epoch, done = start_position(self.trainer, batches_per_epoch)
+        if done and rank == 0:
+            print(f"resuming epoch {epoch + 1} at batch {done + 1} of {batches_per_epoch}", file=sys.stderr, flush=True)
+        sampler = EpochShuffle(len(self.train_set), self.seed, rank, world, start_epoch=epoch, skip=done * batch)
         return self._loader(self.train_set, batch, sampler=sampler, drop_last=True)
 
     def val_dataloader(self) -> DataLoader:

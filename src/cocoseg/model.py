@@ -64,6 +64,11 @@ class SegmentationModule(pl.LightningModule):
         self._epoch_start = time.perf_counter()
         self.freeze_encoder(self.current_epoch < self.variant.freeze_encoder_epochs)
 
+    def on_train_start(self) -> None:
+        """A fit resumed inside an epoch gets no `on_train_epoch_start`: the encoder is frozen
+        (or not) here too."""
+        self.freeze_encoder(self.current_epoch < self.variant.freeze_encoder_epochs)
+
     def freeze_encoder(self, frozen: bool) -> None:
         """While frozen, the decoder trains alone: encoder weights get no gradient (AdamW then
         leaves them, weight decay included) and its BatchNorm statistics stay as they are."""
@@ -100,8 +105,11 @@ class SegmentationModule(pl.LightningModule):
 
     def configure_optimizers(self):
         optimizer = torch.optim.AdamW(self.parameters(), lr=self.variant.lr, weight_decay=self.variant.weight_decay)
-        total = self.trainer.estimated_stepping_batches
-        steps_per_epoch = max(1, total // max(1, self.trainer.max_epochs))
+        # Counted by the data module, not with `estimated_stepping_batches`, which builds the
+        # training loader before a resumed fit's position is restored (Lightning 2.6).
+        steps_per_epoch = max(1, self.trainer.datamodule.batches_per_epoch())
+        max_steps = self.trainer.max_steps
+        total = max_steps if max_steps != -1 else steps_per_epoch * self.trainer.max_epochs
         warmup = int(self.variant.warmup_epochs * steps_per_epoch)
         schedule = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda step: lr_factor(step, total, warmup, self.variant.schedule))
@@ -109,6 +117,12 @@ class SegmentationModule(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["cocoseg_history"] = self.history
+        # the epoch in progress, for a checkpoint written inside it
+        checkpoint["cocoseg_epoch_so_far"] = {"train_loss_sum": self._train_loss_sum, "batches": self._train_batches,
+                                              "seconds": time.perf_counter() - self._epoch_start}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.history = checkpoint.get("cocoseg_history", [])
+        so_far = checkpoint.get("cocoseg_epoch_so_far", {"train_loss_sum": 0.0, "batches": 0, "seconds": 0.0})
+        self._train_loss_sum, self._train_batches = so_far["train_loss_sum"], so_far["batches"]
+        self._epoch_start = time.perf_counter() - so_far["seconds"]

@@ -80,6 +80,7 @@ class ProgressLines(pl.Callback):
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.start, self.start_step = time.perf_counter(), trainer.global_step
         self.total_steps = trainer.estimated_stepping_batches
+        self.on_train_epoch_start(trainer, pl_module)  # a fit resumed inside an epoch gets no epoch start
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.epoch_start, self.epoch_images = time.perf_counter(), 0

@@ -29,6 +29,7 @@ from .data import SegmentationDataModule
 from .devices import (count_parameters, device_name, peak_memory_mb, resolve_accelerator, resolve_precision,
                       share_cpus)
 from .files import file_checksum, write_json
+from .interruption import InEpochCheckpoint, StopSignals
 from .model import SegmentationModule
 from .losses import inverse_sqrt_frequency
 from .modelfile import save_model
@@ -41,6 +42,7 @@ from .variants import Variant, is_weights_file
 
 FINGERPRINT = "fingerprint.json"  # beside the checkpoints: what the run they belong to was trained on
 DDP_TIMEOUT_MINUTES = 5.0  # how long a DDP process waits for a peer before the run fails
+CHECKPOINT_MINUTES = 30.0  # last.ckpt inside an epoch at least this often
 
 
 def cluster_environment(devices: int) -> list:
@@ -88,7 +90,7 @@ def _clear_run(checkpoint_dir: Path, log_dir: Path) -> None:
 
 
 def prepare_checkpoints(checkpoint_dir: Path, log_dir: Path, fingerprint: dict) -> tuple[Path | None, int]:
-    """The checkpoint to resume from, and its epoch count; clears anything a run may not reuse.
+    """The checkpoint to resume from, and the epochs it finished; clears anything a run may not reuse.
 
     A run resumes only when the saved fingerprint equals this run's: otherwise (changed settings,
     labels or data, a damaged checkpoint, one that holds more than tensors and plain data) it
@@ -103,7 +105,11 @@ def prepare_checkpoints(checkpoint_dir: Path, log_dir: Path, fingerprint: dict) 
     reason = None
     if last.exists() and saved == fingerprint:
         try:
-            return last, read_tensors(last)["epoch"] + 1
+            checkpoint = read_tensors(last)
+            finished = len(checkpoint["cocoseg_history"])  # one row per finished epoch; one stopped inside has none
+            print(f"resuming from {last}: {finished} epoch(s) finished, step {checkpoint['global_step']}",
+                  file=sys.stderr, flush=True)
+            return last, finished
         except Exception as e:  # a copy cut short, a full disk, a pickle that would run code
             damaged = last.with_name(f"last.ckpt.damaged-{int(time.time())}")
             last.replace(damaged)
@@ -160,7 +166,7 @@ def epoch_checkpoints(checkpoint_dir: Path) -> tuple[ModelCheckpoint, ModelCheck
     return best, last
 
 
-def _trainer(variant: Variant, accelerator: str, processes: int, precision: str, checkpoints: list[ModelCheckpoint],
+def _trainer(variant: Variant, accelerator: str, processes: int, precision: str, checkpoints: list[pl.Callback],
              log_dir: Path, resumed_from: int, checkpoint_dir: Path, ddp_timeout_minutes: float) -> pl.Trainer:
     """The Lightning trainer of one run. Under DDP, a collective that waits longer than
     `ddp_timeout_minutes` for a peer fails, so the survivors of a dead process exit (the
@@ -187,6 +193,8 @@ def _fit(trainer: pl.Trainer, module: SegmentationModule, data: SegmentationData
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*exists and is not empty.*")  # our fingerprint.json
+        # the training sampler continues a stopped epoch itself (data.start_position)
+        warnings.filterwarnings("ignore", message=".*checkpoint that ended before the epoch ended.*")
         trainer.fit(module, datamodule=data, ckpt_path=last, weights_only=True)
     if trainer.interrupted:
         raise RuntimeError("training was interrupted; rerun to resume from the last checkpoint")
@@ -196,15 +204,17 @@ def _fit(trainer: pl.Trainer, module: SegmentationModule, data: SegmentationData
 def train(variant: Variant, train_dir: Path, val_dir: Path | None, output_dir: Path, checkpoint_dir: Path,
           log_dir: Path, cpus: int, allow_cpu_fallback: bool = False,
           ddp_timeout_minutes: float = DDP_TIMEOUT_MINUTES, keep_checkpoints: bool = False,
-          mem_mb: int | None = None) -> dict | None:
+          mem_mb: int | None = None, checkpoint_minutes: float = CHECKPOINT_MINUTES) -> dict | None:
     """Train (or resume) one variant; writes `output_dir/model.pt` and `output_dir/summary.json`,
     then removes the run's checkpoints (`last.ckpt` holds the optimiser's state too, about three
     times the weights) unless `keep_checkpoints`.
 
     `val_dir` chooses the best epoch; None chooses it on the training split's holdout. `cpus`
     are the job's, shared over its processes (`share_cpus`); `mem_mb`, the job's memory, is recorded
-    with that split. Returns the summary in the main
-    process, None in the others of a multi-process run.
+    with that split. `last.ckpt` is also written inside epochs, every `checkpoint_minutes`, and
+    on SIGUSR1 or SIGTERM, after which the run stops with `StopRequested` (a rerun resumes at
+    that batch). Returns the summary in the main process, None in the others of a multi-process
+    run.
     """
     if os.environ.get("LOCAL_RANK", "0") != "0":  # an extra rank, started by rank 0
         end_with_parent()
@@ -227,9 +237,11 @@ def train(variant: Variant, train_dir: Path, val_dir: Path | None, output_dir: P
                if variant.class_weights == "inverse_sqrt_frequency" else None)
     module = SegmentationModule(variant, len(labels), weights)
     best, last_epoch = epoch_checkpoints(checkpoint_dir)
-    trainer = _trainer(variant, accelerator, processes, precision, [best, last_epoch], log_dir, resumed_from,
-                       checkpoint_dir, ddp_timeout_minutes)
-    seconds = _fit(trainer, module, data, last)
+    with StopSignals() as signals:  # before the loader's workers start, which inherit it
+        in_epoch = InEpochCheckpoint(Path(checkpoint_dir) / "last.ckpt", checkpoint_minutes, signals)
+        trainer = _trainer(variant, accelerator, processes, precision, [best, last_epoch, in_epoch], log_dir,
+                           resumed_from, checkpoint_dir, ddp_timeout_minutes)
+        seconds = _fit(trainer, module, data, last)
     if not trainer.is_global_zero:
         return None
 
@@ -240,6 +252,7 @@ def train(variant: Variant, train_dir: Path, val_dir: Path | None, output_dir: P
         "seed": variant.seed,
         "config": variant.to_dict(),
         "epochs": trainer.current_epoch,
+        "optimizer_steps": trainer.global_step,
         "best_epoch": chosen["epoch"],
         "best_val_miou": chosen["val_miou"],
         "selection": {"split": val_dir.name, "subset": val_subset, "images": len(data.val_set)},

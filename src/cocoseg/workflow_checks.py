@@ -48,7 +48,7 @@ def predict_problems(predict: dict, variants: list[str], seeds: list[str], resul
     return problems
 
 
-MIN_TRAINING_MINUTES = 10
+MIN_TRAINING_MINUTES = 1
 
 
 def training_minutes(time_limit: int, evaluation: int, selection: int) -> int:

@@ -175,6 +175,7 @@ def train_options(wildcards):
         *("--precision", v.precision, "--seed", v.seed, "--accelerator", v.accelerator),
         *("--devices", v.devices, "--channels-last", str(v.channels_last).lower()),
         *("--ddp-timeout-minutes", config["train"]["ddp_timeout_minutes"]),
+        *("--checkpoint-minutes", config["train"]["checkpoint_minutes"]),
         *(["--keep-checkpoints"] if config["train"]["keep_checkpoints"] else []),
         *gpu_options(wildcards),
     ]

@@ -1,6 +1,8 @@
 # One training job per variant and seed. Checkpoints live in results/checkpoints/, which is not a
 # declared output: Snakemake would delete it before a rerun, and a killed job must resume.
-# `cocoseg train` resumes only a run with the same settings and data (its fingerprint).
+# `cocoseg train` resumes only a run with the same settings and data (its fingerprint). `exec`:
+# SLURM's warning signal (the profile's --signal) reaches training itself, which saves and exits,
+# not a shell that would die of it first.
 
 
 rule train_variant:
@@ -29,7 +31,7 @@ rule train_variant:
         checkpoints="results/checkpoints/{variant}/seed-{seed}",
         logs="results/train_logs/{variant}/seed-{seed}",
     shell:
-        "HF_HUB_OFFLINE=1 python -m cocoseg train --train-dir {params.train_dir:q} {params.selection:q}"
+        "HF_HUB_OFFLINE=1 exec python -m cocoseg train --train-dir {params.train_dir:q} {params.selection:q}"
         " {params.weights:q}"
         " --output {params.out_dir:q} --checkpoint-dir {params.checkpoints:q}"
         " --log-dir {params.logs:q} --cpus {threads} --mem-mb {resources.mem_mb}"
