@@ -49,6 +49,7 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from commits import source_at
+from photos import COCO_REAL, coco_splits
 
 from cocoseg.common import IGNORE
 from cocoseg.convert import convert
@@ -59,7 +60,6 @@ from cocoseg.scaling import training_longest_side
 from cocoseg.splitfolder import OK, read_manifest_rows, write_manifest
 from cocoseg.variants import Variant
 
-REPO = Path(__file__).resolve().parents[1]
 RECIPES = {
     "earlier (fit, 0.75-1.25, any crop)": dict(resize="fit", scale_range=(0.75, 1.25), crop_max_share=1.0),
     "fit": dict(resize="fit"),
@@ -188,20 +188,14 @@ def enlarged_split(split_dir: Path, out: Path, factor: int) -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--coco", type=Path, default=REPO / "tests" / "data" / "coco-real")
+    parser.add_argument("--coco", type=Path, default=COCO_REAL)
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--passes", type=int, default=10)
     parser.add_argument("--enlarge", type=int, default=8, help="factor for the large-image table (0: none)")
     parser.add_argument("--against", metavar="COMMIT", help="also the training loader as it was at this commit")
     args = parser.parse_args()
-    splits = {split: (args.coco / "annotations" / f"instances_{split}.json", args.coco / split)
-              for split in ("train2017", "val2017")}
-    splits = {name: paths for name, paths in splits.items() if paths[0].is_file()}
-    if (args.coco / "instances.json").is_file():
-        splits[args.coco.name] = (args.coco / "instances.json", args.coco / "images")
-    if not splits:
-        raise SystemExit(f"{args.coco}: neither instances.json nor annotations/instances_*2017.json")
+    splits = coco_splits(args.coco)
     torch.set_num_threads(1)
     rows, earlier_source = [], None
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,14 +1,14 @@
 """Mask-stage throughput and peak memory against a per-annotation baseline, same data, same run.
 
-    python benchmarks/bench_masks.py [--repeat 3] [--copies 3] [--against COMMIT ...]
+    python benchmarks/bench_masks.py [--coco DIR] [--repeat 3] [--copies 3] [--against COMMIT ...]
 
 `--against` adds the stage as it was at an earlier commit of this repository (its src/,
 extracted with `git archive`), run on the same data in the same invocation, so a regression
 shows as a ratio.
 
-Data: ../shared/data/coco-tiny (train + val, 160 real COCO images), each image listed
-`--copies` times under new names so runs last long enough to time; without coco-tiny, the
-synthetic demo data (small images, so figures are not comparable). Each measurement runs in a
+Data: real COCO photos (`--coco`: the repository's 14 in tests/data/coco-real by default, or a
+folder in COCO 2017's layout, such as 80 + 80 train2017 and val2017 photos), each image listed
+`--copies` times under new names so runs last long enough to time. Each measurement runs in a
 fresh process, so its peak RSS (the process and its workers) is its own. Prints a table.
 """
 
@@ -25,10 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from commits import source_at
-
-REPO = Path(__file__).resolve().parents[1]
-COCO_TINY = REPO.parent / "shared" / "data" / "coco-tiny"
+from commits import REPO, source_at
+from photos import COCO_REAL, coco_splits
 
 
 def seed_style(annotations: Path, images: Path, out: Path) -> int:
@@ -70,19 +68,11 @@ def run_one(method: str, annotations: Path, images: Path, scratch: Path) -> dict
     return {"images": n, "seconds": seconds, "peak_mib": peak_kib / 1024}
 
 
-def build_dataset(root: Path, copies: int) -> tuple[Path, Path, str]:
+def build_dataset(root: Path, coco: Path, copies: int) -> tuple[Path, Path, str]:
     """One COCO file of every source image `copies` times (symlinked files, new ids and names)."""
-    if COCO_TINY.is_dir():
-        sources = [(COCO_TINY / "annotations" / f"instances_{s}2017.json", COCO_TINY / f"{s}2017")
-                   for s in ("train", "val")]
-        label = f"coco-tiny train+val x{copies}"
-    else:
-        from cocoseg.demo import make_demo
-
-        make_demo(root / "demo", {"train": 200, "val": 200})
-        sources = [(root / "demo" / "annotations" / f"{s}.json", root / "demo" / "images" / s)
-                   for s in ("train", "val")]
-        label = f"synthetic demo (coco-tiny absent) x{copies}"
+    splits = coco_splits(coco)
+    sources = list(splits.values())
+    label = f"{coco.name} {'+'.join(splits)} x{copies}"
     images_dir = root / "images"
     images_dir.mkdir(parents=True)
     merged = {"images": [], "annotations": [], "categories": None}
@@ -104,6 +94,7 @@ def build_dataset(root: Path, copies: int) -> tuple[Path, Path, str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--coco", type=Path, default=COCO_REAL, help="real COCO photos (see above)")
     parser.add_argument("--repeat", type=int, default=3, help="runs per method; the fastest is reported")
     parser.add_argument("--copies", type=int, default=3)
     parser.add_argument("--scratch", type=Path, default=REPO / "results" / "bench",
@@ -120,7 +111,7 @@ def main() -> None:
     args.scratch.mkdir(parents=True, exist_ok=True)
 
     with tempfile.TemporaryDirectory(dir=args.scratch) as tmp:
-        annotations, images, label = build_dataset(Path(tmp), args.copies)
+        annotations, images, label = build_dataset(Path(tmp), args.coco.resolve(), args.copies)
         # method name -> (what run_one runs, the src/ it imports: None for this checkout)
         methods = {"per-annotation": ("per-annotation", None), "cocoseg workers=1": ("cocoseg workers=1", None),
                    "cocoseg workers=2": ("cocoseg workers=2", None)}
