@@ -362,13 +362,18 @@ def weights(path):
     return torch.load(path, weights_only=True)["state_dict"]
 
 
-def test_changed_setting_retrains_from_epoch_zero_and_unchanged_resumes(data, tmp_path, capfd):
+def test_changed_setting_retrains_from_epoch_zero_and_a_finished_run_is_restored(data, tmp_path, capfd):
     import torch
-    first = run_train(data, tmp_path, epochs=1, keep_checkpoints=True)
-    first_weights = weights(tmp_path / "model.pt")
-    again = run_train(data, tmp_path, epochs=1, keep_checkpoints=True)  # same inputs: resumes the finished run
-    assert again["resumed_from_epoch"] == 1 and [r["epoch"] for r in again["history"]] == [1]
+    first = run_train(data, tmp_path, epochs=1)
+    first_weights = (tmp_path / "model.pt").read_bytes()
+    # Snakemake removes the outputs of every job of a failed group job: the rerun restores them
+    (tmp_path / "model.pt").unlink()
+    (tmp_path / "summary.json").unlink()
     capfd.readouterr()
+    again = run_train(data, tmp_path, epochs=1)  # same inputs
+    assert "this run finished earlier with the same inputs" in capfd.readouterr().err
+    assert again == json.loads(json.dumps(first)) and (tmp_path / "model.pt").read_bytes() == first_weights
+    first_weights = weights(tmp_path / "model.pt")
     changed = run_train(data, tmp_path, epochs=1, lr=0.05)
     assert "training from epoch 0" in capfd.readouterr().err
     assert changed["resumed_from_epoch"] == 0 and changed["config"]["lr"] == 0.05
@@ -408,6 +413,8 @@ def test_changed_masks_retrain(data, tmp_path, capfd):
 
 def test_damaged_checkpoint_is_set_aside_and_training_starts_afresh(data, tmp_path, capfd):
     run_train(data, tmp_path, epochs=1, keep_checkpoints=True)
+    for finished in (tmp_path / "checkpoints").glob("finished-*"):  # as if killed before it finished
+        finished.unlink()
     last = tmp_path / "checkpoints" / "last.ckpt"
     last.write_bytes(last.read_bytes()[:1000])  # a copy cut short
     capfd.readouterr()

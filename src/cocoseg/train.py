@@ -43,6 +43,7 @@ from .variants import Variant, is_weights_file
 FINGERPRINT = "fingerprint.json"  # beside the checkpoints: what the run they belong to was trained on
 DDP_TIMEOUT_MINUTES = 5.0  # how long a DDP process waits for a peer before the run fails
 CHECKPOINT_MINUTES = 30.0  # last.ckpt inside an epoch at least this often
+FINISHED = ("model.pt", "summary.json")  # a finished run's outputs, also linked beside its checkpoints
 
 
 def cluster_environment(devices: int) -> list:
@@ -82,11 +83,48 @@ def _changes(saved: dict, current: dict) -> str:
 
 def _clear_run(checkpoint_dir: Path, log_dir: Path) -> None:
     """Remove what an earlier run left (only files this module writes)."""
-    for path in [*checkpoint_files(checkpoint_dir), checkpoint_dir / FINGERPRINT]:
+    for path in [*checkpoint_files(checkpoint_dir), *finished_links(checkpoint_dir), checkpoint_dir / FINGERPRINT]:
         path.unlink(missing_ok=True)
     for path in [*log_dir.glob("csv*"), log_dir / "tensorboard"]:
         if path.is_dir():
             shutil.rmtree(path)
+
+
+def finished_links(checkpoint_dir: Path) -> list[Path]:
+    return [Path(checkpoint_dir) / f"finished-{name}" for name in FINISHED]
+
+
+def _link(source: Path, target: Path) -> None:
+    """A hard link (no second copy on disk), or a copy across file systems."""
+    target.unlink(missing_ok=True)
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
+def keep_finished(output_dir: Path, checkpoint_dir: Path) -> None:
+    """Links to a finished run's outputs beside its checkpoints. Snakemake removes the outputs of
+    every job of a group job that fails (an evaluation cut off by the time limit, after training
+    finished): the rerun then restores them (`restore_finished`) instead of training again."""
+    for name, link in zip(FINISHED, finished_links(checkpoint_dir)):
+        _link(Path(output_dir) / name, link)
+
+
+def restore_finished(checkpoint_dir: Path, output_dir: Path, fingerprint: dict) -> dict | None:
+    """The summary of a run that finished under this fingerprint, its outputs linked back into
+    `output_dir`; None where there is none."""
+    saved = Path(checkpoint_dir) / FINGERPRINT
+    links = finished_links(checkpoint_dir)
+    if not (saved.is_file() and all(link.is_file() for link in links)
+            and json.loads(saved.read_text()) == fingerprint):
+        return None
+    Path(output_dir).mkdir(parents=True, exist_ok=True)
+    for name, link in zip(FINISHED, links):
+        _link(link, Path(output_dir) / name)
+    print(f"this run finished earlier with the same inputs: {', '.join(FINISHED)} restored from {checkpoint_dir}",
+          file=sys.stderr, flush=True)
+    return json.loads((Path(output_dir) / "summary.json").read_text())
 
 
 def prepare_checkpoints(checkpoint_dir: Path, log_dir: Path, fingerprint: dict) -> tuple[Path | None, int]:
@@ -115,7 +153,7 @@ def prepare_checkpoints(checkpoint_dir: Path, log_dir: Path, fingerprint: dict) 
             last.replace(damaged)
             reason = (f"{last} is not a checkpoint of tensors and plain data ({type(e).__name__}: {first_line(e, 80)}), "
                       f"set aside as {damaged.name}")
-    elif list(checkpoint_dir.glob("*.ckpt")):
+    elif checkpoint_files(checkpoint_dir) or any(link.exists() for link in finished_links(checkpoint_dir)):
         reason = (f"{checkpoint_dir} holds checkpoints without a fingerprint" if saved is None else
                   f"{checkpoint_dir} holds a run with other inputs (changed: {_changes(saved, fingerprint)})")
     if reason:
@@ -229,10 +267,12 @@ def train(variant: Variant, train_dir: Path, val_dir: Path | None, output_dir: P
     share = share_cpus(cpus, processes, accelerator)
     torch.set_num_threads(share.threads)
 
+    fingerprint = run_fingerprint(variant, labels, train_dir, val_dir, val_subset)
+    if (finished := restore_finished(checkpoint_dir, output_dir, fingerprint)) is not None:
+        return finished
     data = SegmentationDataModule(train_dir, val_dir, variant, num_workers=share.loader_workers,
                                   val_subset=val_subset)
-    last, resumed_from = prepare_checkpoints(checkpoint_dir, log_dir,
-                                             run_fingerprint(variant, labels, train_dir, val_dir, val_subset))
+    last, resumed_from = prepare_checkpoints(checkpoint_dir, log_dir, fingerprint)
     weights = (inverse_sqrt_frequency(class_pixels(train_dir, labels))
                if variant.class_weights == "inverse_sqrt_frequency" else None)
     module = SegmentationModule(variant, len(labels), weights)
@@ -277,12 +317,13 @@ def train(variant: Variant, train_dir: Path, val_dir: Path | None, output_dir: P
     last_state = {k: v.detach().cpu() for k, v in module.model.state_dict().items()}
     save_model(Path(output_dir) / "model.pt", variant, labels, chosen["state_dict"], chosen["epoch"], last_state,
                trainer.current_epoch)
+    summary["disk_mb"] = {"model": megabytes([Path(output_dir) / "model.pt"]),
+                          "checkpoints": megabytes(checkpoint_files(checkpoint_dir)) if keep_checkpoints else 0}
+    write_json(Path(output_dir) / "summary.json", summary)
+    keep_finished(output_dir, checkpoint_dir)
     if not keep_checkpoints:  # model.pt holds what a finished run hands on; resuming is over
         for path in checkpoint_files(checkpoint_dir):
             path.unlink()
-    summary["disk_mb"] = {"model": megabytes([Path(output_dir) / "model.pt"]),
-                          "checkpoints": megabytes(checkpoint_files(checkpoint_dir))}
-    write_json(Path(output_dir) / "summary.json", summary)
     return summary
 
 
