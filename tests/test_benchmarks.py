@@ -8,6 +8,8 @@ import torch
 
 from conftest import REPO
 
+pytestmark = pytest.mark.slow  # each test runs a benchmark: outside the fast path (-m "not slow")
+
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present: the benchmark would run in full")
 def test_gpu_benchmark_without_a_gpu_says_so_in_one_line():

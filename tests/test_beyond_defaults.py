@@ -23,6 +23,8 @@ from cocoseg.variants import Variant
 from conftest import CodeOnLoad, demo_splits, save_image
 from test_bad_input import one_line_error
 
+pytestmark = pytest.mark.slow  # each test trains: outside the fast path (-m "not slow")
+
 NON_SQUARE = (64, 96)  # height, width
 # (width, height): landscape, portrait, square, odd sides, a strip
 SHAPES = [(160, 120), (120, 160), (128, 128), (101, 33), (33, 101), (641, 427), (427, 640), (1000, 20)]

@@ -198,6 +198,7 @@ def test_a_file_only_pythons_json_reads_is_read_whole_with_a_note(tmp_path):
     assert any("NaN or Infinity" in note for note in split.notes)
 
 
+@pytest.mark.slow
 def test_the_index_grows_by_at_most_twice_the_files_size(tmp_path):
     """Measured in fresh processes, beside json.load of the same file (about eight times)."""
     import subprocess

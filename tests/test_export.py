@@ -37,6 +37,7 @@ def pytorch_logits(model_path, images: np.ndarray) -> np.ndarray:
         return network(normalize(torch.from_numpy(images))).float().numpy()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
 def test_the_export_predicts_as_pytorch_at_any_batch_and_size(model, data, tmp_path, capsys, fmt):
     assert main(["export", "--model", str(model), "--format", fmt, "--output", str(tmp_path / "out"),

@@ -40,6 +40,7 @@ def files_under(folder: Path) -> dict[str, bytes]:
             if path.is_file()}
 
 
+@pytest.mark.slow
 def test_every_file_is_predicted_or_skipped_with_its_reason(model, photos, tmp_path, capsys):
     folder, expected = photos
     assert main(["predict", "--model", str(model), "--images", str(folder), "--output", str(tmp_path / "out")]) == 0
@@ -64,6 +65,7 @@ def test_every_file_is_predicted_or_skipped_with_its_reason(model, photos, tmp_p
     assert (info["files"], info["ok"], info["skipped"]) == (11, 6, 5) and info["model"] == model.as_posix()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("shards", [2, 13])
 def test_shards_gathered_give_the_bytes_of_one_run(model, photos, tmp_path, shards):
     folder, _ = photos

@@ -7,6 +7,8 @@ import sys
 import textwrap
 import time
 
+import pytest
+
 from conftest import REPO
 
 
@@ -61,6 +63,7 @@ def test_a_child_that_ignores_sigterm_and_blocks_ends_with_its_parent(tmp_path):
     """)
 
 
+@pytest.mark.slow
 def test_a_loader_worker_blocked_in_a_read_ends_with_its_parent(tmp_path):
     """torch's worker watchdog looks at its parent only between samples; one blocked inside a read
     (a hung network file system) would otherwise stay."""

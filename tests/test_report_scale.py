@@ -124,6 +124,7 @@ def monkeypatch_module():
         yield patch
 
 
+@pytest.mark.slow
 def test_every_plot_keeps_its_texts_apart(large):
     _, _, _, drawn = large
     assert set(drawn) == set(PLOTS)
@@ -143,6 +144,7 @@ def test_plots_name_every_variant_in_full_where_they_list_variants(large):
         assert "the 8 best of 24 variants" in " ".join(texts) and all(v in " ".join(texts) for v in best_eight), name
 
 
+@pytest.mark.slow
 def test_figures_grow_with_the_number_of_variants(large, tmp_path):
     _, report_dir, _, _ = large
     small = write_results(tmp_path, dict(list(grid().items())[:2]))

@@ -20,6 +20,8 @@ import yaml
 from slurm_cluster import ClusterUnavailable, SlurmCluster
 from test_workflow import ONE_VARIANT, TEST_CONFIG, VARIANT, snakemake, workflow_copy
 
+pytestmark = pytest.mark.slow  # a real SLURM cluster: outside the fast path (-m "not slow")
+
 RUN = f"{VARIANT}/seed-0"
 RUN_GROUP = "run_evaluate_variant_score_selection_train_variant"  # a group job is named by its group and rules
 # What the 2-CPU test node can hold, in place of the profile's sizes for real GPU nodes; the

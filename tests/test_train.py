@@ -28,6 +28,8 @@ from cocoseg.variants import Variant
 
 from conftest import CodeOnLoad, demo_splits, save_image
 
+pytestmark = pytest.mark.slow  # each test trains: outside the fast path (-m "not slow")
+
 TINY = dict(encoder="resnet18", image_size=64, epochs=2, batch_size=4, lr=3e-3, seed=5)
 
 

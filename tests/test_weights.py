@@ -58,6 +58,7 @@ def test_bad_weights_files_give_one_line(resnet18_file, tmp_path, capsys):
     assert not (tmp_path / "exploited").exists()
 
 
+@pytest.mark.slow
 def test_weights_that_cannot_be_fetched_say_how_to_give_a_file(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "TORCH_HOME": str(tmp_path / "t")}
     result = subprocess.run([sys.executable, "-m", "cocoseg", "weights", "--encoder", "resnet18", "--weights",
@@ -69,6 +70,7 @@ def test_weights_that_cannot_be_fetched_say_how_to_give_a_file(tmp_path):
     assert "set model.encoder_weights to a file" in lines[0]
 
 
+@pytest.mark.slow
 def test_the_workflow_fetches_only_when_weights_are_set(resnet18_file, tmp_path):
     workdir = workflow_copy(tmp_path)
     plain = snakemake(workdir, "-n", "--configfile", str(TEST_CONFIG))
@@ -86,6 +88,7 @@ def test_the_workflow_fetches_only_when_weights_are_set(resnet18_file, tmp_path)
     assert f"config model.encoder_weights: {tmp_path / 'nope.pt'} does not exist" in refused.stdout + refused.stderr
 
 
+@pytest.mark.slow
 def test_weights_of_an_encoder_deeplabv3plus_cannot_dilate_pass_for_a_unet_grid(tmp_path):
     """SMP's VGG encoders cannot be dilated, so no DeepLabV3+ is built with them; a Unet grid's
     weights are checked on the encoder alone and load into the Unet it trains."""

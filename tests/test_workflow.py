@@ -20,6 +20,8 @@ from PIL import Image
 
 from conftest import REPO, mixed_image_folder
 
+pytestmark = pytest.mark.slow  # each test runs snakemake: outside the fast path (-m "not slow")
+
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 TEST_CONFIG = REPO / ".test" / "config" / "config.yaml"
 VARIANTS = {"unet-resnet18-64x96": ("Unet", "ce"), "unet-resnet18-64x96-dice": ("Unet", "dice"),
@@ -56,7 +58,6 @@ def test_invalid_config_is_refused_with_the_key(tmp_path):
     assert "png_compress_level" in message and "12" in message
 
 
-@pytest.mark.slow
 def predict_block(tmp_path: Path, **settings) -> str:
     """An extra config file with a predict block, as --configfile takes it; one path, so the report,
     which names its config files, stays done when only prediction settings change."""
@@ -192,7 +193,6 @@ def test_committed_example_outputs_never_satisfy_another_config(tmp_path):
     assert "train_variant" in result.stdout and "report" in result.stdout
 
 
-@pytest.mark.slow
 def test_a_plain_rerun_recovers_from_a_killed_run(tmp_path):
     """Killed once a training job has saved a checkpoint: the rerun resumes that run, not restarts it."""
     workdir = workflow_copy(tmp_path)
@@ -218,7 +218,6 @@ def test_a_plain_rerun_recovers_from_a_killed_run(tmp_path):
     assert not (workdir / ".snakemake" / "locks").exists() or not list((workdir / ".snakemake" / "locks").iterdir())
 
 
-@pytest.mark.slow
 def test_the_workflow_runs_from_its_source_tree_without_the_package_installed(tmp_path):
     """As under --sdm conda: an environment with the third-party packages only."""
     site = next(p for p in sys.path if p.endswith("site-packages") and Path(p).is_dir())
@@ -295,7 +294,6 @@ def test_every_config_key_is_documented():
     assert [key for key in leaves if f"`{key}`" not in documented] == []
 
 
-@pytest.mark.slow
 def test_the_workflow_runs_as_a_module_of_another(tmp_path):
     """`module cocoseg: snakefile: <checkout>/workflow/Snakefile` with its config passed in, its rules
     used under a prefix: the mask stage runs inside the host's folder, whole DAG planned."""
