@@ -62,11 +62,14 @@ class SegmentationModule(pl.LightningModule):
 
     def on_train_epoch_start(self) -> None:
         self._epoch_start = time.perf_counter()
-        self.freeze_encoder(self.current_epoch < self.variant.freeze_encoder_epochs)
+        self._freeze_for_epoch()
 
     def on_train_start(self) -> None:
         """A fit resumed inside an epoch gets no `on_train_epoch_start`: the encoder is frozen
         (or not) here too."""
+        self._freeze_for_epoch()
+
+    def _freeze_for_epoch(self) -> None:
         self.freeze_encoder(self.current_epoch < self.variant.freeze_encoder_epochs)
 
     def freeze_encoder(self, frozen: bool) -> None:

@@ -57,14 +57,16 @@ DEMO_OUTPUTS = {
         f"results/demo/images/{split}",
     )
 }
+# A run's group job: the partition's limit, then evaluation's and selection's minutes.
+RUN_MINUTES = (
+    config["time_limit_minutes"],
+    config["evaluate"]["runtime_minutes"],
+    config["evaluate"]["selection_runtime_minutes"],
+)
 for problem in [
     *missing_config_paths(config, DEMO_OUTPUTS),
     *predict_problems(PREDICT, list(VARIANTS), SEEDS),
-    time_limit_problem(
-        config["time_limit_minutes"],
-        config["evaluate"]["runtime_minutes"],
-        config["evaluate"]["selection_runtime_minutes"],
-    ),
+    time_limit_problem(*RUN_MINUTES),
 ]:
     if problem is None:
         continue
@@ -210,11 +212,7 @@ def training_mem_mb(wildcards):
     return VARIANTS[wildcards.variant].devices * config["train"]["mem_mb_per_device"]
 
 
-TRAINING_MINUTES = training_minutes(
-    config["time_limit_minutes"],
-    config["evaluate"]["runtime_minutes"],
-    config["evaluate"]["selection_runtime_minutes"],
-)
+TRAINING_MINUTES = training_minutes(*RUN_MINUTES)
 
 
 def mode_options(wildcards):
