@@ -18,8 +18,8 @@ import time
 
 import numpy as np
 
-from cocoseg.metrics import mean_iou
-from cocoseg.per_image import PerImageCounts
+from cocoseg.shared.metrics import mean_iou
+from cocoseg.evaluation.per_image import PerImageCounts
 from cocoseg.report.bootstrap import paired_bootstrap
 
 

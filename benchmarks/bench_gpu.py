@@ -28,12 +28,12 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 import pytorch_lightning as pl
 import torch
 
-from cocoseg.convert import convert
-from cocoseg.data import SegmentationDataModule
-from cocoseg.demo import make_demo
-from cocoseg.devices import device_name, peak_memory_mb
-from cocoseg.model import SegmentationModule
-from cocoseg.variants import Variant
+from cocoseg.masks.convert import convert
+from cocoseg.training.data import SegmentationDataModule
+from cocoseg.masks.demo import make_demo
+from cocoseg.shared.hardware import device_name, peak_memory_mb
+from cocoseg.training.module import SegmentationModule
+from cocoseg.training.variants import Variant
 
 
 class StepTimer(pl.Callback):

@@ -67,7 +67,7 @@ def write_coco_like(path: Path, images: int, seed: int = 0) -> None:
 MEASURE = """
 import json, sys, time
 from pathlib import Path
-from cocoseg.convert import index_split
+from cocoseg.masks.convert import index_split
 start = time.perf_counter()
 index_split(Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]))
 seconds = time.perf_counter() - start

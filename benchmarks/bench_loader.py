@@ -51,14 +51,13 @@ from torch.utils.data import DataLoader
 from commits import source_at
 from photos import COCO_REAL, coco_splits
 
-from cocoseg.common import IGNORE
-from cocoseg.convert import convert
-from cocoseg.data import SegmentationDataModule, TrainingSamples, as_tensor, load_mask, load_sample, normalize, \
-    sample_generator
-from cocoseg.png import encode_mask_png
-from cocoseg.scaling import training_longest_side
-from cocoseg.splitfolder import OK, read_manifest_rows, write_manifest
-from cocoseg.variants import Variant
+from cocoseg.shared.labels import IGNORE
+from cocoseg.masks.convert import convert
+from cocoseg.training.data import SegmentationDataModule, TrainingSamples, as_tensor, load_mask, load_sample, normalize, sample_generator
+from cocoseg.masks.png import encode_mask_png
+from cocoseg.training.scaling import training_longest_side
+from cocoseg.masks.split_folder import OK, read_manifest_rows, write_manifest
+from cocoseg.training.variants import Variant
 
 RECIPES = {
     "earlier (fit, 0.75-1.25, any crop)": dict(resize="fit", scale_range=(0.75, 1.25), crop_max_share=1.0),

@@ -50,7 +50,7 @@ def seed_style(annotations: Path, images: Path, out: Path) -> int:
 
 
 def cocoseg_stage(annotations: Path, images: Path, out: Path, workers: int) -> int:
-    from cocoseg.convert import convert
+    from cocoseg.masks.convert import convert
 
     return convert(annotations, images, out, workers=workers)["images"]
 

@@ -21,11 +21,11 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 import pytorch_lightning as pl
 import torch
 
-from cocoseg.convert import convert
-from cocoseg.data import SegmentationDataModule
-from cocoseg.demo import make_demo
-from cocoseg.model import SegmentationModule
-from cocoseg.variants import Variant
+from cocoseg.masks.convert import convert
+from cocoseg.training.data import SegmentationDataModule
+from cocoseg.masks.demo import make_demo
+from cocoseg.training.module import SegmentationModule
+from cocoseg.training.variants import Variant
 
 
 class EpochTimer(pl.Callback):

@@ -77,8 +77,8 @@ def coco_dir(tmp_path):
 def demo_splits(root: Path) -> Path:
     """`cocoseg masks` output for a 13-image train and 6-image val demo split (landscape, portrait
     and square images), under `root`."""
-    from cocoseg.convert import convert
-    from cocoseg.demo import make_demo
+    from cocoseg.masks.convert import convert
+    from cocoseg.masks.demo import make_demo
 
     make_demo(root / "demo", {"train": 13, "val": 6}, seed=2)
     for split in ("train", "val"):

@@ -9,16 +9,16 @@ import pytest
 import torch
 from PIL import Image
 
-from cocoseg import devices
+from cocoseg.shared import hardware as devices
 from cocoseg.cli import main
-from cocoseg.convert import convert, label_histogram
-from cocoseg.data import TrainAugment, inference_pair
-from cocoseg.scaling import inference_size
-from cocoseg.demo import make_demo
-from cocoseg.devices import resolve_accelerator, resolve_precision, share_cpus
-from cocoseg.evaluate import evaluate
-from cocoseg.train import train
-from cocoseg.variants import Variant
+from cocoseg.masks.convert import convert, label_histogram
+from cocoseg.training.data import TrainAugment, inference_pair
+from cocoseg.training.scaling import inference_size
+from cocoseg.masks.demo import make_demo
+from cocoseg.shared.hardware import resolve_accelerator, resolve_precision, share_cpus
+from cocoseg.evaluation.evaluate import evaluate
+from cocoseg.training.train import train
+from cocoseg.training.variants import Variant
 
 from conftest import CodeOnLoad, demo_splits, save_image
 from test_bad_input import one_line_error

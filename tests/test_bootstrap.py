@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from cocoseg.metrics import mean_iou
-from cocoseg.per_image import PerImageCounts, read_per_image, write_per_image
+from cocoseg.shared.metrics import mean_iou
+from cocoseg.evaluation.per_image import PerImageCounts, read_per_image, write_per_image
 from cocoseg.report.bootstrap import paired_bootstrap, resample_weights
 
 CLASSES = 4

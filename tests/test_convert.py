@@ -9,11 +9,11 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
-from cocoseg.convert import convert
-from cocoseg.demo import make_demo
-from cocoseg.common import InputError
-from cocoseg.files import FILE_MODE
-from cocoseg.splitfolder import read_labels, read_manifest, read_manifest_rows
+from cocoseg.masks.convert import convert
+from cocoseg.masks.demo import make_demo
+from cocoseg.shared.errors import InputError
+from cocoseg.shared.files import FILE_MODE
+from cocoseg.masks.split_folder import read_labels, read_manifest, read_manifest_rows
 
 from conftest import COCO_REAL
 
@@ -92,7 +92,7 @@ def test_a_holdout_that_leaves_nothing_to_train_on_is_refused(demo, tmp_path):
 
 
 def independent_painting(coco: COCO, image_id: int) -> np.ndarray:
-    """Paint with pycocotools' own annToRLE, written apart from cocoseg.masks."""
+    """Paint with pycocotools' own annToRLE, written apart from cocoseg.masks.paint."""
     info = coco.imgs[image_id]
     labels = {cid: i + 1 for i, cid in enumerate(sorted(coco.cats))}
     anns = coco.loadAnns(coco.getAnnIds(imgIds=image_id, iscrowd=None))
@@ -170,7 +170,7 @@ def plain_grouping(path: Path) -> dict[int, list]:
 def test_the_streamed_index_holds_what_json_load_reads(tmp_path):
     import sys
 
-    from cocoseg.coco import annotations_of, load_split
+    from cocoseg.masks.coco import annotations_of, load_split
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
     from bench_index import write_coco_like
@@ -187,7 +187,7 @@ def test_the_streamed_index_holds_what_json_load_reads(tmp_path):
 
 
 def test_a_file_only_pythons_json_reads_is_read_whole_with_a_note(tmp_path):
-    from cocoseg.coco import annotations_of, load_split
+    from cocoseg.masks.coco import annotations_of, load_split
 
     path = tmp_path / "nan.json"
     path.write_text('{"images": [{"id": 1, "file_name": "a.jpg", "width": 4, "height": 4}], "categories": '
@@ -211,11 +211,11 @@ def test_the_index_grows_by_at_most_twice_the_files_size(tmp_path):
     write_coco_like(path, images=6000)
     size_kib = path.stat().st_size / 1024
     growth = {}
-    for name, step in (("index", "from cocoseg.convert import index_split; index_split(path, out, 1)"),
+    for name, step in (("index", "from cocoseg.masks.convert import index_split; index_split(path, out, 1)"),
                        ("json.load", "import json; json.load(open(path, 'rb'))")):
         # VmHWM, the peak of this process's own memory (ru_maxrss would carry pytest's peak over
         # the fork), reset after the imports; growth = that peak less the memory held before
-        code = ("import sys; from pathlib import Path; import cocoseg.convert\n"
+        code = ("import sys; from pathlib import Path; import cocoseg.masks.convert\n"
                 "def kib(key): return int(next(l.split()[1] for l in open('/proc/self/status') if l.startswith(key)))\n"
                 "path, out = Path(sys.argv[1]), Path(sys.argv[2])\n"
                 "open('/proc/self/clear_refs', 'w').write('5')\n"
@@ -229,7 +229,7 @@ def test_the_index_grows_by_at_most_twice_the_files_size(tmp_path):
 
 
 def test_the_holdout_count_caps_the_fraction():
-    from cocoseg.splitfolder import holdout_size
+    from cocoseg.masks.split_folder import holdout_size
 
     assert holdout_size(118_287, 0.15, 1000) == 1000  # COCO train: the cap
     assert holdout_size(200, 0.15, 1000) == 30  # below the cap, the fraction

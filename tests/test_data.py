@@ -10,13 +10,13 @@ import torch
 from albumentations.pytorch import ToTensorV2
 from PIL import Image
 
-from cocoseg.common import InputError
-from cocoseg.convert import convert
-from cocoseg.data import MEAN, STD, SelectionSamples, TrainingSamples, load_sample, normalize
-from cocoseg.demo import make_demo
-from cocoseg.decode import load_rgb
-from cocoseg.splitfolder import read_labels, read_manifest
-from cocoseg.variants import Variant
+from cocoseg.shared.errors import InputError
+from cocoseg.masks.convert import convert
+from cocoseg.training.data import MEAN, STD, SelectionSamples, TrainingSamples, load_sample, normalize
+from cocoseg.masks.demo import make_demo
+from cocoseg.shared.image_decoding import load_rgb
+from cocoseg.masks.split_folder import read_labels, read_manifest
+from cocoseg.training.variants import Variant
 from conftest import COCO_REAL, ann
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
@@ -129,7 +129,7 @@ def test_each_process_draws_its_own_augmentations_and_a_rerun_draws_them_again(t
     rank that draws it, the same key gives the same bytes, and loader workers change nothing."""
     from torch.utils.data import DataLoader
 
-    from cocoseg.data import EpochShuffle, worker_start
+    from cocoseg.training.data import EpochShuffle, worker_start
 
     make_demo(tmp_path / "demo", {"train": 9}, seed=3)
     convert(tmp_path / "demo" / "annotations" / "train.json", tmp_path / "demo" / "images" / "train", tmp_path / "s")
@@ -152,7 +152,7 @@ def test_each_process_draws_its_own_augmentations_and_a_rerun_draws_them_again(t
 
 
 def test_a_sampler_resumed_inside_an_epoch_yields_the_rest_of_that_epoch_then_whole_epochs():
-    from cocoseg.data import EpochShuffle
+    from cocoseg.training.data import EpochShuffle
 
     def epoch_keys(epoch, rank):
         sampler = EpochShuffle(23, 7, rank, 2)
@@ -170,7 +170,7 @@ def test_a_sampler_resumed_inside_an_epoch_yields_the_rest_of_that_epoch_then_wh
 
 def test_a_crop_where_one_label_covers_most_is_drawn_again():
     """A mask that is background but for one square: crops are retried until the square is in view."""
-    from cocoseg.data import crop_origin
+    from cocoseg.training.data import crop_origin
 
     mask = np.zeros((400, 400), np.uint8)
     mask[300:370, 300:370] = 1
@@ -191,7 +191,7 @@ def test_a_crop_where_one_label_covers_most_is_drawn_again():
 def test_the_training_warp_gives_the_pixels_of_resizing_padding_and_cropping(scaled, top, left):
     """One warp straight into the crop, against OpenCV's resize of the whole image, centred in
     padding where it is smaller than the crop, then cropped: within one grey level."""
-    from cocoseg.data import warp_into_crop
+    from cocoseg.training.data import warp_into_crop
 
     image = cv2.GaussianBlur(np.random.default_rng(0).integers(0, 256, (480, 640, 3)).astype(np.uint8), (0, 0), 3)
     canvas = np.zeros((max(scaled[0], 512), max(scaled[1], 512), 3), np.uint8)
@@ -207,7 +207,7 @@ def test_the_data_module_deals_each_process_its_own_images_and_draws(tmp_path):
     different images with augmentations seeded by their own rank; a rerun reads the same bytes."""
     from types import SimpleNamespace
 
-    from cocoseg.data import SegmentationDataModule
+    from cocoseg.training.data import SegmentationDataModule
 
     make_demo(tmp_path / "demo", {"train": 8}, seed=5)
     convert(tmp_path / "demo" / "annotations" / "train.json", tmp_path / "demo" / "images" / "train", tmp_path / "s")

@@ -80,14 +80,20 @@ def module_file(module: str) -> Path:
 
 
 def package_targets(node, module: str) -> list[str]:
-    """Package modules named by a relative import in `module`: `from .train import x`,
-    `from . import train`, `from ..files import y` (inside a subpackage)."""
-    parts = module.split(".")
-    is_package = module_file(module).name == "__init__.py"
-    base = parts[: len(parts) - node.level + (1 if is_package else 0)]
-    if node.module:
-        return [".".join([*base, node.module])]
-    return [".".join([*base, alias.name]) for alias in node.names]
+    """Package modules named by an import in `module`, as paths below `cocoseg`:
+    `from cocoseg.training.train import x` -> training.train, `from cocoseg.training import train`
+    -> training.train, and relative forms (`from .tables import y`); [] for other packages.
+    A name that is not a module (`from cocoseg.shared.files import read_json`) names its module."""
+    if node.level == 0:
+        if not (node.module or "").startswith("cocoseg."):
+            return []
+        base = node.module.split(".")[1:]
+    else:
+        parts = module.split(".")
+        is_package = module_file(module).name == "__init__.py"
+        base = parts[: len(parts) - node.level + (1 if is_package else 0)] + ([node.module] if node.module else [])
+    named = [".".join([*base, alias.name]) for alias in node.names]
+    return [target if module_file(target).exists() else ".".join(base) for target in named]
 
 
 def package_imports(module: str, seen: set[str]) -> set[str]:
@@ -104,10 +110,8 @@ def package_imports(module: str, seen: set[str]) -> set[str]:
     nodes = tree.body if module == "cli" else ast.walk(tree)
     found = set()
     for node in nodes:
-        if isinstance(node, ast.ImportFrom) and node.level >= 1:
-            for target in package_targets(node, module):
-                if not module_file(target).exists():  # `from .tables import name`: a name, not a module
-                    target = target.rsplit(".", 1)[0]
+        if isinstance(node, ast.ImportFrom) and (targets := package_targets(node, module)):
+            for target in targets:
                 found |= package_imports(target, seen)
         elif isinstance(node, ast.ImportFrom) and node.level == 0:
             found.add(node.module.split(".")[0])
@@ -126,7 +130,7 @@ def command_modules(command: str) -> set[str]:
     parser = build_parser()
     handler = parser._subparsers._group_actions[0].choices[command].get_default("func")
     tree = ast.parse(inspect.getsource(handler))
-    return {"cli", *(target for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level == 1
+    return {"cli", *(target for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
                      for target in package_targets(node, "cli"))}
 
 

@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from cocoseg.cli import main
-from cocoseg.data import normalize
-from cocoseg.modelfile import load_trained
-from cocoseg.splitfolder import read_labels
-from cocoseg.train import train
-from cocoseg.variants import Variant
+from cocoseg.training.data import normalize
+from cocoseg.training.model_file import load_trained
+from cocoseg.masks.split_folder import read_labels
+from cocoseg.training.train import train
+from cocoseg.training.variants import Variant
 
 from conftest import demo_splits
 
@@ -97,7 +97,7 @@ def test_an_output_under_a_file_gives_one_line(model, tmp_path, capsys):
 
 
 def test_an_exporter_failure_names_the_architecture_in_one_line(model, tmp_path, capsys, monkeypatch):
-    from cocoseg import export
+    from cocoseg.deploy import export
 
     def cannot_trace(*args):
         raise RuntimeError("Could not guard on data-dependent expression\nmore detail")

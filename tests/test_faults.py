@@ -8,10 +8,10 @@ import pytest
 from PIL import Image
 
 from cocoseg.cli import main
-from cocoseg.convert import convert
-from cocoseg.demo import make_demo
-from cocoseg.decode import load_rgb
-from cocoseg.images import image_fault
+from cocoseg.masks.convert import convert
+from cocoseg.masks.demo import make_demo
+from cocoseg.shared.image_decoding import load_rgb
+from cocoseg.shared.image_checks import image_fault
 
 from conftest import save_image
 from test_bad_input import one_line_error, run_masks

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 
-from cocoseg.coco import label_map
-from cocoseg.common import IGNORE
-from cocoseg.common import InputError
-from cocoseg.masks import UnusableImage, decode_segmentation, paint_mask, rle_string_counts
+from cocoseg.masks.coco import label_map
+from cocoseg.shared.labels import IGNORE
+from cocoseg.shared.errors import InputError
+from cocoseg.masks.paint import UnusableImage, decode_segmentation, paint_mask, rle_string_counts
 
 from conftest import CATEGORIES, square
 
@@ -164,7 +164,7 @@ def test_png_encoder_round_trips_through_pillow():
 
     from PIL import Image
 
-    from cocoseg.png import encode_mask_png
+    from cocoseg.masks.png import encode_mask_png
 
     rng = np.random.default_rng(1)
     for shape in ((1, 1), (7, 300), (480, 640)):

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from cocoseg.confusion import confusion_matrix
-from cocoseg.metrics import scores
+from cocoseg.shared.confusion import confusion_matrix
+from cocoseg.shared.metrics import scores
 
 
 def test_hand_computed_case_with_ignore():

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cocoseg.bestfile import chosen_run
+from cocoseg.report.best_file import chosen_run
 from cocoseg.cli import main
-from cocoseg.common import InputError
-from cocoseg.decode import load_rgb
-from cocoseg.evaluate import Predictor
-from cocoseg.prediction import found_files, gather_predictions, predict, shard_share
+from cocoseg.shared.errors import InputError
+from cocoseg.shared.image_decoding import load_rgb
+from cocoseg.evaluation.evaluate import Predictor
+from cocoseg.deploy.predict import found_files, gather_predictions, predict, shard_share
 from cocoseg.workflow_checks import predict_problems
 
 from conftest import demo_splits, mixed_image_folder, save_image

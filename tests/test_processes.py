@@ -51,7 +51,7 @@ def check_ends_with_parent(tmp_path, code: str) -> None:
 def test_a_child_that_ignores_sigterm_and_blocks_ends_with_its_parent(tmp_path):
     check_ends_with_parent(tmp_path, """
         import os, signal, sys, time
-        from cocoseg.processes import end_with_parent
+        from cocoseg.shared.processes import end_with_parent
         child = os.fork()
         if child == 0:
             end_with_parent()
@@ -70,7 +70,7 @@ def test_a_loader_worker_blocked_in_a_read_ends_with_its_parent(tmp_path):
     check_ends_with_parent(tmp_path, """
         import os, sys, time
         from torch.utils.data import DataLoader, Dataset
-        from cocoseg.data import worker_start
+        from cocoseg.training.data import worker_start
 
         class Hangs(Dataset):
             def __len__(self):

@@ -8,12 +8,12 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from cocoseg.files import write_csv, write_json
-from cocoseg.report import build
+from cocoseg.shared.files import write_csv, write_json
+from cocoseg.report.document import build
 from cocoseg.report.statistics import pareto_front
 from cocoseg.report.tables import shown_classes, top_confusions
-from cocoseg.report_plots import PLOTS
-from cocoseg.splitfolder import manifest_row, write_labels, write_manifest
+from cocoseg.report.plot_names import PLOTS
+from cocoseg.masks.split_folder import manifest_row, write_labels, write_manifest
 
 from conftest import REPO
 
@@ -280,8 +280,8 @@ def test_each_step_up_in_cost_goes_through_the_variants_no_other_beats_on_cost_a
 def with_per_image_counts(results: Path, accuracy: dict[str, float]) -> None:
     """Per-image counts for every run (30 images), and metrics.json's mIoU recomputed from them."""
     from test_bootstrap import counts
-    from cocoseg.per_image import write_per_image
-    from cocoseg.metrics import mean_iou
+    from cocoseg.evaluation.per_image import write_per_image
+    from cocoseg.shared.metrics import mean_iou
     for k, (variant, rate) in enumerate(accuracy.items()):
         for seed in SEEDS:
             run = counts(rate, 30, int(seed) + 10 * k if rate not in list(accuracy.values())[:k] else int(seed))

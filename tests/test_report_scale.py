@@ -11,10 +11,11 @@ import pytest
 from matplotlib.text import Text
 from PIL import Image
 
-from cocoseg.files import write_csv, write_json
-from cocoseg.report import build, plots
-from cocoseg.report_plots import PLOTS
-from cocoseg.splitfolder import manifest_row, write_labels, write_manifest
+from cocoseg.shared.files import write_csv, write_json
+from cocoseg.report import plots
+from cocoseg.report.document import build
+from cocoseg.report.plot_names import PLOTS
+from cocoseg.masks.split_folder import manifest_row, write_labels, write_manifest
 
 from conftest import REPO
 

@@ -93,7 +93,7 @@ def test_the_slurm_profile_gives_each_job_its_own_cpus_memory_and_time(tmp_path)
 
 
 def test_a_four_gpu_run_asks_for_four_times_the_cpus_and_memory_of_one(tmp_path):
-    from cocoseg.devices import share_cpus
+    from cocoseg.shared.hardware import share_cpus
 
     workdir = workflow_copy(tmp_path)
     four = tmp_path / "four.yaml"

@@ -1,8 +1,8 @@
 import pytest
 
-from cocoseg.common import InputError
-from cocoseg.model import lr_factor
-from cocoseg.variants import Variant, expand
+from cocoseg.shared.errors import InputError
+from cocoseg.training.module import lr_factor
+from cocoseg.training.variants import Variant, expand
 
 MODEL = {"architecture": "DeepLabV3Plus", "encoders": ["resnet18", "mobilenet_v2"],
          "image_sizes": [128, [256, 512]], "encoder_weights": None, "overrides": {}}
@@ -44,7 +44,7 @@ def test_each_architecture_gets_its_own_divisor_as_smp_checks_it(architecture, d
     import segmentation_models_pytorch as smp
     import torch
 
-    from cocoseg.network import input_divisor, size_problem
+    from cocoseg.training.network import input_divisor, size_problem
 
     assert input_divisor(architecture, "resnet18") == divisor
     model = smp.create_model(architecture, encoder_name="resnet18", encoder_weights=None, classes=3).eval()
@@ -103,7 +103,7 @@ def test_overrides_reach_crossed_variants_and_grid_mistakes_name_the_key():
 
 
 def test_names_are_valid_file_names_and_wildcards():
-    from cocoseg.variants import setting_label, variant_name
+    from cocoseg.training.variants import setting_label, variant_name
     assert setting_label("channels_last", False) == "no-channels-last"
     assert setting_label("weight_decay", 0.05) == "wd0.05" and setting_label("lr", 2.5e-4) == "lr2.5e-4"
     assert variant_name("UnetPlusPlus", "tu-convnext_tiny", (512, 1024), {"schedule": "Cosine/Warm"}) == \
@@ -116,7 +116,7 @@ def test_each_loss_ignores_255_and_equals_its_value_on_the_labelled_pixels_alone
     import segmentation_models_pytorch as smp
     import torch
 
-    from cocoseg.losses import SegmentationLoss
+    from cocoseg.training.losses import SegmentationLoss
 
     torch.manual_seed(0)
     logits = torch.randn(2, 3, 4, 5)
@@ -150,7 +150,7 @@ def test_ce_plus_dice_trains_other_weights_than_ce_from_the_same_seed():
     leave the same weights."""
     import torch
 
-    from cocoseg.model import SegmentationModule
+    from cocoseg.training.module import SegmentationModule
 
     torch.manual_seed(0)
     images, masks = torch.randn(2, 3, 64, 64), torch.randint(0, 3, (2, 64, 64))
@@ -184,7 +184,7 @@ def test_an_unknown_loss_is_refused_with_its_key():
 
 
 def test_inverse_sqrt_frequency_weights_follow_the_pixel_counts():
-    from cocoseg.losses import inverse_sqrt_frequency
+    from cocoseg.training.losses import inverse_sqrt_frequency
     weights = inverse_sqrt_frequency([900, 100, 0, 25])
     shares = [900 / 1025, 100 / 1025, 25 / 1025]
     raw = [s ** -0.5 for s in shares]
@@ -197,7 +197,7 @@ def test_class_weights_weigh_the_cross_entropy_term_as_torch_does():
     import torch
     from torch import nn
 
-    from cocoseg.losses import SegmentationLoss
+    from cocoseg.training.losses import SegmentationLoss
     torch.manual_seed(1)
     logits, masks = torch.randn(2, 3, 4, 4), torch.randint(0, 3, (2, 4, 4))
     masks[0, 0] = 255

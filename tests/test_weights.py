@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from cocoseg.cli import main
-from cocoseg.model import SegmentationModule
-from cocoseg.variants import Variant
-from cocoseg.network import build_model
+from cocoseg.training.module import SegmentationModule
+from cocoseg.training.variants import Variant
+from cocoseg.training.network import build_model
 
 from conftest import CodeOnLoad
 from test_bad_input import one_line_error

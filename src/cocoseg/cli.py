@@ -7,8 +7,8 @@ import os
 import sys
 from pathlib import Path
 
-from .common import RESUBMIT_EXIT, InputError, StopRequested
-from .files import output_problem
+from cocoseg.shared.errors import RESUBMIT_EXIT, InputError, StopRequested
+from cocoseg.shared.files import output_problem
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # albumentations calls home at import
 
@@ -47,7 +47,7 @@ def _numbers(text: str) -> tuple[float, ...]:
 
 
 def _variant(args: argparse.Namespace):
-    from .variants import Variant
+    from cocoseg.training.variants import Variant
 
     keys = [flag for flag, _, _ in TRAIN_SETTINGS] + ["architecture", "encoder", "schedule", "loss", "class_weights",
                                                       "freeze_encoder_epochs", "precision", "accelerator", "name",
@@ -65,9 +65,9 @@ def _variant(args: argparse.Namespace):
 
 
 def _train(args: argparse.Namespace) -> None:
-    from . import train
-    from .devices import default_cpus
-    from .splitfolder import read_labels
+    from cocoseg.training import train
+    from cocoseg.shared.hardware import default_cpus
+    from cocoseg.masks.split_folder import read_labels
 
     train_dir = args.train_dir or (args.data_path / "train" if args.data_path else None)
     val_dir = args.val_dir or (args.data_path / "val" if args.data_path else None)
@@ -348,7 +348,7 @@ def _holdout(args: argparse.Namespace) -> dict:
 
 
 def _masks(args: argparse.Namespace) -> None:
-    from .convert import convert
+    from cocoseg.masks.convert import convert
 
     if not args.images.is_dir():
         raise InputError(f"{args.images}: image folder not found")
@@ -357,39 +357,39 @@ def _masks(args: argparse.Namespace) -> None:
 
 
 def _demo(args: argparse.Namespace) -> None:
-    from .demo import make_demo
+    from cocoseg.masks.demo import make_demo
 
     make_demo(args.output, {name: int(count) for name, count in args.split}, seed=args.seed)
 
 
 def _index(args: argparse.Namespace) -> None:
-    from .convert import index_split
+    from cocoseg.masks.convert import index_split
 
     index_split(args.annotations, args.output, args.shards, classes=args.classes, max_images=args.max_images)
 
 
 def _shard(args: argparse.Namespace) -> None:
-    from .convert import convert_shard
+    from cocoseg.masks.convert import convert_shard
 
     convert_shard(args.index_file, args.images, args.output, link_mode=args.link,
                   compress_level=args.compress_level, name=args.name)
 
 
 def _gather(args: argparse.Namespace) -> None:
-    from .convert import gather_split
+    from cocoseg.masks.convert import gather_split
 
     gather_split(args.meta, args.shard_dirs, args.output, name=args.name, **_holdout(args))
 
 
 def _weights(args: argparse.Namespace) -> None:
-    from .network import save_encoder_weights
+    from cocoseg.training.network import save_encoder_weights
 
     save_encoder_weights(args.encoder, args.weights, args.output)
     print(f"{args.encoder} encoder weights ({args.weights}) -> {args.output}", file=sys.stderr)
 
 
 def _evaluate(args: argparse.Namespace) -> None:
-    from .evaluate import evaluate
+    from cocoseg.evaluation.evaluate import evaluate
 
     m = evaluate(args.model, args.split_dir, args.output, samples=args.samples, cpus=args.cpus,
                  gpu_requested=args.gpu, allow_cpu_fallback=args.allow_cpu_fallback, tta=tuple(args.tta),
@@ -400,7 +400,7 @@ def _evaluate(args: argparse.Namespace) -> None:
 
 def _model_path(args: argparse.Namespace) -> Path:
     """--model as given, or the run a report's best.json names (--best, with --variant and --seed)."""
-    from .bestfile import chosen_model, read_best
+    from cocoseg.report.best_file import chosen_model, read_best
 
     if args.best:
         return chosen_model(read_best(args.best), args.variant, args.seed)
@@ -411,8 +411,8 @@ def _model_path(args: argparse.Namespace) -> Path:
 
 def _inference(args: argparse.Namespace) -> dict:
     """How `predict` infers: the flags given, else (with --best) how the report scored, else whole images."""
-    from .bestfile import read_best
-    from .evaluate import WHOLE
+    from cocoseg.report.best_file import read_best
+    from cocoseg.evaluation.evaluate import WHOLE
 
     scored = read_best(args.best).get("inference") if args.best else None
     given = {"mode": args.mode, "stride": list(args.stride) if args.stride else None, "tta": args.tta}
@@ -420,7 +420,7 @@ def _inference(args: argparse.Namespace) -> dict:
 
 
 def _predict(args: argparse.Namespace) -> None:
-    from .prediction import predict
+    from cocoseg.deploy.predict import predict
 
     done = predict(_model_path(args), args.images, args.output, cpus=args.cpus, shard=args.shard,
                    shards=args.shards, overlays=args.overlays, gpu_requested=args.gpu,
@@ -430,13 +430,13 @@ def _predict(args: argparse.Namespace) -> None:
 
 
 def _gather_predictions(args: argparse.Namespace) -> None:
-    from .prediction import gather_predictions
+    from cocoseg.deploy.predict import gather_predictions
 
     gather_predictions(args.shard_dirs, args.output)
 
 
 def _report(args: argparse.Namespace) -> None:
-    from .report import build
+    from cocoseg.report.document import build
 
     bootstrap = {"resamples": args.bootstrap_resamples, "bootstrap_seed": args.bootstrap_seed}
     build(args.results, args.variants, args.seeds, args.eval_splits, args.data_splits, args.output_dir,
@@ -444,7 +444,7 @@ def _report(args: argparse.Namespace) -> None:
 
 
 def _export(args: argparse.Namespace) -> None:
-    from .export import export
+    from cocoseg.deploy.export import export
 
     done = export(_model_path(args), args.format, args.output, args.check_split, args.check_images)
     check = done["check"]
@@ -454,7 +454,7 @@ def _export(args: argparse.Namespace) -> None:
 
 
 def _top_two(args: argparse.Namespace) -> None:
-    from .top_two import draw_top_two
+    from cocoseg.report.top_two import draw_top_two
 
     shown = draw_top_two(args.results, args.metrics, args.masks, args.seeds, args.output, cpus=args.cpus)
     print(f"{args.output}: the images where the best two variants disagree most: {', '.join(shown) or 'none'}",

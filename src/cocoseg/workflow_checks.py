@@ -12,8 +12,8 @@ import shutil
 import socket
 from pathlib import Path
 
-from .common import first_line
-from .variants import is_weights_file
+from cocoseg.shared.errors import first_line
+from cocoseg.training.variants import is_weights_file
 
 LOCK_OWNER = "cocoseg-lock-owner.json"  # in .snakemake/: which process holds the locks
 
@@ -108,7 +108,7 @@ def clear_stale_locks(state_dir: Path) -> str | None:
 
 def _network_problems(variant) -> list[str]:
     """Whether the architecture takes the encoder, and the size, as SMP builds and checks them."""
-    from .network import size_problem
+    from cocoseg.training.network import size_problem
 
     try:
         problem = size_problem(variant.architecture, variant.encoder, variant.image_size)

@@ -12,11 +12,11 @@ WORKFLOW_DIR = Path(str(workflow.current_basedir)).parent  # this file is workfl
 SOURCE = str(WORKFLOW_DIR.parent / "src")
 sys.path.insert(0, SOURCE)
 
-from cocoseg.bestfile import BEST
-from cocoseg.images import MAX_PIXELS_VARIABLE
-from cocoseg.report_plots import PLOTS, TOP_TWO_PLOT
-from cocoseg.variants import expand as expand_variants
-from cocoseg.variants import is_weights_file
+from cocoseg.report.best_file import BEST
+from cocoseg.shared.image_checks import MAX_PIXELS_VARIABLE
+from cocoseg.report.plot_names import PLOTS, TOP_TWO_PLOT
+from cocoseg.training.variants import expand as expand_variants
+from cocoseg.training.variants import is_weights_file
 from cocoseg.workflow_checks import (
     clear_stale_locks,
     export_source_path,

@@ -17,8 +17,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..metrics import mean_iou
-from ..per_image import PerImageCounts
+from cocoseg.shared.metrics import mean_iou
+from cocoseg.evaluation.per_image import PerImageCounts
 
 LEVEL = 0.95
 RESAMPLES = 1000

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ..per_image import PerImageCounts, image_miou, largest_disagreements
+from cocoseg.evaluation.per_image import PerImageCounts, image_miou, largest_disagreements
 
 SHOWN_IMAGES = 5
 

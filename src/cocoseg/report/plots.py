@@ -14,9 +14,9 @@ import pandas as pd
 import seaborn as sns
 from PIL import Image
 
-from ..colours import palette
-from ..files import atomic_path
-from .tables import MANY_CLASSES, label_shares
+from cocoseg.shared.colours import palette
+from cocoseg.shared.files import atomic_path
+from cocoseg.report.tables import MANY_CLASSES, label_shares
 
 
 def _save(fig: plt.Figure, path: Path) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..common import run_path
+from cocoseg.shared.run_folders import run_path
 
 
 def _number(value) -> float | None:

@@ -1,0 +1,228 @@
+"""Variants: one trained model each, named for the workflow (`deeplabv3plus-resnet18-128`).
+
+Kept free of torch so the Snakefile can import it cheaply to build its wildcards.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import asdict, dataclass, field, fields, replace
+from itertools import product
+
+from cocoseg.shared.errors import InputError
+
+WEIGHT_SUFFIXES = (".pt", ".pth", ".bin")
+# Loss terms a variant may sum with "+" (`ce+dice`): cross-entropy and segmentation_models_pytorch's
+# losses (`cocoseg.training.losses` builds them), each ignoring label 255.
+LOSS_TERMS = ("ce", "dice", "focal", "jaccard", "lovasz")
+CLASS_WEIGHTS = ("none", "inverse_sqrt_frequency")  # how the cross-entropy term weighs classes
+# How training and inference scale an image before the variant's crop (`cocoseg.training.scaling`).
+RESIZES = ("short_side", "fit")
+
+
+def loss_problem(loss: str) -> str | None:
+    """Why `loss` names no loss this package builds, or None."""
+    terms = loss.split("+") if isinstance(loss, str) else [loss]
+    unknown = [term for term in terms if term not in LOSS_TERMS]
+    if unknown or len(set(terms)) != len(terms):
+        return f"{loss!r} is not one of {', '.join(LOSS_TERMS)} or a sum of them (e.g. ce+dice)"
+    return None
+
+
+def loss_weights_problem(loss: str, weights: tuple[float, ...] | None) -> str | None:
+    """Why `weights` cannot weigh the terms of `loss`, or None: one positive number per term (a
+    term of weight 0 would train what the loss without it trains, under another name)."""
+    if weights is None:
+        return None
+    terms = loss.split("+")
+    if len(weights) != len(terms):
+        return f"{list(weights)}: give one weight per term of {loss!r} ({len(terms)})"
+    if any(not w > 0 for w in weights):
+        return f"{list(weights)}: every weight must be above 0 (drop the term from the loss instead)"
+    return None
+
+
+def recipe_problem(resize: str, base_short_side: int | None, scale_range: tuple[float, ...],
+                   crop_max_share: float) -> str | None:
+    """Why the scale recipe's settings do not go together, or None."""
+    if resize not in RESIZES:
+        return f"resize {resize!r} is not one of {', '.join(RESIZES)}"
+    if base_short_side is not None and int(base_short_side) < 1:
+        return f"base_short_side {base_short_side}: a positive number of pixels, or null for the variant's short side"
+    if len(scale_range) != 2 or not 0 < scale_range[0] <= scale_range[1]:
+        return f"scale_range {list(scale_range)}: [low, high] with 0 < low <= high"
+    if not 0 < crop_max_share <= 1:
+        return f"crop_max_share {crop_max_share}: above 0 and at most 1 (1: any crop)"
+    return None
+
+
+def is_weights_file(value: str | None) -> bool:
+    """`encoder_weights` names a file (as opposed to weights SMP knows by name, such as `imagenet`)."""
+    return bool(value) and (value.endswith(WEIGHT_SUFFIXES) or "/" in value or os.sep in value)
+
+
+@dataclass
+class Variant:
+    architecture: str = "DeepLabV3Plus"
+    encoder: str = "resnet18"
+    encoder_weights: str | None = None
+    image_size: tuple[int, int] = (128, 128)
+    epochs: int = 12
+    batch_size: int = 16
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    schedule: str = "poly"
+    warmup_epochs: float = 1.0
+    loss: str = "ce"
+    loss_weights: tuple[float, ...] | None = None  # one per loss term; None: each weighs 1
+    class_weights: str = "none"
+    freeze_encoder_epochs: int = 0
+    resize: str = "short_side"
+    base_short_side: int | None = None  # None: the variant's shorter side
+    scale_range: tuple[float, float] = (0.5, 2.0)
+    crop_max_share: float = 0.75
+    precision: str = "auto"
+    seed: int = 0
+    channels_last: bool = True
+    accelerator: str = "auto"
+    devices: int = 1
+    gpu: bool = False  # ask the scheduler for GPUs (`resources: gpu`)
+    name: str = field(default="")
+
+    def __post_init__(self) -> None:
+        size = self.image_size
+        self.image_size = (int(size), int(size)) if isinstance(size, (int, float)) else tuple(int(v) for v in size)
+        if len(self.image_size) != 2 or any(side <= 0 for side in self.image_size):
+            raise InputError(f"image size {self.image_size}: give one side or [height, width], each positive "
+                             f"(what each side must divide by depends on the architecture: `network.size_problem`)")
+        if problem := loss_problem(self.loss):
+            raise InputError(f"loss {problem}")
+        if self.loss_weights is not None:
+            self.loss_weights = tuple(float(w) for w in self.loss_weights)
+        if problem := loss_weights_problem(self.loss, self.loss_weights):
+            raise InputError(f"loss_weights {problem}")
+        self.scale_range = tuple(float(r) for r in self.scale_range)
+        if problem := recipe_problem(self.resize, self.base_short_side, self.scale_range, self.crop_max_share):
+            raise InputError(problem)
+        if self.class_weights not in CLASS_WEIGHTS:
+            raise InputError(f"class_weights {self.class_weights!r} is not one of {', '.join(CLASS_WEIGHTS)}")
+        if not 0 <= self.freeze_encoder_epochs <= self.epochs:
+            raise InputError(f"freeze_encoder_epochs {self.freeze_encoder_epochs}: from 0 to epochs ({self.epochs})")
+        if not self.name:
+            h, w = self.image_size
+            self.name = f"{self.architecture.lower()}-{self.encoder}-{h if h == w else f'{h}x{w}'}"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def with_seed(self, seed: int) -> "Variant":
+        return replace(self, seed=int(seed))
+
+
+# Settings a variant may override; the seed is not one: every variant runs every `train.seeds`.
+TRAIN_KEYS = {f.name for f in fields(Variant)} - {"architecture", "encoder", "encoder_weights", "image_size", "name",
+                                                  "seed"}
+
+
+# How a grid setting reads in a variant name; other keys appear without underscores.
+NAME_LABELS = {"batch_size": "bs", "weight_decay": "wd", "epochs": "ep", "warmup_epochs": "warmup",
+               "base_short_side": "base", "crop_max_share": "catmax"}
+
+
+def _number(value: float) -> str:
+    """3e-4, 0.5, 16: short and exact enough to tell grid values apart."""
+    if isinstance(value, float) and value and abs(value) < 0.01:
+        mantissa, exponent = f"{value:e}".split("e")
+        return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def setting_label(key: str, value) -> str:
+    """A grid setting as it appears in a variant name: `lr3e-4`, `bs8`, `cosine`, `no-channels-last`."""
+    if isinstance(value, bool):
+        return key.replace("_", "-") if value else f"no-{key.replace('_', '-')}"
+    if isinstance(value, str):
+        return value
+    label = NAME_LABELS.get(key, key.replace('_', ''))
+    if isinstance(value, (list, tuple)):
+        return f"{label}{'-'.join(_number(v) for v in value)}"
+    return f"{label}{_number(value)}"
+
+
+def variant_name(architecture: str, encoder: str, size: tuple[int, int], settings: dict) -> str:
+    """`<architecture>-<encoder>-<size>` and the grid settings that differ from `train:`, in grid order.
+
+    Settings equal to `train:` never appear, so adding a value to a grid axis renames no
+    variant that existed (and retrains none).
+    """
+    h, w = size
+    parts = [architecture.lower(), encoder, str(h) if h == w else f"{h}x{w}",
+             *(setting_label(key, value) for key, value in settings.items())]
+    return re.sub(r"[^a-z0-9._-]+", "-", "-".join(parts).lower())
+
+
+def _grid_axes(model: dict, base: dict) -> list[list[tuple[str, object]]]:
+    """Each `model.grid` axis as (key, value) pairs; unknown keys and values of the wrong kind refused."""
+    grid = model.get("grid") or {}
+    unknown = sorted(set(grid) - TRAIN_KEYS)
+    if unknown:
+        raise InputError(f"config model.grid: unknown key(s) {', '.join(unknown)}; "
+                         f"allowed: {', '.join(sorted(TRAIN_KEYS))}")
+    for key, values in grid.items():
+        for value in values if key == "loss" else []:
+            if problem := loss_problem(value):
+                raise InputError(f"config model.grid.loss: {problem}")
+        kind = GRID_KINDS.get(key, type(base[key]))
+        accepted = (int, float) if kind is float else (kind,)
+        for value in values:
+            if not isinstance(value, accepted) or (isinstance(value, bool) and kind is not bool):
+                raise InputError(f"config model.grid.{key}: {value!r} is not of the kind {key} takes "
+                                 f"({kind.__name__})")
+    return [[(key, float(value) if isinstance(base[key], float) else value) for value in values]
+            for key, values in grid.items()]
+
+
+# Grid values of settings whose default is None or a tuple: what YAML gives for them.
+GRID_KINDS = {"loss_weights": list, "scale_range": list, "base_short_side": int}
+
+
+def _same(a, b) -> bool:
+    """Equal as settings: a YAML list equals the tuple a variant holds."""
+    return (list(a) if isinstance(a, tuple) else a) == (list(b) if isinstance(b, tuple) else b)
+
+
+def expand(model: dict, train: dict) -> dict[str, Variant]:
+    """The grid architectures x encoders x image sizes x `model.grid` axes, with per-variant
+    overrides by name.
+
+    Each variant is trained once per seed; the seed is set per run (`Variant.with_seed`).
+    """
+    common = {key: value for key, value in train.items() if key in TRAIN_KEYS}
+    if problem := loss_problem(common.get("loss", "ce")):
+        raise InputError(f"config train.loss: {problem}")
+    base = {**Variant().to_dict(), **common}
+    architectures = model.get("architectures") or [model["architecture"]]
+    variants = {}
+    for architecture, encoder, size, *settings in product(architectures, model["encoders"], model["image_sizes"],
+                                                           *_grid_axes(model, base)):
+        settings = dict(settings)
+        try:
+            v = Variant(architecture=architecture, encoder=encoder, encoder_weights=model["encoder_weights"],
+                        image_size=size, **{**common, **settings})
+        except (InputError, TypeError, ValueError) as e:
+            raise InputError(f"config model.image_sizes: {size!r}: {e}") from None
+        v.name = variant_name(architecture, encoder, v.image_size,
+                              {key: value for key, value in settings.items() if not _same(value, base[key])})
+        if v.name in variants:
+            raise InputError(f"config model: two variants would both be named {v.name!r}; give each grid value once")
+        variants[v.name] = v
+    for name, override in (model.get("overrides") or {}).items():
+        if name not in variants:
+            raise InputError(f"model.overrides names {name!r}, which is not a variant ({', '.join(variants)})")
+        unknown = sorted(set(override) - TRAIN_KEYS)
+        if unknown:
+            raise InputError(f"model.overrides.{name}: unknown key(s) {', '.join(unknown)}; "
+                             f"allowed: {', '.join(sorted(TRAIN_KEYS))}")
+        variants[name] = Variant(**{**variants[name].to_dict(), **override, "name": name})
+    return variants
