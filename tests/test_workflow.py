@@ -5,6 +5,7 @@ import json
 import os
 import re
 import shutil
+import shlex
 import signal
 import subprocess
 import sys
@@ -349,3 +350,61 @@ def test_prediction_asks_for_a_gpu_where_training_does_and_any_variant_exports(t
         assert "gpu=1" in job and " --gpu" in job and f"results/models/{VARIANT}/seed-0/model.pt" in job
     assert f"--best results/report/best.json --variant {other} --seed best --format torchscript " \
         f"--output results/export/{other}/torchscript" in result.stdout, result.stdout[-3000:]
+
+
+def job_blocks(stdout: str, rule: str) -> list[str]:
+    """The dry run's printed jobs of `rule`, each its block of wildcards, resources and command."""
+    return [block.split("\n\n")[0] for block in stdout.split(f"rule {rule}:")[1:]]
+
+
+def test_each_job_asks_for_gpus_from_the_variant_it_runs(tmp_path):
+    """One variant on two GPUs, the others on the CPU: its training asks for two, its evaluation for
+    one, the CPU variants' jobs and a prediction with a CPU variant for none."""
+    workdir = workflow_copy(tmp_path)
+    (workdir / "photos").mkdir()
+    other = "fpn-resnet18-64x96"
+    extra = tmp_path / "gpu.yaml"
+    extra.write_text(f"model: {{overrides: {{{VARIANT}: {{gpu: true, devices: 2}}}}}}\n"
+                     f"predict: {{folders: {{photos: photos}}, variant: {other}, seed: 0}}\n")
+    result = snakemake(workdir, "-n", "-p", "--configfile", str(TEST_CONFIG), str(extra))
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    def gpus(rule: str, variant: str | None = None) -> set[str]:
+        blocks = [b for b in job_blocks(result.stdout, rule) if variant is None or f"variant={variant}," in b]
+        assert blocks, f"no {rule} job for {variant}"
+        return {m[1] if (m := re.search(r"\bgpu=(\d+)", b)) else "0" for b in blocks}
+
+    assert gpus("train_variant", VARIANT) == {"2"} and gpus("train_variant", other) == {"0"}
+    assert gpus("evaluate_variant", VARIANT) == {"1"} and gpus("evaluate_variant", other) == {"0"}
+    assert gpus("predict_shard") == {"0"}
+
+
+def test_a_setting_added_to_the_variant_reaches_the_training_job_without_another_change(tmp_path):
+    """A copy of the package whose Variant gains one field, and nothing else; the config sets it for
+    one variant: the workflow's training command carries the value, and `cocoseg train` reads it
+    back into the variant it trains."""
+    src = tmp_path / "src"
+    shutil.copytree(REPO / "src" / "cocoseg", src / "cocoseg")
+    variants = src / "cocoseg" / "training" / "variants.py"
+    anchor = '    name: str = field(default="")\n'
+    assert anchor in variants.read_text()
+    variants.write_text(variants.read_text().replace(anchor, "    probe_setting: float = 0.25\n" + anchor))
+    (tmp_path / "work").mkdir()
+    workdir = workflow_copy(tmp_path / "work")
+    extra = tmp_path / "probe.yaml"
+    extra.write_text(f"model: {{overrides: {{{VARIANT}: {{probe_setting: 0.5}}}}}}\n")
+    env = {**os.environ, "PYTHONPATH": str(src)}
+    dry = subprocess.run([*SNAKEMAKE, "--cores", "2", "-n", "-p", f"results/models/{VARIANT}/seed-0/model.pt",
+                          "--configfile", str(TEST_CONFIG), str(extra)], cwd=workdir, capture_output=True,
+                         text=True, timeout=300, env=env)
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    command = next(line for line in dry.stdout.splitlines() if "cocoseg train" in line)
+    words = shlex.split(command.split("exec ", 1)[1].split(" > ")[0])
+    probe = ("import json, sys\nfrom cocoseg import cli\nfrom cocoseg.training import train\n"
+             "train.train = lambda variant, *a, **k: print(json.dumps(variant.to_dict()))\n"
+             "cli.main(sys.argv[1:])\n")
+    trained = subprocess.run([sys.executable, "-c", probe, *words[3:]], cwd=workdir, capture_output=True, text=True,
+                             timeout=120, env=env)
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    settings = json.loads(trained.stdout.strip().splitlines()[-1])
+    assert settings["probe_setting"] == 0.5 and settings["name"] == VARIANT

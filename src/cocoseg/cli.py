@@ -47,21 +47,22 @@ def _numbers(text: str) -> tuple[float, ...]:
 
 
 def _variant(args: argparse.Namespace):
+    """The variant of `--settings` (all settings as JSON, as the workflow passes them), with any
+    setting also given as a flag taken from the flag."""
+    from dataclasses import fields
+
     from cocoseg.training.variants import Variant
 
-    keys = [flag for flag, _, _ in TRAIN_SETTINGS] + ["architecture", "encoder", "schedule", "loss", "class_weights",
-                                                      "freeze_encoder_epochs", "precision", "accelerator", "name",
-                                                      "resize", "scale_range", "loss_weights"]
-    overrides = {key: getattr(args, key) for key in keys if getattr(args, key) is not None}
+    overrides = {f.name: getattr(args, f.name) for f in fields(Variant) if getattr(args, f.name, None) is not None}
     if args.img_size:
         overrides["image_size"] = args.img_size
     if args.encoder_weights is not None:
         overrides["encoder_weights"] = None if args.encoder_weights.lower() in ("none", "null") else args.encoder_weights
     if args.channels_last is not None:
         overrides["channels_last"] = args.channels_last == "true"
-    if args.gpu:
-        overrides["gpu"] = True
-    return Variant(**overrides)
+    if not args.gpu:
+        overrides.pop("gpu")
+    return Variant.from_json(args.settings or "{}", **overrides)
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -209,6 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", type=Path, help="where model.pt and summary.json go (default runs/<variant>)")
     p.add_argument("--checkpoint-dir", type=Path, help="resumable checkpoints (default OUTPUT/checkpoints)")
     p.add_argument("--log-dir", type=Path, help="CSV and TensorBoard logs (default OUTPUT/logs)")
+    p.add_argument("--settings", help="every setting of the variant as one JSON object (as the workflow passes "
+                   "them); the flags below override single settings")
     p.add_argument("--num-classes", "--num_classes", type=_positive,
                    help="classes including background; checked against labels.csv")
     p.add_argument("--img-size", "--img_size", type=_image_size, help="H,W or one side, e.g. 512,512")

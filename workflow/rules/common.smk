@@ -161,46 +161,38 @@ def weights_options(wildcards, input):
 
 
 def train_options(wildcards):
-    """`cocoseg train` flags for one variant and seed, as a list for `{params:q}`."""
-    v = VARIANTS[wildcards.variant].with_seed(wildcards.seed)
-    height, width = v.image_size
+    """`cocoseg train` flags for one variant and seed, as a list for `{params:q}`: the variant's
+    settings as one JSON value, so a new setting reaches training without a word here."""
     return [
-        *("--name", v.name, "--architecture", v.architecture, "--encoder", v.encoder),
-        *("--img-size", f"{height},{width}"),
-        *("--epochs", v.epochs, "--batch-size", v.batch_size, "--lr", v.lr),
-        *("--weight-decay", v.weight_decay, "--schedule", v.schedule, "--loss", v.loss),
-        *("--class-weights", v.class_weights, "--freeze-encoder-epochs", v.freeze_encoder_epochs),
-        *("--warmup-epochs", v.warmup_epochs, "--resize", v.resize),
-        *("--scale-range", numbers(v.scale_range), "--crop-max-share", v.crop_max_share),
-        *(("--base-short-side", v.base_short_side) if v.base_short_side else ()),
-        *(("--loss-weights", numbers(v.loss_weights)) if v.loss_weights else ()),
-        *("--precision", v.precision, "--seed", v.seed, "--accelerator", v.accelerator),
-        *("--devices", v.devices, "--channels-last", str(v.channels_last).lower()),
+        *("--settings", VARIANTS[wildcards.variant].with_seed(wildcards.seed).to_json()),
         *("--ddp-timeout-minutes", config["train"]["ddp_timeout_minutes"]),
         *("--checkpoint-minutes", config["train"]["checkpoint_minutes"]),
         *(["--keep-checkpoints"] if config["train"]["keep_checkpoints"] else []),
-        *gpu_options(wildcards),
+        *gpu_flags(wildcards.variant),
     ]
 
 
-def numbers(values):
-    return ",".join(str(value) for value in values)
+def run_variants(variant):
+    """The variants a job may run: the one named, or all of them where the report chooses (best)."""
+    return list(VARIANTS.values()) if variant == BEST else [VARIANTS[variant]]
 
 
-def gpu_flags(gpu):
+def job_gpus(variant, processes=1):
+    """The GPUs a job running `variant` asks for: one per process (training: the variant's
+    devices; evaluation and prediction: one) when the variant trains on GPUs, else none. Where
+    the report chooses, any variant may win, so a GPU is asked for if any trains on one."""
+    return processes if any(v.gpu for v in run_variants(variant)) else 0
+
+
+def gpu_flags(variant):
     """`--gpu` tells a job that it asked the scheduler for GPUs, so it stops where it got none."""
-    if not gpu:
+    if not job_gpus(variant):
         return []
     return ["--gpu", *(["--allow-cpu-fallback"] if config["train"]["allow_cpu_fallback"] else [])]
 
 
-def gpu_options(wildcards):
-    return gpu_flags(VARIANTS[wildcards.variant].gpu)
-
-
 def training_gpus(wildcards):
-    v = VARIANTS[wildcards.variant]
-    return v.devices if v.gpu else 0
+    return job_gpus(wildcards.variant, VARIANTS[wildcards.variant].devices)
 
 
 def training_cpus(wildcards):
@@ -242,11 +234,6 @@ def evaluations_of_run(wildcards):
         seed=wildcards.seed,
         split=EVAL_SPLITS,
     )
-
-
-def evaluation_gpus(wildcards):
-    """Evaluation runs in one process: one GPU whatever training used."""
-    return 1 if VARIANTS[wildcards.variant].gpu else 0
 
 
 def split_manifest(name):

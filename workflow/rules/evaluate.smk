@@ -31,14 +31,14 @@ rule evaluate_variant:
         "../../envs/train.yaml"
     threads: 2
     resources:
-        gpu=evaluation_gpus,
+        gpu=lambda wc: job_gpus(wc.variant),
         runtime=config["evaluate"]["runtime_minutes"],
     params:
         split_dir=lambda wc, input: os.path.dirname(input.manifest),
         out_dir=lambda wc, output: os.path.dirname(output.metrics),
         samples=config["evaluate"]["samples"],
         inference=inference_options,
-        gpu=gpu_options,
+        gpu=lambda wc: gpu_flags(wc.variant),
     shell:
         "python -m cocoseg evaluate --model {input.model:q} --split-dir {params.split_dir:q}"
         " --output {params.out_dir:q} --samples {params.samples} {params.inference:q}"
@@ -63,14 +63,14 @@ rule score_selection:
         "../../envs/train.yaml"
     threads: 2
     resources:
-        gpu=evaluation_gpus,
+        gpu=lambda wc: job_gpus(wc.variant),
         runtime=config["evaluate"]["selection_runtime_minutes"],
     params:
         split_dir=lambda wc, input: os.path.dirname(input.manifest),
         subset="holdout" if SELECTION == "holdout" else "all",
         out_dir=lambda wc, output: os.path.dirname(output.metrics),
         inference=mode_options,
-        gpu=gpu_options,
+        gpu=lambda wc: gpu_flags(wc.variant),
     shell:
         "python -m cocoseg evaluate --model {input.model:q} --split-dir {params.split_dir:q}"
         " --subset {params.subset} --output {params.out_dir:q} --samples 0 {params.inference:q}"

@@ -16,13 +16,13 @@ rule predict_shard:
         "../../envs/train.yaml"
     threads: 2
     resources:
-        gpu=1 if config["train"]["gpu"] else 0,
+        gpu=job_gpus(PREDICT["variant"]),
     params:
         model=lambda wc, input: chosen_run_flags(PREDICT["variant"], PREDICT["seed"], input),
         shards=PREDICT["shards"],
         overlays=[] if PREDICT["overlays"] else ["--no-overlays"],
         inference=inference_options,
-        gpu=gpu_flags(config["train"]["gpu"]),
+        gpu=gpu_flags(PREDICT["variant"]),
     shell:
         "python -m cocoseg predict {params.model:q} --images {input.images:q} --output {output:q}"
         " --shard {wildcards.shard} --shards {params.shards} {params.overlays:q} {params.inference:q}"

@@ -5,6 +5,7 @@ Kept free of torch so the Snakefile can import it cheaply to build its wildcards
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -91,6 +92,9 @@ class Variant:
     name: str = field(default="")
 
     def __post_init__(self) -> None:
+        for f in fields(self):  # a YAML or JSON 1 for a float setting: 1.0, whichever way the variant came
+            if isinstance(f.default, float) and isinstance(getattr(self, f.name), int):
+                setattr(self, f.name, float(getattr(self, f.name)))
         size = self.image_size
         self.image_size = (int(size), int(size)) if isinstance(size, (int, float)) else tuple(int(v) for v in size)
         if len(self.image_size) != 2 or any(side <= 0 for side in self.image_size):
@@ -115,6 +119,25 @@ class Variant:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def to_json(self) -> str:
+        """Every setting as one JSON object: how the workflow hands a variant to its training job."""
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str, **overrides) -> "Variant":
+        """The variant `to_json` wrote, with `overrides` on top; a setting this package does not
+        know, or text that is not a JSON object, is refused in one line."""
+        try:
+            settings = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise InputError(f"variant settings are not JSON ({e})") from None
+        if not isinstance(settings, dict):
+            raise InputError(f"variant settings: expected a JSON object, got {type(settings).__name__}")
+        unknown = sorted(set(settings) - {f.name for f in fields(cls)})
+        if unknown:
+            raise InputError(f"variant settings: unknown setting(s) {', '.join(unknown)}")
+        return cls(**{**settings, **overrides})
 
     def with_seed(self, seed: int) -> "Variant":
         return replace(self, seed=int(seed))
