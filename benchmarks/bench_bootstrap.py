@@ -18,9 +18,9 @@ import time
 
 import numpy as np
 
-from cocoseg.shared.metrics import mean_iou
 from cocoseg.evaluation.per_image import PerImageCounts
 from cocoseg.report.bootstrap import paired_bootstrap
+from cocoseg.shared.metrics import mean_iou
 
 
 def fabricated_counts(images: int, classes: int, seed: int) -> PerImageCounts:

@@ -29,9 +29,9 @@ import pytorch_lightning as pl
 import torch
 
 from cocoseg.masks.convert import convert
-from cocoseg.training.data import SegmentationDataModule
 from cocoseg.masks.demo import make_demo
 from cocoseg.shared.hardware import device_name, peak_memory_mb
+from cocoseg.training.data import SegmentationDataModule
 from cocoseg.training.module import SegmentationModule
 from cocoseg.training.variants import Variant
 

@@ -19,9 +19,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from commits import source_at
-
 import numpy as np
+from commits import source_at
 
 REPO = Path(__file__).resolve().parents[1]
 ANNOTATIONS_PER_IMAGE = 7.27  # COCO train2017: 860,001 annotations over 118,287 images

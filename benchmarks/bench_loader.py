@@ -45,18 +45,25 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 import numpy as np
 import torch
+from commits import source_at
+from photos import COCO_REAL, coco_splits
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from commits import source_at
-from photos import COCO_REAL, coco_splits
-
-from cocoseg.shared.labels import IGNORE
 from cocoseg.masks.convert import convert
-from cocoseg.training.data import SegmentationDataModule, TrainingSamples, as_tensor, load_mask, load_sample, normalize, sample_generator
 from cocoseg.masks.png import encode_mask_png
-from cocoseg.training.scaling import training_longest_side
 from cocoseg.masks.split_folder import OK, read_manifest_rows, write_manifest
+from cocoseg.shared.labels import IGNORE
+from cocoseg.training.data import (
+    SegmentationDataModule,
+    TrainingSamples,
+    as_tensor,
+    load_mask,
+    load_sample,
+    normalize,
+    sample_generator,
+)
+from cocoseg.training.scaling import training_longest_side
 from cocoseg.training.variants import Variant
 
 RECIPES = {

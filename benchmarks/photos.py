@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from commits import REPO
+
 COCO_REAL = REPO / "tests" / "data" / "coco-real"
 
 

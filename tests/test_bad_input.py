@@ -6,11 +6,10 @@ import shutil
 
 import numpy as np
 import pytest
+from conftest import ann, save_image, square
 from PIL import Image
 
 from cocoseg.cli import main
-
-from conftest import ann, save_image, square
 
 IMG = {"id": 1, "file_name": "a.jpg", "width": 20, "height": 10}
 GOOD = {"id": 2, "file_name": "b.jpg", "width": 20, "height": 10}

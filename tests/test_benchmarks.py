@@ -5,7 +5,6 @@ import sys
 
 import pytest
 import torch
-
 from conftest import REPO
 
 pytestmark = pytest.mark.slow  # each test runs a benchmark: outside the fast path (-m "not slow")

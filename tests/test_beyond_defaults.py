@@ -7,21 +7,20 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import CodeOnLoad, demo_splits, save_image
 from PIL import Image
+from test_bad_input import one_line_error
 
-from cocoseg.shared import hardware as devices
 from cocoseg.cli import main
+from cocoseg.evaluation.evaluate import evaluate
 from cocoseg.masks.convert import convert, label_histogram
+from cocoseg.masks.demo import make_demo
+from cocoseg.shared import hardware as devices
+from cocoseg.shared.hardware import resolve_accelerator, resolve_precision, share_cpus
 from cocoseg.training.data import TrainAugment, inference_pair
 from cocoseg.training.scaling import inference_size
-from cocoseg.masks.demo import make_demo
-from cocoseg.shared.hardware import resolve_accelerator, resolve_precision, share_cpus
-from cocoseg.evaluation.evaluate import evaluate
 from cocoseg.training.train import train
 from cocoseg.training.variants import Variant
-
-from conftest import CodeOnLoad, demo_splits, save_image
-from test_bad_input import one_line_error
 
 pytestmark = pytest.mark.slow  # each test trains: outside the fast path (-m "not slow")
 

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from cocoseg.shared.metrics import mean_iou
 from cocoseg.evaluation.per_image import PerImageCounts, read_per_image, write_per_image
 from cocoseg.report.bootstrap import paired_bootstrap, resample_weights
+from cocoseg.shared.metrics import mean_iou
 
 CLASSES = 4
 

@@ -5,17 +5,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import COCO_REAL
 from PIL import Image
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
 from cocoseg.masks.convert import convert
 from cocoseg.masks.demo import make_demo
+from cocoseg.masks.split_folder import read_labels, read_manifest, read_manifest_rows
 from cocoseg.shared.errors import InputError
 from cocoseg.shared.files import FILE_MODE
-from cocoseg.masks.split_folder import read_labels, read_manifest, read_manifest_rows
-
-from conftest import COCO_REAL
 
 
 def tree_bytes(root: Path) -> dict[str, bytes]:

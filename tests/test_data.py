@@ -8,16 +8,16 @@ import numpy as np
 import pytest
 import torch
 from albumentations.pytorch import ToTensorV2
+from conftest import COCO_REAL, ann
 from PIL import Image
 
-from cocoseg.shared.errors import InputError
 from cocoseg.masks.convert import convert
-from cocoseg.training.data import MEAN, STD, SelectionSamples, TrainingSamples, load_sample, normalize
 from cocoseg.masks.demo import make_demo
-from cocoseg.shared.image_decoding import load_rgb
 from cocoseg.masks.split_folder import read_labels, read_manifest
+from cocoseg.shared.errors import InputError
+from cocoseg.shared.image_decoding import load_rgb
+from cocoseg.training.data import MEAN, STD, SelectionSamples, TrainingSamples, load_sample, normalize
 from cocoseg.training.variants import Variant
-from conftest import COCO_REAL, ann
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 

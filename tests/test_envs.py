@@ -5,7 +5,6 @@ import tomllib
 from pathlib import Path
 
 import yaml
-
 from conftest import REPO
 
 PIN = re.compile(r"^([A-Za-z0-9_.\-]+)(?:\[[^\]]*\])?==(\S+)$")

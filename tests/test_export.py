@@ -6,15 +6,14 @@ import numpy as np
 import onnxruntime
 import pytest
 import torch
+from conftest import demo_splits
 
 from cocoseg.cli import main
+from cocoseg.masks.split_folder import read_labels
 from cocoseg.training.data import normalize
 from cocoseg.training.model_file import load_trained
-from cocoseg.masks.split_folder import read_labels
 from cocoseg.training.train import train
 from cocoseg.training.variants import Variant
-
-from conftest import demo_splits
 
 
 @pytest.fixture(scope="module")

@@ -5,16 +5,15 @@ import shutil
 
 import numpy as np
 import pytest
+from conftest import save_image
 from PIL import Image
+from test_bad_input import one_line_error, run_masks
 
 from cocoseg.cli import main
 from cocoseg.masks.convert import convert
 from cocoseg.masks.demo import make_demo
-from cocoseg.shared.image_decoding import load_rgb
 from cocoseg.shared.image_checks import image_fault
-
-from conftest import save_image
-from test_bad_input import one_line_error, run_masks
+from cocoseg.shared.image_decoding import load_rgb
 
 TRAIN = ["--epochs", "1", "--img-size", "64", "--batch-size", "3", "--workers", "1"]  # 9 images: all read
 

@@ -2,14 +2,13 @@
 
 import numpy as np
 import pytest
+from conftest import CATEGORIES, square
 from pycocotools import mask as mask_utils
 
 from cocoseg.masks.coco import label_map
-from cocoseg.shared.labels import IGNORE
-from cocoseg.shared.errors import InputError
 from cocoseg.masks.paint import UnusableImage, decode_segmentation, paint_mask, rle_string_counts
-
-from conftest import CATEGORIES, square
+from cocoseg.shared.errors import InputError
+from cocoseg.shared.labels import IGNORE
 
 LABEL_OF = {4: 1, 17: 2, 90: 3}
 DECLARED = {4, 17, 90}

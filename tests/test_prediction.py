@@ -7,17 +7,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import demo_splits, mixed_image_folder, save_image
 from PIL import Image
 
-from cocoseg.report.best_file import chosen_run
 from cocoseg.cli import main
+from cocoseg.deploy.predict import found_files, gather_predictions, predict
+from cocoseg.evaluation.evaluate import Predictor
+from cocoseg.report.best_file import chosen_run
 from cocoseg.shared.errors import InputError
 from cocoseg.shared.image_decoding import load_rgb
-from cocoseg.evaluation.evaluate import Predictor
-from cocoseg.deploy.predict import found_files, gather_predictions, predict, shard_share
+from cocoseg.shared.shards import shard_share
 from cocoseg.workflow_checks import predict_problems
-
-from conftest import demo_splits, mixed_image_folder, save_image
 
 TRAIN = ["--epochs", "1", "--img-size", "64", "--batch-size", "3", "--workers", "1"]
 
@@ -83,7 +83,7 @@ def test_shares_cover_every_file_once_in_order():
     for shards in (1, 2, 3, 11, 12):
         shares = [shard_share(items, shard, shards) for shard in range(shards)]
         assert sum(shares, []) == items and max(map(len, shares)) - min(map(len, shares)) <= 1
-    with pytest.raises(InputError, match="--shard 3: must be at least 0 and below --shards 3"):
+    with pytest.raises(InputError, match="shard 3: must be at least 0 and below the shard count 3"):
         shard_share(items, 3, 3)
 
 

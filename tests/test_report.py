@@ -6,16 +6,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import REPO
 from PIL import Image
 
-from cocoseg.shared.files import write_csv, write_json
+from cocoseg.masks.split_folder import manifest_row, write_labels, write_manifest
 from cocoseg.report.document import build
+from cocoseg.report.plot_names import PLOTS
 from cocoseg.report.statistics import pareto_front
 from cocoseg.report.tables import shown_classes, top_confusions
-from cocoseg.report.plot_names import PLOTS
-from cocoseg.masks.split_folder import manifest_row, write_labels, write_manifest
-
-from conftest import REPO
+from cocoseg.shared.files import write_csv, write_json
 
 LABELS = [[1, 3, "disc"], [2, 8, "square"]]
 # variant -> (mIoU per seed, images/s): "b" is slower and less accurate than "a", so off the front;
@@ -280,6 +279,7 @@ def test_each_step_up_in_cost_goes_through_the_variants_no_other_beats_on_cost_a
 def with_per_image_counts(results: Path, accuracy: dict[str, float]) -> None:
     """Per-image counts for every run (30 images), and metrics.json's mIoU recomputed from them."""
     from test_bootstrap import counts
+
     from cocoseg.evaluation.per_image import write_per_image
     from cocoseg.shared.metrics import mean_iou
     for k, (variant, rate) in enumerate(accuracy.items()):

@@ -8,16 +8,15 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import REPO
 from matplotlib.text import Text
 from PIL import Image
 
-from cocoseg.shared.files import write_csv, write_json
+from cocoseg.masks.split_folder import manifest_row, write_labels, write_manifest
 from cocoseg.report import plots
 from cocoseg.report.document import build
 from cocoseg.report.plot_names import PLOTS
-from cocoseg.masks.split_folder import manifest_row, write_labels, write_manifest
-
-from conftest import REPO
+from cocoseg.shared.files import write_csv, write_json
 
 ARCHITECTURES = {"UnetPlusPlus": 0.00, "FPN": 0.04, "DeepLabV3Plus": 0.10}  # the largest effect
 ENCODERS = {"efficientnet-b3": 0.03, "resnet50": 0.0}

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from slurm_cluster import ClusterUnavailable, SlurmCluster
 from test_workflow import ONE_VARIANT, TEST_CONFIG, VARIANT, snakemake, workflow_copy
 

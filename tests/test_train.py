@@ -13,20 +13,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import CodeOnLoad, demo_splits, save_image
 from PIL import Image
 
 from cocoseg.cli import main
-from cocoseg.masks.convert import convert
-from cocoseg.training.data import load_mask, read_manifest
-from cocoseg.masks.demo import make_demo
 from cocoseg.evaluation.evaluate import evaluate
-from cocoseg.shared.image_decoding import load_rgb
-from cocoseg.shared.files import checksum
 from cocoseg.evaluation.per_image import read_per_image
+from cocoseg.masks.convert import convert
+from cocoseg.masks.demo import make_demo
+from cocoseg.shared.files import checksum
+from cocoseg.shared.image_decoding import load_rgb
+from cocoseg.training.data import load_mask, read_manifest
 from cocoseg.training.train import train
 from cocoseg.training.variants import Variant
-
-from conftest import CodeOnLoad, demo_splits, save_image
 
 pytestmark = pytest.mark.slow  # each test trains: outside the fast path (-m "not slow")
 
@@ -130,6 +129,7 @@ def test_per_image_counts_sum_to_the_splits_metrics_and_match_each_mask(data, tr
 def test_flip_tta_scores_the_mean_of_each_image_and_its_mirror(data, trained, tmp_path):
     import cv2
     import torch.nn.functional as F
+
     from cocoseg.training.data import load_sample, normalize
     from cocoseg.training.model_file import load_trained
     from cocoseg.training.network import input_divisor
@@ -178,8 +178,9 @@ def test_sliding_windows_cover_every_pixel_and_end_flush(length, window, stride)
 
 def test_slide_equals_whole_at_the_window_size_and_averages_overlapping_windows(trained):
     import torch
-    from cocoseg.training.data import normalize
+
     from cocoseg.evaluation.evaluate import Predictor
+    from cocoseg.training.data import normalize
 
     out, _ = trained
     whole, slide = Predictor(out / "model.pt", "cpu"), Predictor(out / "model.pt", "cpu", mode="slide", stride=(36, 36))
@@ -463,6 +464,7 @@ def holdout_data(module_tmp):
 def test_holdout_is_left_out_of_training_and_chooses_the_epoch(holdout_data, tmp_path, monkeypatch):
     """The images each loader reads, recorded as they are read, against the manifest's holdout column."""
     import csv
+
     from cocoseg.training import data as data_module
     read, loaders = [], {}
     get_items = {kind: kind.__getitem__ for kind in (data_module.TrainingSamples, data_module.SelectionSamples)}
@@ -494,6 +496,7 @@ def test_two_processes_validate_each_image_once_and_match_one_process(holdout_da
     """DDP on CPU (gloo): the summed confusion matrix counts each of the 5 held-out images once."""
     import pytorch_lightning as pl
     import torch
+
     from cocoseg.training.data import SegmentationDataModule
     from cocoseg.training.module import SegmentationModule
 
@@ -634,6 +637,7 @@ def test_a_log_file_gets_plain_progress_lines_and_no_notices(data, tmp_path, mon
     """Output that is not a terminal (a job's log file): a line per epoch and, inside epochs, one per
     interval (here every batch); no carriage return, no advert; evaluation says its progress too."""
     import re
+
     from cocoseg.shared import progress
     monkeypatch.setattr(progress, "EVERY_SECONDS", 0.0)
     capfd.readouterr()
@@ -657,6 +661,7 @@ def test_a_frozen_encoder_keeps_its_initial_weights_while_the_decoder_trains(dat
     made with the same seed, the decoder has trained; class weights from the counts train too."""
     import pytorch_lightning as pl
     import torch
+
     from cocoseg.training.module import SegmentationModule
     variant = Variant(**{**TINY, "epochs": 1, "freeze_encoder_epochs": 1, "class_weights": "inverse_sqrt_frequency"})
     summary = train(variant, data / "train", data / "val", tmp_path, tmp_path / "c", tmp_path / "l", cpus=1)
@@ -673,8 +678,8 @@ def test_a_frozen_encoder_keeps_its_initial_weights_while_the_decoder_trains(dat
 def test_prediction_infers_as_the_report_scored_slide_and_flip(data, trained, tmp_path):
     """Masks predicted with best.json's record of the scored inference (slide windows, flip) give
     back, counted against the ground truth here, the mIoU evaluation reported for it."""
-    from cocoseg.report.best_file import write_best
     from cocoseg.cli import main
+    from cocoseg.report.best_file import write_best
     from cocoseg.training.data import load_mask
 
     out, _ = trained

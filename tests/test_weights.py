@@ -6,15 +6,14 @@ import sys
 
 import pytest
 import torch
-
-from cocoseg.cli import main
-from cocoseg.training.module import SegmentationModule
-from cocoseg.training.variants import Variant
-from cocoseg.training.network import build_model
-
 from conftest import CodeOnLoad
 from test_bad_input import one_line_error
 from test_workflow import TEST_CONFIG, snakemake, workflow_copy
+
+from cocoseg.cli import main
+from cocoseg.training.module import SegmentationModule
+from cocoseg.training.network import build_model
+from cocoseg.training.variants import Variant
 
 
 @pytest.fixture(scope="module")

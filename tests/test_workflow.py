@@ -4,8 +4,8 @@ import csv
 import json
 import os
 import re
-import shutil
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,9 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from PIL import Image
-
 from conftest import REPO, mixed_image_folder
+from PIL import Image
 
 pytestmark = pytest.mark.slow  # each test runs snakemake: outside the fast path (-m "not slow")
 

@@ -66,9 +66,9 @@ def _variant(args: argparse.Namespace):
 
 
 def _train(args: argparse.Namespace) -> None:
-    from cocoseg.training import train
-    from cocoseg.shared.hardware import default_cpus
     from cocoseg.masks.split_folder import read_labels
+    from cocoseg.shared.hardware import default_cpus
+    from cocoseg.training import train
 
     train_dir = args.train_dir or (args.data_path / "train" if args.data_path else None)
     val_dir = args.val_dir or (args.data_path / "val" if args.data_path else None)
@@ -414,8 +414,8 @@ def _model_path(args: argparse.Namespace) -> Path:
 
 def _inference(args: argparse.Namespace) -> dict:
     """How `predict` infers: the flags given, else (with --best) how the report scored, else whole images."""
-    from cocoseg.report.best_file import read_best
     from cocoseg.evaluation.evaluate import WHOLE
+    from cocoseg.report.best_file import read_best
 
     scored = read_best(args.best).get("inference") if args.best else None
     given = {"mode": args.mode, "stride": list(args.stride) if args.stride else None, "tta": args.tta}

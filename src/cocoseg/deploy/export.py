@@ -18,13 +18,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cocoseg.masks.split_folder import write_label_map
 from cocoseg.shared.errors import InputError, first_line
-from cocoseg.training.data import MEAN, STD, inference_input, load_sample, read_manifest
 from cocoseg.shared.files import atomic_path, write_json
+from cocoseg.training.data import MEAN, STD, inference_input, load_sample, read_manifest
 from cocoseg.training.model_file import load_trained
 from cocoseg.training.network import input_divisor
 from cocoseg.training.scaling import LONG_SIDE_LIMIT, base_length
-from cocoseg.masks.split_folder import write_label_map
 from cocoseg.training.variants import Variant
 
 FORMATS = {"onnx": "model.onnx", "torchscript": "model.torchscript.pt"}

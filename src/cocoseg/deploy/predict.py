@@ -21,19 +21,29 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
+from cocoseg.evaluation.evaluate import in_order, inference_device, scored_predictor
+from cocoseg.masks.png import encode_mask_png
+from cocoseg.masks.split_folder import label_map_difference, write_label_map
 from cocoseg.shared.colours import overlay, palette
 from cocoseg.shared.errors import InputError, first_line
-from cocoseg.shared.image_decoding import load_rgb, scaling_note
-from cocoseg.evaluation.evaluate import in_order, inference_device, scored_predictor
-from cocoseg.shared.files import atomic_path, checksum, file_checksum, hard_link, output_problem, read_csv, read_json, write_bytes, write_csv, write_json
+from cocoseg.shared.files import (
+    atomic_path,
+    checksum,
+    file_checksum,
+    output_problem,
+    read_csv,
+    read_json,
+    write_bytes,
+    write_json,
+)
 from cocoseg.shared.image_checks import pixel_fault
-from cocoseg.masks.png import encode_mask_png
+from cocoseg.shared.image_decoding import load_rgb, scaling_note
+from cocoseg.shared.manifests import OK, SKIPPED, status_counts, write_manifest
 from cocoseg.shared.progress import CountLines, say
-from cocoseg.masks.split_folder import label_map_difference, write_label_map
+from cocoseg.shared.shards import gather_shards, shard_share
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 MANIFEST_COLUMNS = ["file", "status", "reason", "note", "width", "height", "mask", "mask_checksum"]
-OK, SKIPPED = "ok", "skipped"
 INFO_FILE = "prediction.json"
 
 
@@ -66,13 +76,6 @@ def found_files(folder: Path) -> list[Found]:
             owner_of_mask[mask] = path
             found.append(Found(path))
     return found
-
-
-def shard_share(items: list, shard: int, shards: int) -> list:
-    """Shard `shard` of `shards`: a contiguous run of `items`, the runs in order and near equal."""
-    if not 0 <= shard < shards:
-        raise InputError(f"--shard {shard}: must be at least 0 and below --shards {shards}")
-    return items[len(items) * shard // shards: len(items) * (shard + 1) // shards]
 
 
 def read_image(path: Path) -> tuple[np.ndarray | None, str, str]:
@@ -111,10 +114,6 @@ def manifest_row(file: str, status: str, reason: str = "", note: str = "", size:
     width, height = size or ("", "")
     return {"file": file, "status": status, "reason": reason, "note": note, "width": width, "height": height,
             "mask": mask, "mask_checksum": mask_checksum}
-
-
-def write_manifest(path: Path, rows: list[dict]) -> None:
-    write_csv(path, MANIFEST_COLUMNS, [[row[c] for c in MANIFEST_COLUMNS] for row in rows])
 
 
 def read_manifest(prediction_dir: Path) -> list[dict]:
@@ -175,44 +174,39 @@ def predict(model_path: Path, images_dir: Path, output_dir: Path, cpus: int = 1,
         rows.append(manifest_row(found.file, OK, "", note, (image.shape[1], image.shape[0]), mask, checksum(data)))
     info = {"model": Path(model_path).as_posix(), "model_checksum": file_checksum(model_path),
             "variant": predictor.variant.name, "seed": predictor.variant.seed, "epoch": predictor.epoch,
-            "inference": predictor.inference(), **_counts(rows)}
+            "inference": predictor.inference(), **status_counts(rows)}
     _write_folder(output_dir, predictor.labels, rows, info)
     return info
-
-
-def _counts(rows: list[dict]) -> dict:
-    ok = sum(row["status"] == OK for row in rows)
-    return {"files": len(rows), "ok": ok, "skipped": len(rows) - ok}
 
 
 def _write_folder(output_dir: Path, labels: list[dict], rows: list[dict], info: dict) -> None:
     (output_dir / "masks").mkdir(parents=True, exist_ok=True)
     write_label_map(output_dir / "labels.csv", labels)
-    write_manifest(output_dir / "manifest.csv", rows)
+    write_manifest(output_dir / "manifest.csv", MANIFEST_COLUMNS, rows)
     write_json(output_dir / INFO_FILE, info)
 
 
 def gather_predictions(shard_dirs: list[Path], output_dir: Path) -> dict:
     """One prediction folder from its shards' folders, in shard order; shards made by different
     models or label maps are refused."""
-    output_dir, rows, first = Path(output_dir), [], None
+    output_dir, first = Path(output_dir), None
     for shard_dir in map(Path, shard_dirs):
         info = {**_read_info(shard_dir), "labels": read_csv(shard_dir / "labels.csv")}
         first = first or info
         if (info["model_checksum"], info["labels"]) != (first["model_checksum"], first["labels"]):
             raise InputError(f"{shard_dir}: predicted by another model than {shard_dirs[0]}")
-        for row in read_manifest(shard_dir):
-            if row["status"] == OK:
-                for sub in ("masks", "overlays"):
-                    if (shard_dir / sub / row["mask"]).exists():
-                        hard_link(shard_dir / sub / row["mask"], output_dir / sub / row["mask"])
-            rows.append(row)
+    rows = gather_shards(shard_dirs, output_dir, read_manifest, _written_files)
     labels = first.pop("labels")
-    info = {**{k: v for k, v in first.items() if k not in ("files", "ok", "skipped")}, **_counts(rows)}
+    info = {**{k: v for k, v in first.items() if k not in ("files", "ok", "skipped")}, **status_counts(rows)}
     _write_folder(output_dir, labels, rows, info)
     say(f"{output_dir}: {info['ok']} images predicted, {info['skipped']} files skipped "
         f"(reasons in {output_dir / 'manifest.csv'})")
     return info
+
+
+def _written_files(shard_dir: Path, row: dict) -> list[str]:
+    """A predicted image's mask, and its overlay where one was drawn."""
+    return [f"{sub}/{row['mask']}" for sub in ("masks", "overlays") if (shard_dir / sub / row["mask"]).exists()]
 
 
 def _read_info(prediction_dir: Path) -> dict:

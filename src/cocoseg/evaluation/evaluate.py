@@ -12,19 +12,29 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
+from cocoseg.evaluation.per_image import FILE_NAME as PER_IMAGE_FILE
+from cocoseg.evaluation.per_image import image_counts, write_per_image
+from cocoseg.masks.split_folder import label_map_difference, read_labels
 from cocoseg.shared.colours import overlay, palette
-from cocoseg.shared.errors import InputError
-from cocoseg.training.data import as_tensor, check_files_exist, inference_input, load_sample, normalize, read_manifest, resize_image, worker_start
-from cocoseg.shared.hardware import count_parameters, peak_memory_mb, resolve_accelerator, share_cpus
-from cocoseg.shared.files import atomic_path, write_csv, write_json
 from cocoseg.shared.confusion import confusion_matrix
+from cocoseg.shared.errors import InputError
+from cocoseg.shared.files import atomic_path, write_csv, write_json
+from cocoseg.shared.hardware import count_parameters, peak_memory_mb, resolve_accelerator, share_cpus
 from cocoseg.shared.metrics import scores
+from cocoseg.shared.progress import CountLines
+from cocoseg.training.data import (
+    as_tensor,
+    check_files_exist,
+    inference_input,
+    load_sample,
+    normalize,
+    read_manifest,
+    resize_image,
+    worker_start,
+)
 from cocoseg.training.model_file import load_trained
 from cocoseg.training.network import input_divisor
-from cocoseg.evaluation.per_image import FILE_NAME as PER_IMAGE_FILE, image_counts, write_per_image
-from cocoseg.shared.progress import CountLines
 from cocoseg.training.scaling import base_length, inference_size
-from cocoseg.masks.split_folder import label_map_difference, read_labels
 
 
 def window_starts(length: int, window: int, stride: int) -> list[int]:

@@ -18,9 +18,9 @@ from pathlib import PurePosixPath
 from typing import Sequence
 
 from cocoseg.masks.coco_reader import NotStreamable, StreamedFile, WholeFile
-from cocoseg.shared.labels import MAX_CLASSES
 from cocoseg.shared.errors import InputError
 from cocoseg.shared.files import safe_relative
+from cocoseg.shared.labels import MAX_CLASSES
 
 
 @dataclass

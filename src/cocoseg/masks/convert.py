@@ -19,12 +19,21 @@ import numpy as np
 from PIL import Image
 
 from cocoseg.masks.coco import annotations_of, load_split
-from cocoseg.shared.errors import InputError
-from cocoseg.shared.files import atomic_path, checksum, hard_link, link_or_copy, write_bytes, write_json
-from cocoseg.shared.image_checks import image_fault
 from cocoseg.masks.paint import UnusableImage, paint_mask
 from cocoseg.masks.png import encode_mask_png
-from cocoseg.masks.split_folder import OK, SKIPPED, draw_holdout, holdout_size, manifest_row, read_manifest_rows, write_labels, write_manifest
+from cocoseg.masks.split_folder import (
+    draw_holdout,
+    holdout_size,
+    manifest_row,
+    read_manifest_rows,
+    write_labels,
+    write_manifest,
+)
+from cocoseg.shared.errors import InputError
+from cocoseg.shared.files import atomic_path, checksum, link_or_copy, write_bytes, write_json
+from cocoseg.shared.image_checks import image_fault
+from cocoseg.shared.manifests import OK, SKIPPED
+from cocoseg.shared.shards import gather_shards, shard_share
 
 PIXELS = "class_pixels.json"  # in a shard folder: labelled pixels per label value, summed by gather
 
@@ -43,13 +52,11 @@ def index_split(annotations: Path, index_dir: Path, shards: int, classes=None,
     """
     split = load_split(annotations, classes=classes, max_images=max_images)
     header = {"labels": split.labels, "category_ids": split.category_ids}
-    n = len(split.images)
     for i in range(shards):
-        part = split.images[i * n // shards:(i + 1) * n // shards]
-        part = {**header, "shard": i, "shards": shards, "images": part}
+        part = {**header, "shard": i, "shards": shards, "images": shard_share(split.images, i, shards)}
         with atomic_path(index_dir / f"shard-{i}.pkl") as tmp, open(tmp, "wb") as f:
             pickle.dump(part, f, protocol=pickle.HIGHEST_PROTOCOL)  # framed to the file, never whole in memory
-    write_json(index_dir / "meta.json", {**header, "source": str(annotations), "images": n,
+    write_json(index_dir / "meta.json", {**header, "source": str(annotations), "images": len(split.images),
                                          "orphan_annotations": split.orphan_annotations, "notes": split.notes})
 
 
@@ -113,15 +120,12 @@ def gather_split(meta_file: Path, shard_dirs: list[Path], out_dir: Path, name: s
     with open(meta_file, encoding="utf-8") as f:
         meta = json.load(f)
     out_dir = Path(out_dir)
-    rows, pixels = [], np.zeros(256, dtype=np.int64)
+    pixels = np.zeros(256, dtype=np.int64)
     for shard_dir in map(Path, shard_dirs):
         with open(shard_dir / PIXELS, encoding="utf-8") as f:
             pixels += np.asarray(json.load(f), dtype=np.int64)
-        for row in read_manifest_rows(shard_dir / "manifest.csv"):
-            if row["status"] == OK:
-                hard_link(shard_dir / "masks" / row["mask"], out_dir / "masks" / row["mask"])
-                hard_link(shard_dir / "images" / row["file_name"], out_dir / "images" / row["file_name"])
-            rows.append(row)
+    rows = gather_shards(shard_dirs, out_dir, lambda shard_dir: read_manifest_rows(shard_dir / "manifest.csv"),
+                         lambda shard_dir, row: [f"masks/{row['mask']}", f"images/{row['file_name']}"])
     (out_dir / "masks").mkdir(parents=True, exist_ok=True)
     (out_dir / "images").mkdir(parents=True, exist_ok=True)
     if len(rows) != meta["images"]:

@@ -19,13 +19,14 @@ from pathlib import Path
 
 import numpy as np
 
+from cocoseg.shared import manifests
 from cocoseg.shared.errors import InputError
 from cocoseg.shared.files import checksum, read_csv, write_csv
+from cocoseg.shared.manifests import OK
 
 MANIFEST_COLUMNS = ["image_id", "file_name", "width", "height", "annotations", "status", "reason", "mask",
                     "mask_checksum", "holdout"]
 LABEL_COLUMNS = ["label", "category_id", "name"]
-OK, SKIPPED = "ok", "skipped"
 
 
 def manifest_row(image_id, file_name: str, width, height, annotations: int, status: str, reason: str,
@@ -36,7 +37,7 @@ def manifest_row(image_id, file_name: str, width, height, annotations: int, stat
 
 
 def write_manifest(path: Path, rows: list[dict]) -> None:
-    write_csv(path, MANIFEST_COLUMNS, [[row[c] for c in MANIFEST_COLUMNS] for row in rows])
+    manifests.write_manifest(path, MANIFEST_COLUMNS, rows)
 
 
 def read_manifest_rows(path: Path) -> list[dict]:

@@ -11,8 +11,8 @@ import json
 from pathlib import Path
 
 from cocoseg.shared.errors import InputError
-from cocoseg.shared.run_folders import run_path
 from cocoseg.shared.files import write_json
+from cocoseg.shared.run_folders import run_path
 
 BEST_FILE = "best.json"
 BEST = "best"  # the word a config or a command uses for "the report's choice"

@@ -17,8 +17,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from cocoseg.shared.metrics import mean_iou
 from cocoseg.evaluation.per_image import PerImageCounts
+from cocoseg.shared.metrics import mean_iou
 
 LEVEL = 0.95
 RESAMPLES = 1000

@@ -12,18 +12,54 @@ import jinja2
 import numpy as np
 import pandas as pd
 
-from cocoseg.report.best_file import BEST_FILE, write_best
-from cocoseg.shared.run_folders import run_path
-from cocoseg.shared.files import atomic_path, read_csv, read_json
-from cocoseg.evaluation.per_image import FILE_NAME as PER_IMAGE_FILE, PerImageCounts, read_per_image
-from cocoseg.report.plot_names import PLOTS, TOP_TWO_PLOT
+from cocoseg.evaluation.per_image import FILE_NAME as PER_IMAGE_FILE
+from cocoseg.evaluation.per_image import PerImageCounts, read_per_image
 from cocoseg.report import phrases
+from cocoseg.report.best_file import BEST_FILE, write_best
 from cocoseg.report.bootstrap import LEVEL, RESAMPLES, SEED, paired_bootstrap
 from cocoseg.report.images import disagreements, hardest_images
-from cocoseg.report.plots import plot_class_frequency, plot_confusion, plot_cost_accuracy, plot_interactions, plot_main_effects, plot_metrics_bars, plot_per_class_iou, plot_samples, plot_speed_accuracy, plot_training_curves
-from cocoseg.report.statistics import NOISE_RULE, TIMING_SPREAD, cost_steps, interactions, main_effects, ranked_settings, typical_seed_spread, unsteady_timings, verdict
-from cocoseg.report.tables import aggregate, class_order, dataset_table, details_table, effects_table, main_table, markdown, mean_std, per_class_tables, ranked_variants, runs_table, shown_classes, top_confusions
+from cocoseg.report.plot_names import PLOTS, TOP_TWO_PLOT
+from cocoseg.report.plots import (
+    plot_class_frequency,
+    plot_confusion,
+    plot_cost_accuracy,
+    plot_interactions,
+    plot_main_effects,
+    plot_metrics_bars,
+    plot_per_class_iou,
+    plot_samples,
+    plot_speed_accuracy,
+    plot_training_curves,
+)
+from cocoseg.report.statistics import (
+    NOISE_RULE,
+    TIMING_SPREAD,
+    cost_steps,
+    interactions,
+    main_effects,
+    ranked_settings,
+    typical_seed_spread,
+    unsteady_timings,
+    verdict,
+)
+from cocoseg.report.tables import (
+    aggregate,
+    class_order,
+    dataset_table,
+    details_table,
+    effects_table,
+    main_table,
+    markdown,
+    mean_std,
+    per_class_tables,
+    ranked_variants,
+    runs_table,
+    shown_classes,
+    top_confusions,
+)
 from cocoseg.report.winner import winner
+from cocoseg.shared.files import atomic_path, read_csv, read_json
+from cocoseg.shared.run_folders import run_path
 
 
 def machine_description() -> str:

@@ -9,14 +9,14 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib.patches import Patch
 import pandas as pd
 import seaborn as sns
+from matplotlib.patches import Patch
 from PIL import Image
 
+from cocoseg.report.tables import MANY_CLASSES, label_shares
 from cocoseg.shared.colours import palette
 from cocoseg.shared.files import atomic_path
-from cocoseg.report.tables import MANY_CLASSES, label_shares
 
 
 def _save(fig: plt.Figure, path: Path) -> None:

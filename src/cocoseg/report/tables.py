@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cocoseg.shared.files import read_json
-from cocoseg.shared.run_folders import run_path
 from cocoseg.masks.split_folder import OK, read_manifest_rows
 from cocoseg.report.statistics import pareto_front
+from cocoseg.shared.files import read_json
+from cocoseg.shared.run_folders import run_path
 
 METRICS = ["miou", "mdice", "pixel_accuracy", "miou_flip", "last_epoch_miou", "inference_images_per_s",
            "inference_peak_memory_mb", "train_seconds", "train_peak_memory_mb", "device_hours", "epoch", "disk_mb"]

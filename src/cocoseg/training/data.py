@@ -25,15 +25,15 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
-from cocoseg.shared.labels import IGNORE
+from cocoseg.masks.split_folder import read_manifest
 from cocoseg.shared.errors import InputError
 from cocoseg.shared.image_decoding import is_reduced, read_rgb
-from cocoseg.training.network import input_divisor
+from cocoseg.shared.labels import IGNORE
 from cocoseg.shared.processes import end_with_parent
+from cocoseg.training.network import input_divisor
 from cocoseg.training.scaling import base_scale, inference_size, padded_size, scaled_size, training_longest_side
-from cocoseg.masks.split_folder import read_manifest
 from cocoseg.training.variants import Variant
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # ImageNet, as the encoders expect

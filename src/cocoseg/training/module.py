@@ -8,12 +8,12 @@ import time
 import pytorch_lightning as pl
 import torch
 
-from cocoseg.training.data import normalize
-from cocoseg.training.losses import SegmentationLoss
 from cocoseg.shared.confusion import confusion_matrix
 from cocoseg.shared.metrics import scores
-from cocoseg.training.variants import Variant
+from cocoseg.training.data import normalize
+from cocoseg.training.losses import SegmentationLoss
 from cocoseg.training.network import build_model
+from cocoseg.training.variants import Variant
 
 
 def lr_factor(step: int, total_steps: int, warmup_steps: int, schedule: str) -> float:

@@ -12,8 +12,8 @@ from torch import nn
 
 from cocoseg.shared.errors import InputError, first_line
 from cocoseg.shared.files import atomic_path
-from cocoseg.training.variants import is_weights_file
 from cocoseg.training.encoder_weights import load_encoder_weights
+from cocoseg.training.variants import is_weights_file
 
 
 def build_model(architecture: str, encoder: str, encoder_weights: str | None, num_classes: int) -> nn.Module:

@@ -24,19 +24,26 @@ from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 from pytorch_lightning.plugins.environments import LightningEnvironment, SLURMEnvironment
 from pytorch_lightning.strategies import DDPStrategy
 
+from cocoseg.masks.split_folder import class_pixels, content_digest, label_map_difference, read_labels
 from cocoseg.shared.errors import InputError, first_line
-from cocoseg.training.data import SegmentationDataModule
-from cocoseg.shared.hardware import count_parameters, device_name, peak_memory_mb, resolve_accelerator, resolve_precision, share_cpus
 from cocoseg.shared.files import file_checksum, write_json
-from cocoseg.training.interruption import InEpochCheckpoint, StopSignals
-from cocoseg.training.module import SegmentationModule
-from cocoseg.training.losses import inverse_sqrt_frequency
-from cocoseg.training.model_file import save_model
-from cocoseg.training.network import size_problem
+from cocoseg.shared.hardware import (
+    count_parameters,
+    device_name,
+    peak_memory_mb,
+    resolve_accelerator,
+    resolve_precision,
+    share_cpus,
+)
 from cocoseg.shared.processes import end_with_parent
 from cocoseg.shared.progress import ProgressLines, at_terminal, quiet_notices
-from cocoseg.masks.split_folder import class_pixels, content_digest, label_map_difference, read_labels
 from cocoseg.shared.torch_files import read_tensors
+from cocoseg.training.data import SegmentationDataModule
+from cocoseg.training.interruption import InEpochCheckpoint, StopSignals
+from cocoseg.training.losses import inverse_sqrt_frequency
+from cocoseg.training.model_file import save_model
+from cocoseg.training.module import SegmentationModule
+from cocoseg.training.network import size_problem
 from cocoseg.training.variants import Variant, is_weights_file
 
 FINGERPRINT = "fingerprint.json"  # beside the checkpoints: what the run they belong to was trained on
