@@ -21,7 +21,7 @@ import torch
 from cocoseg.masks.split_folder import write_label_map
 from cocoseg.shared.errors import InputError, first_line
 from cocoseg.shared.files import atomic_path, write_json
-from cocoseg.training.data import MEAN, STD, inference_input, load_sample, read_manifest
+from cocoseg.training.data import inference_input, load_sample, normalize_pixels, read_manifest
 from cocoseg.training.model_file import load_trained
 from cocoseg.training.network import input_divisor
 from cocoseg.training.scaling import LONG_SIDE_LIMIT, base_length
@@ -37,11 +37,9 @@ class ImagesToLogits(torch.nn.Module):
     def __init__(self, model: torch.nn.Module):
         super().__init__()
         self.model = model
-        self.register_buffer("shift", torch.tensor(MEAN).view(1, 3, 1, 1) * 255)
-        self.register_buffer("scale", 1 / (torch.tensor(STD).view(1, 3, 1, 1) * 255))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.model((images - self.shift) * self.scale)
+        return self.model(normalize_pixels(images))
 
 
 def split_images(split_dir: Path, variant: Variant, divisor: int, count: int) -> list[np.ndarray]:

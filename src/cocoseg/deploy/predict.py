@@ -36,7 +36,6 @@ from cocoseg.shared.files import (
     write_bytes,
     write_json,
 )
-from cocoseg.shared.image_checks import pixel_fault
 from cocoseg.shared.image_decoding import load_rgb, scaling_note
 from cocoseg.shared.manifests import OK, SKIPPED, status_counts, write_manifest
 from cocoseg.shared.progress import CountLines, say
@@ -83,10 +82,10 @@ def read_image(path: Path) -> tuple[np.ndarray | None, str, str]:
     and a note on how it was read where more than a plain conversion (16-bit scaled)."""
     try:
         with Image.open(path) as im:
-            size, mode = im.size, im.mode
-        if fault := pixel_fault(*size):
-            return None, f"image too large: {fault}", ""
+            mode = im.mode
         return load_rgb(path), "", scaling_note(mode)
+    except InputError as e:  # above the pixel limit
+        return None, str(e).removeprefix(f"{path}: "), ""
     except UnidentifiedImageError:
         return None, "image unreadable: not a known image format", ""
     except (OSError, SyntaxError, ValueError) as e:

@@ -6,8 +6,7 @@ from __future__ import annotations
 import pandas as pd
 
 from cocoseg.evaluation.per_image import PerImageCounts, image_miou, largest_disagreements
-
-SHOWN_IMAGES = 5
+from cocoseg.report.plot_names import SHOWN_IMAGES
 
 
 def hardest_images(counts: dict[str, list[PerImageCounts]], k: int = SHOWN_IMAGES) -> pd.DataFrame:

@@ -1,5 +1,6 @@
-"""The report's plots, by name: results/report/plots/<name>.png, captioned by
-workflow/report/<name>.rst.
+"""What the report shows: its plots by name, and how many images it names and draws.
+
+The plots are results/report/plots/<name>.png, captioned by workflow/report/<name>.rst.
 
 The workflow declares these files and the report draws them; kept free of heavy imports so the
 Snakefile can read it.
@@ -21,3 +22,5 @@ PLOTS = (
 # Drawn after the report by the `top_two_differ` rule (`cocoseg top-two`, which needs the models),
 # and linked from REPORT.md.
 TOP_TWO_PLOT = "top_two_differ.png"
+
+SHOWN_IMAGES = 5  # images in the hardest-images table and in the top-two pictures

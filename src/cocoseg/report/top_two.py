@@ -15,13 +15,13 @@ from PIL import Image, ImageDraw, ImageFont
 
 from cocoseg.evaluation.evaluate import inference_device, scored_predictor
 from cocoseg.evaluation.per_image import FILE_NAME, largest_disagreements, read_per_image
+from cocoseg.report.plot_names import SHOWN_IMAGES
 from cocoseg.shared.colours import overlay, palette
 from cocoseg.shared.files import atomic_path, read_csv, read_json
 from cocoseg.shared.run_folders import run_path
 from cocoseg.training.data import load_sample, read_manifest
 
 ROW_HEIGHT = 180
-SHOWN_IMAGES = 5
 
 
 def best_two(metrics_csv: Path) -> tuple[str, str, str] | None:

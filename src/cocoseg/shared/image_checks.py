@@ -21,7 +21,8 @@ def max_pixels() -> int:
 def pixel_fault(width: int, height: int) -> str | None:
     limit = max_pixels()
     if width * height > limit:
-        return f"{width * height} pixels, above the limit of {limit} ({MAX_PIXELS_VARIABLE} or config max_pixels)"
+        return (f"image too large: {width * height} pixels, above the limit of {limit} "
+                f"({MAX_PIXELS_VARIABLE} or config max_pixels)")
     return None
 
 
@@ -46,7 +47,7 @@ def image_fault(path: Path, width: int, height: int) -> str | None:
             if im.size != (width, height):
                 return f"image is {im.width}x{im.height} but the JSON says {width}x{height}"
             if fault := pixel_fault(width, height):
-                return f"image too large: {fault}"
+                return fault
             if im.format == "JPEG":
                 if _ends_with_eoi(path):
                     return None

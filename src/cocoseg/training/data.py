@@ -48,15 +48,23 @@ _SHIFT = torch.from_numpy(np.array(MEAN, dtype=np.float32) * 255).view(1, 3, 1, 
 _SCALE = torch.from_numpy(np.reciprocal(np.array(STD, dtype=np.float32) * 255)).view(1, 3, 1, 1)
 
 
-def normalize(images: torch.Tensor) -> torch.Tensor:
-    """uint8 NHWC images -> float32 NCHW normalised with ImageNet's mean and std, on their own device.
+def normalize_pixels(images: torch.Tensor) -> torch.Tensor:
+    """float NCHW images in 0-255 -> normalised with ImageNet's mean and std, on their own device:
+    the one normalisation of training, evaluation and an exported model.
 
     The same float32 operations as albumentations' Normalize, so the numbers are bit for bit
-    those of a loader that normalises on the CPU. Loaders hand over HWC as decoded (no
-    transposing copy in the worker); the result is channels-last in memory, as the models run.
+    those of a loader that normalises on the CPU.
     """
-    images = images.permute(0, 3, 1, 2)
-    return (images.float() - _SHIFT.to(images.device)) * _SCALE.to(images.device)
+    return (images - _SHIFT.to(images.device)) * _SCALE.to(images.device)
+
+
+def normalize(images: torch.Tensor) -> torch.Tensor:
+    """uint8 NHWC images -> float32 NCHW, normalised (`normalize_pixels`).
+
+    Loaders hand over HWC as decoded (no transposing copy in the worker); the result is
+    channels-last in memory, as the models run.
+    """
+    return normalize_pixels(images.permute(0, 3, 1, 2).float())
 
 
 def as_tensor(image: np.ndarray) -> torch.Tensor:
