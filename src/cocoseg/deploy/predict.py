@@ -23,7 +23,7 @@ from torch.utils.data import Dataset
 
 from cocoseg.evaluation.evaluate import in_order, inference_device, scored_predictor
 from cocoseg.masks.png import encode_mask_png
-from cocoseg.masks.split_folder import label_map_difference, write_label_map
+from cocoseg.masks.split_folder import label_map_difference, read_label_map, write_label_map
 from cocoseg.shared.colours import overlay, palette
 from cocoseg.shared.errors import InputError, first_line
 from cocoseg.shared.files import (
@@ -116,7 +116,7 @@ def manifest_row(file: str, status: str, reason: str = "", note: str = "", size:
 
 
 def read_manifest(prediction_dir: Path) -> list[dict]:
-    return read_csv(Path(prediction_dir) / "manifest.csv")
+    return read_csv(Path(prediction_dir) / "manifest.csv", "a manifest.csv of `cocoseg predict`", MANIFEST_COLUMNS)
 
 
 def _check_folders(images_dir: Path, output_dir: Path) -> None:
@@ -131,7 +131,7 @@ def _check_folders(images_dir: Path, output_dir: Path) -> None:
 def _start_output(output_dir: Path, labels: list[dict], model_path: Path) -> None:
     """Refuse a folder of predictions under another label map; clear our own earlier masks."""
     labels_file = output_dir / "labels.csv"
-    if labels_file.exists() and (difference := label_map_difference(labels, read_csv(labels_file),
+    if labels_file.exists() and (difference := label_map_difference(labels, read_label_map(labels_file),
                                                                     ("the model", "the folder"))):
         raise InputError(f"{model_path} and {labels_file}: label maps differ ({difference}); "
                          f"write these predictions to another folder")
@@ -174,11 +174,11 @@ def predict(model_path: Path, images_dir: Path, output_dir: Path, cpus: int = 1,
     info = {"model": Path(model_path).as_posix(), "model_checksum": file_checksum(model_path),
             "variant": predictor.variant.name, "seed": predictor.variant.seed, "epoch": predictor.epoch,
             "inference": predictor.inference(), **status_counts(rows)}
-    _write_folder(output_dir, predictor.labels, rows, info)
+    write_prediction_folder(output_dir, predictor.labels, rows, info)
     return info
 
 
-def _write_folder(output_dir: Path, labels: list[dict], rows: list[dict], info: dict) -> None:
+def write_prediction_folder(output_dir: Path, labels: list[dict], rows: list[dict], info: dict) -> None:
     (output_dir / "masks").mkdir(parents=True, exist_ok=True)
     write_label_map(output_dir / "labels.csv", labels)
     write_manifest(output_dir / "manifest.csv", MANIFEST_COLUMNS, rows)
@@ -190,14 +190,14 @@ def gather_predictions(shard_dirs: list[Path], output_dir: Path) -> dict:
     models or label maps are refused."""
     output_dir, first = Path(output_dir), None
     for shard_dir in map(Path, shard_dirs):
-        info = {**_read_info(shard_dir), "labels": read_csv(shard_dir / "labels.csv")}
+        info = {**read_prediction_info(shard_dir), "labels": read_label_map(shard_dir / "labels.csv")}
         first = first or info
         if (info["model_checksum"], info["labels"]) != (first["model_checksum"], first["labels"]):
             raise InputError(f"{shard_dir}: predicted by another model than {shard_dirs[0]}")
     rows = gather_shards(shard_dirs, output_dir, read_manifest, _written_files)
     labels = first.pop("labels")
     info = {**{k: v for k, v in first.items() if k not in ("files", "ok", "skipped")}, **status_counts(rows)}
-    _write_folder(output_dir, labels, rows, info)
+    write_prediction_folder(output_dir, labels, rows, info)
     say(f"{output_dir}: {info['ok']} images predicted, {info['skipped']} files skipped "
         f"(reasons in {output_dir / 'manifest.csv'})")
     return info
@@ -208,5 +208,6 @@ def _written_files(shard_dir: Path, row: dict) -> list[str]:
     return [f"{sub}/{row['mask']}" for sub in ("masks", "overlays") if (shard_dir / sub / row["mask"]).exists()]
 
 
-def _read_info(prediction_dir: Path) -> dict:
-    return read_json(Path(prediction_dir) / INFO_FILE)
+def read_prediction_info(prediction_dir: Path) -> dict:
+    return read_json(Path(prediction_dir) / INFO_FILE, f"a {INFO_FILE} of `cocoseg predict`",
+                     ("model", "model_checksum", "variant", "seed", "files", "ok", "skipped"))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -12,13 +11,14 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
+from cocoseg.evaluation.metrics_file import write_metrics, write_tables
 from cocoseg.evaluation.per_image import FILE_NAME as PER_IMAGE_FILE
 from cocoseg.evaluation.per_image import image_counts, write_per_image
 from cocoseg.masks.split_folder import label_map_difference, read_labels
 from cocoseg.shared.colours import overlay, palette
 from cocoseg.shared.confusion import confusion_matrix
 from cocoseg.shared.errors import InputError
-from cocoseg.shared.files import atomic_path, write_csv, write_json
+from cocoseg.shared.files import atomic_path
 from cocoseg.shared.hardware import count_parameters, peak_memory_mb, resolve_accelerator, share_cpus
 from cocoseg.shared.metrics import scores
 from cocoseg.shared.progress import CountLines
@@ -35,6 +35,7 @@ from cocoseg.training.data import (
 from cocoseg.training.model_file import load_trained
 from cocoseg.training.network import input_divisor
 from cocoseg.training.scaling import base_length, inference_size
+from cocoseg.training.summary_file import SUMMARY_FILE, read_summary
 
 
 def window_starts(length: int, window: int, stride: int) -> list[int]:
@@ -189,16 +190,6 @@ def _score(predictor: Predictor, split_dir: Path, rows: list[dict], workers: int
     return confusion, seconds, per_image
 
 
-def _write_tables(output_dir: Path, labels: list[dict], result: dict, confusion: torch.Tensor) -> None:
-    per_class = [[label["label"], label["category_id"], label["name"], _round(result["iou"][i]),
-                  _round(result["dice"][i]), int(result["labelled_pixels"][i]), int(result["predicted_pixels"][i])]
-                 for i, label in enumerate(labels)]
-    write_csv(output_dir / "per_class.csv",
-              ["label", "category_id", "name", "iou", "dice", "label_pixels", "predicted_pixels"], per_class)
-    write_csv(output_dir / "confusion.csv", ["label", *range(len(labels))],
-              [[i, *confusion[i].tolist()] for i in range(len(labels))])
-
-
 def evaluate(model_path: Path, split_dir: Path, output_dir: Path, samples: int = 6, cpus: int = 1,
              gpu_requested: bool = False, allow_cpu_fallback: bool = False, tta: tuple[str, ...] = (),
              mode: str = "whole", stride: tuple[int, int] | None = None, subset: str = "all") -> dict:
@@ -230,8 +221,8 @@ def evaluate(model_path: Path, split_dir: Path, output_dir: Path, samples: int =
     flipped = scores(_score(Predictor(model_path, device, flip=True, mode=mode, stride=stride), split_dir, rows,
                             workers)[0]) \
         if "flip" in tta else None
-    summary = Path(model_path).with_name("summary.json")  # written beside model.pt by `cocoseg train`
-    train_seconds = json.loads(summary.read_text())["train_seconds"] if summary.exists() else None
+    summary = Path(model_path).with_name(SUMMARY_FILE)  # written beside model.pt by `cocoseg train`
+    train_seconds = read_summary(summary)["train_seconds"] if summary.exists() else None
     metrics = {
         "variant": predictor.variant.name,
         "seed": predictor.variant.seed,
@@ -256,14 +247,9 @@ def evaluate(model_path: Path, split_dir: Path, output_dir: Path, samples: int =
     if flipped:
         metrics.update(miou_flip=flipped["miou"], mdice_flip=flipped["mdice"],
                        pixel_accuracy_flip=flipped["pixel_accuracy"])
-    _write_tables(output_dir, predictor.labels, result, confusion)
+    write_tables(output_dir, predictor.labels, result, confusion.numpy())
     write_per_image(output_dir / PER_IMAGE_FILE, [int(row["image_id"]) for row in rows],
                     [row["file_name"] for row in rows], per_image)
     (output_dir / "samples").mkdir(parents=True, exist_ok=True)
-    write_json(output_dir / "metrics.json", metrics)
+    write_metrics(output_dir, metrics)
     return metrics
-
-
-def _round(value: float) -> float | str:
-    return "" if np.isnan(value) else round(float(value), 6)
-

@@ -10,11 +10,14 @@ megabyte.
 
 from __future__ import annotations
 
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from cocoseg.shared.errors import InputError, first_line
 from cocoseg.shared.files import atomic_path
 from cocoseg.shared.metrics import mean_iou
 
@@ -57,10 +60,37 @@ def write_per_image(path: Path, image_ids: list[int], file_names: list[str],
                             predicted=arrays[2].astype(np.uint32))
 
 
+ARRAYS = ("image_ids", "file_names", "intersection", "labelled", "predicted")
+
+
 def read_per_image(path: Path) -> PerImageCounts:
-    with np.load(path, allow_pickle=False) as saved:
-        return PerImageCounts(saved["image_ids"], saved["file_names"], saved["intersection"].astype(np.int64),
-                              saved["labelled"].astype(np.int64), saved["predicted"].astype(np.int64))
+    """An evaluation's per-image counts, or one line naming the file and what is wrong with it
+    (never numpy's advice to load a file with pickles: a file that holds them is not read)."""
+    what = "a per_image.npz of `cocoseg evaluate`"
+    try:
+        saved = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise InputError(f"{path}: file not found") from None
+    except ValueError:  # numpy's last guess, a pickle, refused without allow_pickle
+        raise InputError(f"{path}: not {what} (not an .npz archive)") from None
+    except (OSError, EOFError, zipfile.BadZipFile) as e:
+        raise InputError(f"{path}: not {what} (damaged or cut short: {first_line(e, 80)})") from None
+    if not isinstance(saved, np.lib.npyio.NpzFile):
+        raise InputError(f"{path}: not {what} (a single array, not an .npz archive)")
+    with saved:
+        if missing := [name for name in ARRAYS if name not in saved.files]:
+            raise InputError(f"{path}: not {what} (no {', '.join(missing)})")
+        try:
+            arrays = {name: saved[name] for name in ARRAYS}
+        except ValueError:  # numpy refuses object arrays without allow_pickle
+            raise InputError(f"{path}: not {what} (it holds Python objects, which could run code when loaded; "
+                             f"it was not read)") from None
+        except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+            raise InputError(f"{path}: not {what} (damaged: {first_line(e, 80)})") from None
+    if len({len(a) for a in arrays.values()}) != 1:
+        raise InputError(f"{path}: not {what} (its arrays differ in length)")
+    return PerImageCounts(arrays["image_ids"], arrays["file_names"], arrays["intersection"].astype(np.int64),
+                          arrays["labelled"].astype(np.int64), arrays["predicted"].astype(np.int64))
 
 
 def image_miou(runs: list[PerImageCounts]) -> tuple[np.ndarray, np.ndarray]:

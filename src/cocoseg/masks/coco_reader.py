@@ -45,7 +45,7 @@ class StreamedFile:
 
     def _refused(self, error: Exception) -> Exception:
         """The file's fault in `read_json`'s words (read whole only on this path)."""
-        read_json(self.path)
+        read_json(self.path, "a COCO file")
         return NotStreamable(str(error))
 
     def items(self, key: str) -> Iterator:
@@ -77,7 +77,7 @@ class WholeFile:
     """The arrays of a COCO file read whole by `read_json`."""
 
     def __init__(self, path: str | os.PathLike):
-        self.path, self.data = path, read_json(path)
+        self.path, self.data = path, read_json(path, "a COCO file")
 
     def items(self, key: str) -> Iterator:
         value = self.data.get(key)

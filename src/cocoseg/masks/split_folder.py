@@ -13,7 +13,6 @@ named fields.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -21,7 +20,7 @@ import numpy as np
 
 from cocoseg.shared import manifests
 from cocoseg.shared.errors import InputError
-from cocoseg.shared.files import checksum, read_csv, write_csv
+from cocoseg.shared.files import checksum, read_csv, read_json, write_csv
 from cocoseg.shared.manifests import OK
 
 MANIFEST_COLUMNS = ["image_id", "file_name", "width", "height", "annotations", "status", "reason", "mask",
@@ -42,7 +41,7 @@ def write_manifest(path: Path, rows: list[dict]) -> None:
 
 def read_manifest_rows(path: Path) -> list[dict]:
     """Every row of a manifest file, usable or not, as written."""
-    return read_csv(path)
+    return read_csv(path, "a manifest.csv of `cocoseg masks`", MANIFEST_COLUMNS)
 
 
 def write_labels(path: Path, labels: list) -> None:
@@ -57,19 +56,30 @@ def _split_file(split_dir: Path, name: str) -> Path:
     return path
 
 
+def read_label_map(path: Path) -> list[dict]:
+    """A labels.csv: a split's, a model's beside its predictions or export."""
+    return read_csv(path, "a labels.csv of `cocoseg masks`", LABEL_COLUMNS)
+
+
 def read_labels(split_dir: Path) -> list[dict]:
-    return read_csv(_split_file(split_dir, "labels.csv"))
+    return read_label_map(_split_file(split_dir, "labels.csv"))
+
+
+def read_split_summary(split_dir: Path) -> dict:
+    """A split's summary.json: its counts and labelled pixels per class."""
+    return read_json(_split_file(split_dir, "summary.json"), "a summary.json of `cocoseg masks`",
+                     ("ok", "skipped", "class_pixels"))
 
 
 def read_manifest(split_dir: Path, subset: str = "all") -> list[dict]:
     """The usable images of a split in manifest order: `all`, those trained on (`fit`), or those
     held out of training (`holdout`)."""
     path = _split_file(split_dir, "manifest.csv")
-    rows = [row for row in read_csv(path) if row["status"] == OK]
+    rows = [row for row in read_manifest_rows(path) if row["status"] == OK]
     if subset == "fit":
-        rows = [row for row in rows if row.get("holdout") != "1"]
+        rows = [row for row in rows if row["holdout"] != "1"]
     elif subset == "holdout":
-        rows = [row for row in rows if row.get("holdout") == "1"]
+        rows = [row for row in rows if row["holdout"] == "1"]
     if not rows:
         hint = {"all": "", "fit": " (all are held out)",
                 "holdout": " (hold some out with --holdout-fraction, or choose epochs on another split)"}
@@ -104,7 +114,7 @@ def content_digest(split_dir: Path, subset: str) -> str:
 
 def class_pixels(split_dir: Path, labels: list[dict]) -> list[int]:
     """Labelled pixels of each label (in `labels` order), as the mask stage counted them."""
-    counts = json.loads(_split_file(split_dir, "summary.json").read_text())["class_pixels"]
+    counts = read_split_summary(split_dir)["class_pixels"]
     return [int(counts.get(row["name"], 0)) for row in labels]
 
 

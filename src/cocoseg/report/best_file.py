@@ -7,11 +7,10 @@ Kept free of heavy imports: the Snakefile imports its names.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from cocoseg.shared.errors import InputError
-from cocoseg.shared.files import write_json
+from cocoseg.shared.files import read_json, write_json
 from cocoseg.shared.run_folders import run_path
 
 BEST_FILE = "best.json"
@@ -23,16 +22,11 @@ def write_best(path: Path, best: dict) -> None:
 
 
 def read_best(path: Path) -> dict:
-    try:
-        best = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"{path}: not found; the report writes it (snakemake ... report)") from None
-    except json.JSONDecodeError as e:
-        raise InputError(f"{path}: not a winner file ({e})") from None
-    missing = [key for key in ("variant", "best_seed_of", "results") if key not in best]
-    if missing:
-        raise InputError(f"{path}: not a winner file of this version (no {', '.join(missing)}); rerun the report")
-    return best
+    """The report's winner, or one line naming the file and what is wrong with it."""
+    if not Path(path).exists():
+        raise InputError(f"{path}: not found; the report writes it (snakemake ... report)")
+    return read_json(path, "a winner file of this version",
+                     ("variant", "best_seed_of", "results"))
 
 
 def chosen_run(best: dict, variant: str, seed: str | int) -> tuple[str, int]:

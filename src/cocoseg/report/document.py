@@ -12,6 +12,14 @@ import jinja2
 import numpy as np
 import pandas as pd
 
+from cocoseg.evaluation.metrics_file import (
+    CONFUSION_FILE,
+    METRICS_FILE,
+    PER_CLASS_FILE,
+    read_confusion,
+    read_metrics,
+    read_per_class,
+)
 from cocoseg.evaluation.per_image import FILE_NAME as PER_IMAGE_FILE
 from cocoseg.evaluation.per_image import PerImageCounts, read_per_image
 from cocoseg.report import phrases
@@ -58,8 +66,9 @@ from cocoseg.report.tables import (
     top_confusions,
 )
 from cocoseg.report.winner import winner
-from cocoseg.shared.files import atomic_path, read_csv, read_json
+from cocoseg.shared.files import atomic_path
 from cocoseg.shared.run_folders import run_path
+from cocoseg.training.summary_file import SUMMARY_FILE, read_summary
 
 
 def machine_description() -> str:
@@ -123,15 +132,14 @@ def read_runs(results: Path, variants: list[str], seeds: list[str], eval_splits:
 
     runs = [(v, seed, s) for v in variants for seed in seeds for s in eval_splits]
     return Runs(
-        summaries={(v, seed): read_json(run_path(results, "models", v, seed) / "summary.json")
+        summaries={(v, seed): read_summary(run_path(results, "models", v, seed) / SUMMARY_FILE)
                    for v in variants for seed in seeds},
-        metrics={run: read_json(eval_file(run, "metrics.json")) for run in runs},
-        selection={(v, seed): read_json(path) for v in variants for seed in seeds
-                   if (path := run_path(results, "selection", v, seed) / "metrics.json").is_file()},
-        per_class={run: pd.DataFrame(read_csv(eval_file(run, "per_class.csv")))
+        metrics={run: read_metrics(eval_file(run, METRICS_FILE)) for run in runs},
+        selection={(v, seed): read_metrics(path) for v in variants for seed in seeds
+                   if (path := run_path(results, "selection", v, seed) / METRICS_FILE).is_file()},
+        per_class={run: pd.DataFrame(read_per_class(eval_file(run, PER_CLASS_FILE)))
                    .assign(iou=lambda f: pd.to_numeric(f["iou"])) for run in runs},
-        confusions={run: pd.DataFrame(read_csv(eval_file(run, "confusion.csv")))
-                    .drop(columns="label").to_numpy(dtype=np.int64) for run in runs},
+        confusions={run: read_confusion(eval_file(run, CONFUSION_FILE)) for run in runs},
         counts={split: read_counts(results, variants, seeds, split) for split in eval_splits},
     )
 

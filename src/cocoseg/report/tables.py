@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cocoseg.masks.split_folder import OK, read_manifest_rows
+from cocoseg.masks.split_folder import read_manifest_rows, read_split_summary
 from cocoseg.report.statistics import pareto_front
-from cocoseg.shared.files import read_json
+from cocoseg.shared.manifests import OK
 from cocoseg.shared.run_folders import run_path
 
 METRICS = ["miou", "mdice", "pixel_accuracy", "miou_flip", "last_epoch_miou", "inference_images_per_s",
@@ -215,7 +215,7 @@ def dataset_table(split_dirs: dict[str, Path]) -> tuple[pd.DataFrame, pd.DataFra
     for split, split_dir in split_dirs.items():
         rows_of_manifest = read_manifest_rows(split_dir / "manifest.csv")
         manifest = pd.DataFrame(rows_of_manifest)
-        summary = read_json(split_dir / "summary.json")
+        summary = read_split_summary(split_dir)
         skipped = manifest[manifest["status"] != OK]
         reasons = skipped["reason"].str.split(":").str[0].value_counts()
         rows.append({

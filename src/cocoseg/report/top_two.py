@@ -14,10 +14,11 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from cocoseg.evaluation.evaluate import inference_device, scored_predictor
+from cocoseg.evaluation.metrics_file import METRICS_FILE, read_metrics
 from cocoseg.evaluation.per_image import FILE_NAME, largest_disagreements, read_per_image
 from cocoseg.report.plot_names import SHOWN_IMAGES
 from cocoseg.shared.colours import overlay, palette
-from cocoseg.shared.files import atomic_path, read_csv, read_json
+from cocoseg.shared.files import atomic_path, read_csv
 from cocoseg.shared.run_folders import run_path
 from cocoseg.training.data import load_sample, read_manifest
 
@@ -69,7 +70,7 @@ def draw_top_two(results: Path, metrics_csv: Path, masks_root: Path, seeds: list
     images = largest_disagreements(counts[best], counts[runner_up], shown)
     device = inference_device(cpus)[0]
     model_of = {v: run_path(results, "models", v, seeds[0]) / "model.pt" for v in (best, runner_up)}
-    scored = {v: read_json(run_path(results, "eval", v, seeds[0]) / split / "metrics.json").get("inference")
+    scored = {v: read_metrics(run_path(results, "eval", v, seeds[0]) / split / METRICS_FILE).get("inference")
               for v in (best, runner_up)}
     predictors = [scored_predictor(model_of[v], device, scored[v]) for v in (best, runner_up)]
     split_dir = Path(masks_root) / split

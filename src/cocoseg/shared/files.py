@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import Iterator, Sequence
 
-from cocoseg.shared.errors import InputError
+from cocoseg.shared.errors import InputError, first_line
 
 
 def _current_umask() -> int:
@@ -80,9 +80,21 @@ def write_csv(path: str | os.PathLike, header: Sequence[str], rows: Sequence[Seq
             writer.writerows(rows)
 
 
-def read_csv(path: str | os.PathLike) -> list[dict[str, str]]:
-    with open(path, newline="", encoding="utf-8") as f:
-        return list(csv.DictReader(f))
+def read_csv(path: str | os.PathLike, what: str = "a CSV file", columns: Sequence[str] = ()) -> list[dict[str, str]]:
+    """A CSV file's rows, or one line naming the file and its fault: missing, not text, without
+    the `columns` the format has (`what`: the format, in the message), or a row cut short."""
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            rows = list(reader)
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise InputError(f"{path}: {_read_fault(e)}") from None
+    if missing := [c for c in columns if c not in (reader.fieldnames or [])]:
+        raise InputError(f"{path}: not {what} (no column {', '.join(missing)})")
+    if cut := next((n for n, row in enumerate(rows, 2) if None in row.values() or None in row), None):
+        raise InputError(f"{path}: line {cut} does not have the header's {len(reader.fieldnames)} fields "
+                         f"(a file cut short or written by something else)")
+    return rows
 
 
 def safe_relative(name: str) -> PurePosixPath | None:
@@ -147,19 +159,30 @@ def output_problem(path: str | os.PathLike, is_file: bool = False) -> str | None
     return None
 
 
-def read_json(path: str | os.PathLike) -> dict:
-    """A whole JSON object file (small files; and the precise message of a malformed one)."""
+def _read_fault(error: Exception) -> str:
+    """Why a text file could not be read, in a few words."""
+    if isinstance(error, FileNotFoundError):
+        return "file not found"
+    if isinstance(error, UnicodeDecodeError):
+        return f"not UTF-8 text: {error.reason}"
+    if isinstance(error, json.JSONDecodeError):
+        return f"invalid JSON at line {error.lineno} column {error.colno}: {error.msg}"
+    if isinstance(error, OSError):
+        return f"cannot read: {error.strerror or error}"
+    return f"not readable: {first_line(error)}"
+
+
+def read_json(path: str | os.PathLike, what: str = "a JSON object file", keys: Sequence[str] = ()) -> dict:
+    """A whole JSON object file (small files; and the precise message of a malformed one), or one
+    line naming the file and its fault; `keys`: those the format always has (`what`: the format,
+    in the message), so another file of the same kind is told apart."""
     try:
         with open(path, "rb") as f:
             data = json.load(f)
-    except FileNotFoundError:
-        raise InputError(f"{path}: file not found") from None
-    except OSError as e:
-        raise InputError(f"{path}: cannot read: {e.strerror or e}") from None
-    except UnicodeDecodeError as e:
-        raise InputError(f"{path}: not UTF-8 text: {e.reason}") from None
-    except json.JSONDecodeError as e:
-        raise InputError(f"{path}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise InputError(f"{path}: {_read_fault(e)}") from None
     if not isinstance(data, dict):
-        raise InputError(f"{path}: not a COCO file: the top level is not a JSON object")
+        raise InputError(f"{path}: not {what}: the top level is not a JSON object")
+    if missing := [key for key in keys if key not in data]:
+        raise InputError(f"{path}: not {what} (no {', '.join(missing)})")
     return data

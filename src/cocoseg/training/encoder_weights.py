@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from cocoseg.shared.errors import InputError, first_line
-from cocoseg.shared.torch_files import read_tensors
+from cocoseg.shared.torch_loading import read_tensors
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:

@@ -14,7 +14,7 @@ import torch
 
 from cocoseg.shared.errors import InputError, first_line
 from cocoseg.shared.files import atomic_path
-from cocoseg.shared.torch_files import read_tensors
+from cocoseg.shared.torch_loading import read_tensors
 from cocoseg.training.network import build_model
 from cocoseg.training.variants import Variant
 

@@ -37,19 +37,20 @@ from cocoseg.shared.hardware import (
 )
 from cocoseg.shared.processes import end_with_parent
 from cocoseg.shared.progress import ProgressLines, at_terminal, quiet_notices
-from cocoseg.shared.torch_files import read_tensors
+from cocoseg.shared.torch_loading import read_tensors
 from cocoseg.training.data import SegmentationDataModule
 from cocoseg.training.interruption import InEpochCheckpoint, StopSignals
 from cocoseg.training.losses import inverse_sqrt_frequency
 from cocoseg.training.model_file import save_model
 from cocoseg.training.module import SegmentationModule
 from cocoseg.training.network import size_problem
+from cocoseg.training.summary_file import SUMMARY_FILE, read_summary, write_summary
 from cocoseg.training.variants import Variant, is_weights_file
 
 FINGERPRINT = "fingerprint.json"  # beside the checkpoints: what the run they belong to was trained on
 DDP_TIMEOUT_MINUTES = 5.0  # how long a DDP process waits for a peer before the run fails
 CHECKPOINT_MINUTES = 30.0  # last.ckpt inside an epoch at least this often
-FINISHED = ("model.pt", "summary.json")  # a finished run's outputs, also linked beside its checkpoints
+FINISHED = ("model.pt", SUMMARY_FILE)  # a finished run's outputs, also linked beside its checkpoints
 
 
 def cluster_environment(devices: int) -> list:
@@ -130,7 +131,7 @@ def restore_finished(checkpoint_dir: Path, output_dir: Path, fingerprint: dict) 
         _link(link, Path(output_dir) / name)
     print(f"this run finished earlier with the same inputs: {', '.join(FINISHED)} restored from {checkpoint_dir}",
           file=sys.stderr, flush=True)
-    return json.loads((Path(output_dir) / "summary.json").read_text())
+    return read_summary(Path(output_dir) / SUMMARY_FILE)
 
 
 def prepare_checkpoints(checkpoint_dir: Path, log_dir: Path, fingerprint: dict) -> tuple[Path | None, int]:
@@ -325,7 +326,7 @@ def train(variant: Variant, train_dir: Path, val_dir: Path | None, output_dir: P
                trainer.current_epoch)
     summary["disk_mb"] = {"model": megabytes([Path(output_dir) / "model.pt"]),
                           "checkpoints": megabytes(checkpoint_files(checkpoint_dir)) if keep_checkpoints else 0}
-    write_json(Path(output_dir) / "summary.json", summary)
+    write_summary(output_dir, summary)
     keep_finished(output_dir, checkpoint_dir)
     if not keep_checkpoints:  # model.pt holds what a finished run hands on; resuming is over
         for path in checkpoint_files(checkpoint_dir):
