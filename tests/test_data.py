@@ -222,7 +222,7 @@ def test_the_data_module_deals_each_process_its_own_images_and_draws(tmp_path):
         loader = data.train_dataloader()
         return list(loader.sampler), [images for images, _ in loader]
 
-    (keys0, images0), (keys1, images1) = first_epoch(0), first_epoch(1)
+    (keys0, images0), (keys1, _) = first_epoch(0), first_epoch(1)
     assert {rank for _, _, rank in keys0} == {0} and {rank for _, _, rank in keys1} == {1}
     assert not {index for index, _, _ in keys0} & {index for index, _, _ in keys1}
     assert all(torch.equal(a, b) for a, b in zip(images0, first_epoch(0)[1]))  # a rerun: the same crops

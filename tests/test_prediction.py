@@ -12,7 +12,7 @@ from PIL import Image
 
 from cocoseg.cli import main
 from cocoseg.deploy.predict import found_files, gather_predictions, predict
-from cocoseg.evaluation.evaluate import Predictor
+from cocoseg.evaluation.predictor import Predictor
 from cocoseg.report.best_file import chosen_run
 from cocoseg.shared.errors import InputError
 from cocoseg.shared.image_decoding import load_rgb

@@ -166,7 +166,7 @@ def test_flip_tta_scores_the_mean_of_each_image_and_its_mirror(data, trained, tm
 @pytest.mark.parametrize("length, window, stride", [(64, 64, 42), (100, 64, 36), (30, 64, 42), (1000, 96, 64),
                                                     (97, 32, 32)])
 def test_sliding_windows_cover_every_pixel_and_end_flush(length, window, stride):
-    from cocoseg.evaluation.evaluate import window_starts
+    from cocoseg.evaluation.predictor import window_starts
 
     starts = window_starts(length, window, stride)
     covered = np.zeros(max(length, window), bool)
@@ -179,7 +179,7 @@ def test_sliding_windows_cover_every_pixel_and_end_flush(length, window, stride)
 def test_slide_equals_whole_at_the_window_size_and_averages_overlapping_windows(trained):
     import torch
 
-    from cocoseg.evaluation.evaluate import Predictor
+    from cocoseg.evaluation.predictor import Predictor
     from cocoseg.training.data import normalize
 
     out, _ = trained

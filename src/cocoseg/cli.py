@@ -167,10 +167,7 @@ TRAIN_SETTINGS = [  # (flag, type, help) of the variant settings `cocoseg train`
 ]
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cocoseg", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def add_masks_command(sub) -> None:
     p = _command(sub, "masks", _masks, "COCO JSON + images -> OUT/{images,masks}, manifest.csv, labels.csv")
     p.add_argument("--annotations", required=True, type=Path, help="COCO instances JSON")
     p.add_argument("--images", required=True, type=Path, help="folder the file_names are relative to")
@@ -180,18 +177,24 @@ def build_parser() -> argparse.ArgumentParser:
     _add_mask_options(p)
     _add_holdout_options(p)
 
+
+def add_demo_command(sub) -> None:
     p = _command(sub, "demo", _demo, "write the synthetic demo dataset (COCO JSON and JPEGs)")
     p.add_argument("--output", required=True, type=Path, help="folder for annotations/ and images/")
     p.add_argument("--split", nargs=2, action="append", metavar=("NAME", "IMAGES"), required=True,
                    help="a split and its image count; repeat for each split")
     p.add_argument("--seed", type=int, default=0, help="seed of the drawn shapes")
 
+
+def add_index_command(sub) -> None:
     p = _command(sub, "index", _index, "workflow step: parse a COCO file once, write per-shard parts")
     p.add_argument("--annotations", required=True, type=Path, help="COCO instances JSON")
     p.add_argument("--output", required=True, type=Path, help="index folder")
     p.add_argument("--shards", type=_positive, default=1, help="parts to write, one per shard job")
     _add_mask_options(p)
 
+
+def add_shard_command(sub) -> None:
     p = _command(sub, "shard", _shard, "workflow step: convert one shard")
     p.add_argument("--index-file", required=True, type=Path, help="the shard's part, written by `cocoseg index`")
     p.add_argument("--images", required=True, type=Path, help="folder the file_names are relative to")
@@ -200,8 +203,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compress-level", type=int, default=1, choices=range(10), help="zlib level of the mask PNGs")
     p.add_argument("--name", default="", help="label for progress lines")
 
+
+def add_train_command(sub) -> None:
     p = _command(sub, "train", _train, "train one variant on mask-stage folders (underscore spellings of the "
                  "flags are accepted too)")
+    _add_train_folders(p)
+    _add_variant_settings(p)
+    _add_train_job_options(p)
+
+
+def _add_train_folders(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-path", "--data_path", type=Path,
                    help="folder with train/ and val/ from `cocoseg masks` (or give --train-dir, --val-dir)")
     p.add_argument("--train-dir", type=Path, help="the training split, a `cocoseg masks` output folder")
@@ -210,18 +221,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", type=Path, help="where model.pt and summary.json go (default runs/<variant>)")
     p.add_argument("--checkpoint-dir", type=Path, help="resumable checkpoints (default OUTPUT/checkpoints)")
     p.add_argument("--log-dir", type=Path, help="CSV and TensorBoard logs (default OUTPUT/logs)")
-    p.add_argument("--settings", help="every setting of the variant as one JSON object (as the workflow passes "
-                   "them); the flags below override single settings")
     p.add_argument("--num-classes", "--num_classes", type=_positive,
                    help="classes including background; checked against labels.csv")
+
+
+def _add_variant_settings(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--settings", help="every setting of the variant as one JSON object (as the workflow passes "
+                   "them); the flags below override single settings")
     p.add_argument("--img-size", "--img_size", type=_image_size, help="H,W or one side, e.g. 512,512")
-    p.add_argument("--cpus", "--workers", type=_positive, default=None,
-                   help="CPUs the job holds (default: all this process may use), shared over its processes, "
-                        "loader workers and threads")
-    p.add_argument("--mem-mb", type=_positive, help="memory the job holds (MB), recorded in summary.json")
-    p.add_argument("--checkpoint-minutes", type=_positive_float,
-                   help="write last.ckpt inside an epoch at least this often (default 30); SIGUSR1 or SIGTERM "
-                        "write it and stop the run (exit status 75), which a rerun resumes at that batch")
     for flag, kind, text in TRAIN_SETTINGS:
         p.add_argument(*dict.fromkeys([f"--{flag.replace('_', '-')}", f"--{flag}"]), type=kind, help=text)
     p.add_argument("--name", help="variant name (default <architecture>-<encoder>-<size>)")
@@ -243,6 +250,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", help="auto, 32-true, bf16-mixed, 16-mixed")
     p.add_argument("--accelerator", choices=["auto", "cpu", "gpu"], help="auto: the GPU where CUDA can use one")
     p.add_argument("--channels-last", choices=["true", "false"], help="run the network channels-last")
+
+
+def _add_train_job_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--cpus", "--workers", type=_positive, default=None,
+                   help="CPUs the job holds (default: all this process may use), shared over its processes, "
+                        "loader workers and threads")
+    p.add_argument("--mem-mb", type=_positive, help="memory the job holds (MB), recorded in summary.json")
+    p.add_argument("--checkpoint-minutes", type=_positive_float,
+                   help="write last.ckpt inside an epoch at least this often (default 30); SIGUSR1 or SIGTERM "
+                        "write it and stop the run (exit status 75), which a rerun resumes at that batch")
     p.add_argument("--keep-checkpoints", action="store_true",
                    help="keep last.ckpt and best.ckpt once model.pt is written (default: removed)")
     p.add_argument("--ddp-timeout-minutes", type=_positive_float,
@@ -250,12 +267,16 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default 5), so a dead process never leaves the others holding their devices")
     _add_gpu_options(p)
 
+
+def add_weights_command(sub) -> None:
     p = _command(sub, "weights", _weights, "fetch named encoder weights (or check a file) into a file that "
                  "loads offline", output_files=("output",))
     p.add_argument("--encoder", required=True, help="a segmentation_models_pytorch encoder")
     p.add_argument("--weights", required=True, help="a name SMP knows (imagenet, ...) or a state-dict file")
     p.add_argument("--output", required=True, type=Path, help="the state-dict file to write")
 
+
+def add_evaluate_command(sub) -> None:
     p = _command(sub, "evaluate", _evaluate, "metrics of a trained model on a mask-stage folder, at each image's "
                  "own size")
     p.add_argument("--model", required=True, type=Path, help="model.pt written by `cocoseg train`")
@@ -270,6 +291,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="CPUs the job holds, shared between decoding workers and threads")
     _add_gpu_options(p)
 
+
+def add_predict_command(sub) -> None:
     p = _command(sub, "predict", _predict, "masks and overlays for every image of a folder (recursively), with "
                  "the model's labels.csv and a manifest of every file (ok, or skipped and why)")
     which = p.add_mutually_exclusive_group(required=True)
@@ -291,11 +314,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="CPUs the job holds, shared between decoding workers and threads")
     _add_gpu_options(p)
 
+
+def add_gather_predictions_command(sub) -> None:
     p = _command(sub, "gather-predictions", _gather_predictions, "workflow step: one prediction folder from the "
                  "folders of its shards (`predict --shard`)")
     p.add_argument("--shard-dirs", required=True, nargs="+", type=Path, help="the shards' output folders, in order")
     p.add_argument("--output", required=True, type=Path, help="the prediction folder to write")
 
+
+def add_report_command(sub) -> None:
     p = _command(sub, "report", _report, "comparison tables, plots and REPORT.md from a results folder",
                  output_files=("report_md",))
     p.add_argument("--results", type=Path, default=Path("results"), help="the workflow's results folder")
@@ -313,6 +340,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="resamples of the paired bootstrap over images and seeds (unset: the report's default)")
     p.add_argument("--bootstrap-seed", type=int, help="random seed of the bootstrap (unset: the report's default)")
 
+
+def add_export_command(sub) -> None:
     p = _command(sub, "export", _export, "a trained model as ONNX or TorchScript, checked against PyTorch",
                  output_files=("output",))
     which = p.add_mutually_exclusive_group(required=True)
@@ -324,6 +353,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check-split", type=Path, help="a `cocoseg masks` folder whose first images join the check")
     p.add_argument("--check-images", type=_positive, default=4, help="how many of its images")
 
+
+def add_top_two_command(sub) -> None:
     p = _command(sub, "top-two", _top_two, "the images where the report's best two variants disagree most, with "
                  "both predictions", output_files=("output",))
     p.add_argument("--results", type=Path, default=Path("results"), help="the workflow's results folder")
@@ -334,12 +365,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, type=Path, help="the PNG to write")
     p.add_argument("--cpus", type=_positive, default=1, help="CPUs the job holds")
 
+
+def add_gather_command(sub) -> None:
     p = _command(sub, "gather", _gather, "workflow step: assemble a split from its shards")
     p.add_argument("--meta", required=True, type=Path, help="meta.json written by `cocoseg index`")
     p.add_argument("--shard-dirs", required=True, nargs="+", type=Path, help="the shard output folders")
     p.add_argument("--output", required=True, type=Path, help="the split folder to write")
     p.add_argument("--name", default="", help="label for progress lines")
     _add_holdout_options(p)
+
+
+COMMANDS = (  # in the order `cocoseg --help` lists them
+    add_masks_command,
+    add_demo_command,
+    add_index_command,
+    add_shard_command,
+    add_train_command,
+    add_weights_command,
+    add_evaluate_command,
+    add_predict_command,
+    add_gather_predictions_command,
+    add_report_command,
+    add_export_command,
+    add_top_two_command,
+    add_gather_command,
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cocoseg", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add_command in COMMANDS:
+        add_command(sub)
     return parser
 
 
@@ -414,7 +471,7 @@ def _model_path(args: argparse.Namespace) -> Path:
 
 def _inference(args: argparse.Namespace) -> dict:
     """How `predict` infers: the flags given, else (with --best) how the report scored, else whole images."""
-    from cocoseg.evaluation.evaluate import WHOLE
+    from cocoseg.evaluation.predictor import WHOLE
     from cocoseg.report.best_file import read_best
 
     scored = read_best(args.best).get("inference") if args.best else None

@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
-from cocoseg.evaluation.evaluate import in_order, inference_device, scored_predictor
+from cocoseg.evaluation.predictor import in_order, inference_device, scored_predictor
 from cocoseg.masks.png import encode_mask_png
 from cocoseg.masks.split_folder import label_map_difference, read_label_map, write_label_map
 from cocoseg.shared.colours import overlay, palette

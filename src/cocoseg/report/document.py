@@ -154,20 +154,62 @@ def image_tables(verdicts: dict[str, dict], counts: dict[str, list[PerImageCount
     return hardest_images(usable), differing
 
 
+@dataclass(frozen=True)
+class Request:
+    """What a report compares and where it writes."""
+
+    results: Path
+    variants: list[str]
+    seeds: list[str]
+    eval_splits: list[str]
+    data_splits: list[str]
+    out_dir: Path
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """The report's tables, computed once from the runs and shared by the files, plots and text."""
+
+    per_seed: pd.DataFrame
+    table: pd.DataFrame  # per variant and split: means, spreads, intervals, ranks
+    ranking: list[str]
+    per_class_long: pd.DataFrame
+    classes: pd.DataFrame  # IoU per class (rows) and variant
+    datasets: pd.DataFrame
+    shares: pd.DataFrame  # labelled-pixel share per class and split
+    names: list[str]  # class names in label order
+    summed: dict[tuple[str, str], np.ndarray]  # confusion per variant and split, over seeds
+    confused: pd.DataFrame
+    effects: pd.DataFrame
+    pairs: pd.DataFrame
+    verdicts: dict[str, dict]
+    hardest: pd.DataFrame
+    differing: pd.DataFrame | None
+    best_run: dict
+
+
 def build(results: Path, variants: list[str], seeds: list[str], eval_splits: list[str], data_splits: list[str],
           out_dir: Path, report_md: Path, template: Path, configs: list[str], resamples: int = RESAMPLES,
           bootstrap_seed: int = SEED) -> None:
     """Write tables and plots under `out_dir` and render `report_md` from `template`."""
-    results, out_dir = Path(results), Path(out_dir)
-    seeds = [str(seed) for seed in seeds]
-    runs = read_runs(results, variants, seeds, eval_splits)
+    request = Request(Path(results), variants, [str(seed) for seed in seeds], eval_splits, data_splits, Path(out_dir))
+    runs = read_runs(request.results, variants, request.seeds, eval_splits)
+    analysis = analyse(request, runs, resamples, bootstrap_seed)
+    tables = write_tables(request, analysis)
+    shown, note = draw_plots(request, runs, analysis)
+    write_document(request, runs, analysis, tables, shown, note, report_md, template, configs, resamples,
+                   bootstrap_seed)
 
-    per_seed = runs_table(runs.summaries, runs.metrics, results)
+
+def analyse(request: Request, runs: Runs, resamples: int, bootstrap_seed: int) -> Analysis:
+    """Every table the report shows, from the runs' files."""
+    variants, seeds, eval_splits = request.variants, request.seeds, request.eval_splits
+    per_seed = runs_table(runs.summaries, runs.metrics, request.results)
     table = with_intervals(aggregate(per_seed), runs.counts, resamples, bootstrap_seed)
     ranking = ranked_variants(table)
     per_class_long, classes = per_class_tables({run: runs.per_class[run] for run in sorted(
         runs.per_class, key=lambda run: ranking.index(run[0]))}, single_split=len(eval_splits) == 1)
-    datasets, shares = dataset_table({s: results / "masks" / s for s in data_splits})
+    datasets, shares = dataset_table({s: request.results / "masks" / s for s in request.data_splits})
     names = list(dict.fromkeys(per_class_long["name"]))
     summed = {(v, s): sum(runs.confusions[v, seed, s] for seed in seeds) for v in variants for s in eval_splits}
     confused = pd.concat([top_confusions(matrix, names).assign(variant=v, split=s)
@@ -177,63 +219,82 @@ def build(results: Path, variants: list[str], seeds: list[str], eval_splits: lis
     effects, pairs = main_effects(table, configs_of), interactions(table, configs_of)
     verdicts = {split: verdict(part) for split, part in table.groupby("split", sort=False)}
     hardest, differing = image_tables(verdicts[eval_splits[0]], runs.counts[eval_splits[0]])
-    best_run = winner(table, runs.summaries, runs.metrics, runs.selection, seeds, results)
+    best_run = winner(table, runs.summaries, runs.metrics, runs.selection, seeds, request.results)
+    return Analysis(per_seed, table, ranking, per_class_long, classes, datasets, shares, names, summed, confused,
+                    effects, pairs, verdicts, hardest, differing, best_run)
 
-    tables = {"metrics.csv": table, "metrics_per_seed.csv": per_seed, "main_effects.csv": effects,
-              "interactions.csv": pairs, "hardest_images.csv": hardest,
-              "top_two_disagreements.csv": differing if differing is not None else pd.DataFrame(
+
+def write_tables(request: Request, a: Analysis) -> dict[str, pd.DataFrame]:
+    """The CSV tables, best.json and metrics.md under the report folder; returns the tables by file name."""
+    tables = {"metrics.csv": a.table, "metrics_per_seed.csv": a.per_seed, "main_effects.csv": a.effects,
+              "interactions.csv": a.pairs, "hardest_images.csv": a.hardest,
+              "top_two_disagreements.csv": a.differing if a.differing is not None else pd.DataFrame(
                   columns=["image", "difference"]),
-              "per_class_iou.csv": classes.rename_axis("class").reset_index(),
-              "per_class_iou_per_seed.csv": per_class_long, "top_confusions.csv": confused,
-              "dataset_stats.csv": datasets, "class_pixel_share.csv": shares.rename_axis("class").reset_index()}
+              "per_class_iou.csv": a.classes.rename_axis("class").reset_index(),
+              "per_class_iou_per_seed.csv": a.per_class_long, "top_confusions.csv": a.confused,
+              "dataset_stats.csv": a.datasets, "class_pixel_share.csv": a.shares.rename_axis("class").reset_index()}
     for name, frame in tables.items():
-        _write_table(frame, out_dir / name)
-    write_best(out_dir / BEST_FILE, best_run)
-    main, details = markdown(main_table(table)), markdown(details_table(table))
-    with atomic_path(out_dir / "metrics.md") as tmp:
-        tmp.write_text(main + "\n\n" + details + "\n", encoding="utf-8")
+        _write_table(frame, request.out_dir / name)
+    write_best(request.out_dir / BEST_FILE, a.best_run)
+    with atomic_path(request.out_dir / "metrics.md") as tmp:
+        tmp.write_text(markdown(main_table(a.table)) + "\n\n" + markdown(details_table(a.table)) + "\n",
+                       encoding="utf-8")
+    return tables
 
-    best = verdicts[eval_splits[0]]["best"]
-    frequency = shares[eval_splits[0]] if eval_splits[0] in shares else shares.iloc[:, 0]
-    frequency = frequency.reindex(classes.index).fillna(0)
+
+def draw_plots(request: Request, runs: Runs, a: Analysis) -> tuple[list[str], str]:
+    """Every plot of `PLOTS`; returns the classes the per-class plot and table show, and the note
+    on those left out."""
+    first_split = request.eval_splits[0]
+    best = a.verdicts[first_split]["best"]
+    frequency = a.shares[first_split] if first_split in a.shares else a.shares.iloc[:, 0]
+    frequency = frequency.reindex(a.classes.index).fillna(0)
     order = class_order(frequency)
     shown, note = shown_classes(frequency)
-    plots = out_dir / "plots"
-    plot_metrics_bars(table, plots / "metrics_bars.png")
-    plot_speed_accuracy(table, plots / "speed_accuracy.png")
-    plot_cost_accuracy(table, plots / "cost_accuracy.png")
-    plot_main_effects(effects, plots / "main_effects.png")
-    plot_interactions(pairs, plots / "interactions.png")
-    plot_per_class_iou(classes, shown, note, plots / "per_class_iou.png")
-    plot_training_curves(runs.summaries, ranking, plots / "training_curves.png")
-    plot_class_frequency(shares, order, plots / "class_frequency.png")
-    plot_confusion(summed[best["variant"], best["split"]], names, order,
+    plots = request.out_dir / "plots"
+    plot_metrics_bars(a.table, plots / "metrics_bars.png")
+    plot_speed_accuracy(a.table, plots / "speed_accuracy.png")
+    plot_cost_accuracy(a.table, plots / "cost_accuracy.png")
+    plot_main_effects(a.effects, plots / "main_effects.png")
+    plot_interactions(a.pairs, plots / "interactions.png")
+    plot_per_class_iou(a.classes, shown, note, plots / "per_class_iou.png")
+    plot_training_curves(runs.summaries, a.ranking, plots / "training_curves.png")
+    plot_class_frequency(a.shares, order, plots / "class_frequency.png")
+    plot_confusion(a.summed[best["variant"], best["split"]], a.names, order,
                    f"{best['variant']} on {best['split']}, all seeds", plots / "confusion_best.png")
-    plot_samples({v: run_path(results, "eval", v, seeds[0]) / eval_splits[0] / "samples" for v in ranking},
-                 names, plots / "samples.png")
+    plot_samples({v: run_path(request.results, "eval", v, request.seeds[0]) / first_split / "samples"
+                  for v in a.ranking}, a.names, plots / "samples.png")
+    return shown, note
 
-    class_table = classes.loc[shown].round(3).astype(object).where(classes.loc[shown].notna(), "-")
-    relative = Path(os.path.relpath(out_dir, Path(report_md).parent))
+
+def write_document(request: Request, runs: Runs, a: Analysis, tables: dict[str, pd.DataFrame], shown: list[str],
+                   note: str, report_md: Path, template: Path, configs: list[str], resamples: int,
+                   bootstrap_seed: int) -> None:
+    """REPORT.md from the Jinja template, linking the tables and plots by paths relative to it."""
+    table, variants = a.table, request.variants
+    class_table = a.classes.loc[shown].round(3).astype(object).where(a.classes.loc[shown].notna(), "-")
+    relative = Path(os.path.relpath(request.out_dir, Path(report_md).parent))
     environment = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(template).parent),
                                      undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
     text = environment.get_template(Path(template).name).render(
-        configs=configs, machine=machine_description(), main=main, details=details, table=table, verdicts=verdicts,
-        noise_rule=NOISE_RULE, summaries={v: runs.summaries[v, seeds[0]] for v in variants},
-        variants=variants, eval_splits=eval_splits, mean_std=mean_std,
-        same_images=table[table["same_images"]], datasets=markdown(datasets),
+        configs=configs, machine=machine_description(), main=markdown(main_table(table)),
+        details=markdown(details_table(table)), table=table, verdicts=a.verdicts,
+        noise_rule=NOISE_RULE, summaries={v: runs.summaries[v, request.seeds[0]] for v in variants},
+        variants=variants, eval_splits=request.eval_splits, mean_std=mean_std,
+        same_images=table[table["same_images"]], datasets=markdown(a.datasets),
         class_table=markdown(class_table.rename_axis("class").reset_index()), class_note=note,
-        confusions=markdown(confused.assign(share=confused["share"].map("{:.3f}".format))),
+        confusions=markdown(a.confused.assign(share=a.confused["share"].map("{:.3f}".format))),
         plots={name: (relative / "plots" / f"{name}.png").as_posix() for name in PLOTS},
         tables={name: (relative / name).as_posix() for name in tables},
         top_two_plot=(relative / "plots" / TOP_TWO_PLOT).as_posix(),
-        best_run=best_run, best_file=(relative / BEST_FILE).as_posix(),
+        best_run=a.best_run, best_file=(relative / BEST_FILE).as_posix(),
         pareto=list(table.loc[table["pareto"], "variant"]),
         unsteady=unsteady_timings(table), timing_spread=TIMING_SPREAD,
-        effects=markdown(effects_table(effects)) if len(effects) else "",
-        **answer_in_words(table, effects),
+        effects=markdown(effects_table(a.effects)) if len(a.effects) else "",
+        **answer_in_words(table, a.effects),
         level=LEVEL, resamples=resamples, bootstrap_seed=bootstrap_seed,
-        differing=None if differing is None else markdown(differing.set_index("image").map("{:.3f}".format)
-                                                           .reset_index()),
+        differing=None if a.differing is None else markdown(a.differing.set_index("image").map("{:.3f}".format)
+                                                             .reset_index()),
     )
     with atomic_path(report_md) as tmp:
         tmp.write_text(text, encoding="utf-8")

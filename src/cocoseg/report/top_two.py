@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from cocoseg.evaluation.evaluate import inference_device, scored_predictor
 from cocoseg.evaluation.metrics_file import METRICS_FILE, read_metrics
 from cocoseg.evaluation.per_image import FILE_NAME, largest_disagreements, read_per_image
+from cocoseg.evaluation.predictor import inference_device, scored_predictor
 from cocoseg.report.plot_names import SHOWN_IMAGES
 from cocoseg.shared.colours import overlay, palette
 from cocoseg.shared.files import atomic_path, read_csv

@@ -14,6 +14,7 @@ import shutil
 import sys
 import time
 import warnings
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from cocoseg.masks.split_folder import class_pixels, content_digest, label_map_d
 from cocoseg.shared.errors import InputError, first_line
 from cocoseg.shared.files import file_checksum, write_json
 from cocoseg.shared.hardware import (
+    CpuShare,
     count_parameters,
     device_name,
     peak_memory_mb,
@@ -246,6 +248,28 @@ def _fit(trainer: pl.Trainer, module: SegmentationModule, data: SegmentationData
     return time.perf_counter() - start
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Where a run's processes run and how each uses its CPUs."""
+
+    accelerator: str
+    precision: str
+    processes: int
+    share: CpuShare
+
+
+@dataclass(frozen=True)
+class Fit:
+    """A finished (or stopped) Lightning fit and what it ran on."""
+
+    trainer: pl.Trainer
+    module: SegmentationModule
+    data: SegmentationDataModule
+    best: ModelCheckpoint
+    seconds: float
+    resumed_from: int
+
+
 def train(variant: Variant, train_dir: Path, val_dir: Path | None, output_dir: Path, checkpoint_dir: Path,
           log_dir: Path, cpus: int, allow_cpu_fallback: bool = False,
           ddp_timeout_minutes: float = DDP_TIMEOUT_MINUTES, keep_checkpoints: bool = False,
@@ -267,17 +291,37 @@ def train(variant: Variant, train_dir: Path, val_dir: Path | None, output_dir: P
     labels, val_dir, val_subset = _selection_split(train_dir, val_dir)
     if problem := size_problem(variant.architecture, variant.encoder, variant.image_size):
         raise InputError(f"image size {problem}")
+    placement = place_run(variant, cpus, allow_cpu_fallback)
+    fingerprint = run_fingerprint(variant, labels, train_dir, val_dir, val_subset)
+    if (finished := restore_finished(checkpoint_dir, output_dir, fingerprint)) is not None:
+        return finished
+    fit = fit_variant(variant, labels, train_dir, val_dir, val_subset, placement, checkpoint_dir, log_dir,
+                      fingerprint, ddp_timeout_minutes, checkpoint_minutes)
+    if not fit.trainer.is_global_zero:
+        return None
+    chosen = chosen_epoch(read_tensors(Path(fit.best.best_model_path)))
+    summary = run_summary(variant, fit, chosen, placement, cpus, mem_mb, val_dir, val_subset)
+    write_outputs(output_dir, checkpoint_dir, variant, labels, fit, chosen, summary, keep_checkpoints)
+    return summary
+
+
+def place_run(variant: Variant, cpus: int, allow_cpu_fallback: bool) -> Placement:
+    """The accelerator, precision and processes of a run, each process's CPU share; seeds every
+    generator and sets torch's threads."""
     accelerator = resolve_accelerator(variant.accelerator, variant.gpu, allow_cpu_fallback)
     pl.seed_everything(variant.seed, workers=True)
     precision = resolve_precision(variant.precision, accelerator)
     processes = variant.devices if accelerator == "gpu" or variant.accelerator == "cpu" else 1
     share = share_cpus(cpus, processes, accelerator)
     torch.set_num_threads(share.threads)
+    return Placement(accelerator, precision, processes, share)
 
-    fingerprint = run_fingerprint(variant, labels, train_dir, val_dir, val_subset)
-    if (finished := restore_finished(checkpoint_dir, output_dir, fingerprint)) is not None:
-        return finished
-    data = SegmentationDataModule(train_dir, val_dir, variant, num_workers=share.loader_workers,
+
+def fit_variant(variant: Variant, labels: list[dict], train_dir: Path, val_dir: Path, val_subset: str,
+                placement: Placement, checkpoint_dir: Path, log_dir: Path, fingerprint: dict,
+                ddp_timeout_minutes: float, checkpoint_minutes: float) -> Fit:
+    """The Lightning fit of one run, resumed from its checkpoint where the fingerprint allows."""
+    data = SegmentationDataModule(train_dir, val_dir, variant, num_workers=placement.share.loader_workers,
                                   val_subset=val_subset)
     last, resumed_from = prepare_checkpoints(checkpoint_dir, log_dir, fingerprint)
     weights = (inverse_sqrt_frequency(class_pixels(train_dir, labels))
@@ -286,15 +330,19 @@ def train(variant: Variant, train_dir: Path, val_dir: Path | None, output_dir: P
     best, last_epoch = epoch_checkpoints(checkpoint_dir)
     with StopSignals() as signals:  # before the loader's workers start, which inherit it
         in_epoch = InEpochCheckpoint(Path(checkpoint_dir) / "last.ckpt", checkpoint_minutes, signals)
-        trainer = _trainer(variant, accelerator, processes, precision, [best, last_epoch, in_epoch], log_dir,
-                           resumed_from, checkpoint_dir, ddp_timeout_minutes)
+        trainer = _trainer(variant, placement.accelerator, placement.processes, placement.precision,
+                           [best, last_epoch, in_epoch], log_dir, resumed_from, checkpoint_dir, ddp_timeout_minutes)
         seconds = _fit(trainer, module, data, last)
-    if not trainer.is_global_zero:
-        return None
+    return Fit(trainer, module, data, best, seconds, resumed_from)
 
-    chosen = chosen_epoch(read_tensors(Path(best.best_model_path)))
+
+def run_summary(variant: Variant, fit: Fit, chosen: dict, placement: Placement, cpus: int, mem_mb: int | None,
+                val_dir: Path, val_subset: str) -> dict:
+    """summary.json's content, but for the disk use `write_outputs` adds."""
+    trainer, module, data, share = fit.trainer, fit.module, fit.data, placement.share
+    accelerator, processes = placement.accelerator, placement.processes
     train_seconds = sum(row["seconds"] for row in module.history)
-    summary = {
+    return {
         "variant": variant.name,
         "seed": variant.seed,
         "config": variant.to_dict(),
@@ -304,13 +352,13 @@ def train(variant: Variant, train_dir: Path, val_dir: Path | None, output_dir: P
         "best_val_miou": chosen["val_miou"],
         "selection": {"split": val_dir.name, "subset": val_subset, "images": len(data.val_set)},
         "train_seconds": train_seconds,
-        "this_run_seconds": seconds,
-        "resumed_from_epoch": resumed_from,
+        "this_run_seconds": fit.seconds,
+        "resumed_from_epoch": fit.resumed_from,
         "peak_memory_mb": peak_memory_mb(accelerator),
         "accelerator": accelerator,
         "gpu_requested": variant.gpu or variant.accelerator == "gpu",
         "device": device_name(accelerator),
-        "precision": precision,
+        "precision": placement.precision,
         "processes": processes,
         "cpus": {"job": cpus, "per_process": share.cpus, "loader_workers": share.loader_workers,
                  "threads": share.threads},
@@ -321,17 +369,22 @@ def train(variant: Variant, train_dir: Path, val_dir: Path | None, output_dir: P
         "val_images": len(data.val_set),
         "history": module.history,
     }
-    last_state = {k: v.detach().cpu() for k, v in module.model.state_dict().items()}
-    save_model(Path(output_dir) / "model.pt", variant, labels, chosen["state_dict"], chosen["epoch"], last_state,
-               trainer.current_epoch)
-    summary["disk_mb"] = {"model": megabytes([Path(output_dir) / "model.pt"]),
+
+
+def write_outputs(output_dir: Path, checkpoint_dir: Path, variant: Variant, labels: list[dict], fit: Fit,
+                  chosen: dict, summary: dict, keep_checkpoints: bool) -> None:
+    """model.pt and summary.json, linked beside the checkpoints (`keep_finished`); then the
+    checkpoints go unless kept: model.pt holds what a finished run hands on."""
+    model = Path(output_dir) / "model.pt"
+    last_state = {k: v.detach().cpu() for k, v in fit.module.model.state_dict().items()}
+    save_model(model, variant, labels, chosen["state_dict"], chosen["epoch"], last_state, fit.trainer.current_epoch)
+    summary["disk_mb"] = {"model": megabytes([model]),
                           "checkpoints": megabytes(checkpoint_files(checkpoint_dir)) if keep_checkpoints else 0}
     write_summary(output_dir, summary)
     keep_finished(output_dir, checkpoint_dir)
-    if not keep_checkpoints:  # model.pt holds what a finished run hands on; resuming is over
+    if not keep_checkpoints:
         for path in checkpoint_files(checkpoint_dir):
             path.unlink()
-    return summary
 
 
 def checkpoint_files(checkpoint_dir: Path) -> list[Path]:
