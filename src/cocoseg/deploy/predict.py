@@ -147,7 +147,7 @@ def predict(model_path: Path, images_dir: Path, output_dir: Path, cpus: int = 1,
     """Masks (and overlays) for every image under `images_dir`, or for shard `shard` of `shards`
     of them; returns prediction.json's content. A file that cannot be used is skipped and its
     reason goes to the manifest and stderr; its neighbours are still predicted. `inference`:
-    how to infer (`evaluate.scored_predictor`), by default the whole image once."""
+    how to infer (`predictor.scored_predictor`), by default the whole image once."""
     images_dir, output_dir = Path(images_dir), Path(output_dir)
     _check_folders(images_dir, output_dir)
     files = shard_share(found_files(images_dir), shard, shards)

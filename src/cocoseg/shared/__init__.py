@@ -2,5 +2,5 @@
 the hardware a job runs on, worker processes, progress lines, colours, and the confusion-matrix
 metrics that both validation and evaluation count.
 
-Imports nothing else from cocoseg.
+May import nothing else from cocoseg.
 """
