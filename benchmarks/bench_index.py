@@ -66,7 +66,10 @@ def write_coco_like(path: Path, images: int, seed: int = 0) -> None:
 MEASURE = """
 import json, sys, time
 from pathlib import Path
-from cocoseg.masks.convert import index_split
+try:
+    from cocoseg.masks.convert import index_split
+except ModuleNotFoundError:  # an earlier commit's source, from before the stage packages
+    from cocoseg.convert import index_split
 start = time.perf_counter()
 index_split(Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]))
 seconds = time.perf_counter() - start

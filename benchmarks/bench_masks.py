@@ -50,7 +50,10 @@ def seed_style(annotations: Path, images: Path, out: Path) -> int:
 
 
 def cocoseg_stage(annotations: Path, images: Path, out: Path, workers: int) -> int:
-    from cocoseg.masks.convert import convert
+    try:
+        from cocoseg.masks.convert import convert
+    except ModuleNotFoundError:  # an earlier commit's source, from before the stage packages
+        from cocoseg.convert import convert
 
     return convert(annotations, images, out, workers=workers)["images"]
 

@@ -19,10 +19,11 @@ from cocoseg.shared.colours import overlay, palette
 from cocoseg.shared.confusion import confusion_matrix
 from cocoseg.shared.errors import InputError
 from cocoseg.shared.files import atomic_path
-from cocoseg.shared.hardware import count_parameters, peak_memory_mb
+from cocoseg.shared.hardware import peak_memory_mb
 from cocoseg.shared.metrics import scores
 from cocoseg.shared.progress import CountLines
 from cocoseg.training.data import check_files_exist, load_sample, read_manifest
+from cocoseg.training.network import count_parameters
 from cocoseg.training.summary_file import SUMMARY_FILE, read_summary
 
 

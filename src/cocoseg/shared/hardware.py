@@ -1,5 +1,5 @@
-"""Where a job runs: accelerator and precision it resolves to, how it shares its CPUs, its name,
-memory and parameters.
+"""Where a job runs: the accelerator and precision it resolves to, how it shares its CPUs, the
+device's name and the memory it used.
 
 Shared by training, evaluation and prediction.
 """
@@ -95,10 +95,6 @@ def device_name(accelerator: str) -> str:
     if accelerator == "gpu":
         return torch.cuda.get_device_name()
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
-
-
-def count_parameters(model: torch.nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
 
 
 def default_cpus() -> int:

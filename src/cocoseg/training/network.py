@@ -80,3 +80,8 @@ def save_encoder_weights(encoder: str, weights: str, output: Path) -> None:
                          ) from None
     with atomic_path(output) as tmp:
         torch.save(module.state_dict(), tmp)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """The network's size in parameters, as the report's tables give it."""
+    return sum(p.numel() for p in model.parameters())

@@ -30,7 +30,6 @@ from cocoseg.shared.errors import InputError, first_line
 from cocoseg.shared.files import file_checksum, write_json
 from cocoseg.shared.hardware import (
     CpuShare,
-    count_parameters,
     device_name,
     peak_memory_mb,
     resolve_accelerator,
@@ -45,7 +44,7 @@ from cocoseg.training.interruption import InEpochCheckpoint, StopSignals
 from cocoseg.training.losses import inverse_sqrt_frequency
 from cocoseg.training.model_file import save_model
 from cocoseg.training.module import SegmentationModule
-from cocoseg.training.network import size_problem
+from cocoseg.training.network import count_parameters, size_problem
 from cocoseg.training.summary_file import SUMMARY_FILE, read_summary, write_summary
 from cocoseg.training.variants import Variant, is_weights_file
 
