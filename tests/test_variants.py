@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from cocoseg.shared.errors import InputError
@@ -217,3 +219,67 @@ def test_the_scale_recipe_is_a_grid_axis_named_in_the_variant():
     assert variants["deeplabv3plus-resnet18-128-fit-scalerange0.75-2"].scale_range == (0.75, 2.0)
     with pytest.raises(InputError, match=r"scale_range \[2.0, 1.0\]: \[low, high\] with 0 < low <= high"):
         expand({**MODEL, "grid": {"scale_range": [[2.0, 1.0]]}}, {})
+
+
+# A value other than the default for each text setting without a list of choices.
+OTHER_TEXT = {"architecture": "FPN", "encoder": "resnet34", "encoder_weights": "imagenet", "loss": "ce+dice",
+              "precision": "32-true", "name": "probe"}
+
+
+def other_value(f):
+    """A valid value other than the setting's default, and how it is written on the command line."""
+    default, choices = f.default, f.metadata["choices"]
+    if choices:
+        value = next(choice for choice in choices if choice != default)
+    elif isinstance(default, bool):
+        value = not default
+    elif f.name == "freeze_encoder_epochs":
+        value = 1
+    elif isinstance(default, int) or f.name == "base_short_side":
+        value = (default or 0) + 2
+    elif isinstance(default, float):
+        value = default / 2
+    elif f.name == "loss_weights":
+        return (1.0, 0.5), "1,0.5"  # with OTHER_TEXT's two-term loss
+    elif isinstance(default, tuple):
+        value = tuple(type(v)(v * 2) for v in default) if f.name == "image_size" else (0.75, 1.5)
+    else:
+        value = OTHER_TEXT[f.name]
+    text = ",".join(map(str, value)) if isinstance(value, tuple) else str(value).lower() if isinstance(value, bool) \
+        else str(value)
+    return value, text
+
+
+def test_every_setting_has_a_flag_that_overrides_the_workflows_settings():
+    """`cocoseg train --settings JSON --<setting> VALUE`: each flag sets its setting over the JSON,
+    and the others keep the JSON's values."""
+    from dataclasses import fields
+
+    from cocoseg.cli import _variant, build_parser
+
+    base = Variant(architecture="Unet", epochs=3, loss="ce+dice", image_size=(64, 96))
+    for f in fields(Variant):
+        if f.name == "gpu":  # the job's own --gpu: the scheduler gave it one
+            continue
+        value, text = other_value(f)
+        args = build_parser().parse_args(["train", "--settings", base.to_json(), f"--{f.name.replace('_', '-')}",
+                                          text])
+        variant = _variant(args)
+        assert getattr(variant, f.name) == value, f.name
+        untouched = {k: v for k, v in base.to_dict().items() if k not in (f.name, "name", "freeze_encoder_epochs")}
+        assert {k: variant.to_dict()[k] for k in untouched} == untouched, f.name
+    args = build_parser().parse_args(["train", "--settings", base.to_json(), "--encoder-weights", "none", "--gpu"])
+    assert _variant(args).encoder_weights is None and _variant(args).gpu
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"schedule": "step"}, "schedule 'step' is not one of poly, cosine"),
+    ({"epochs": 0}, "epochs 0: at least 1"),
+    ({"accelerator": "tpu"}, "accelerator 'tpu' is not one of auto, cpu, gpu"),
+    ({"probe": 1}, "unknown setting(s) probe"),
+])
+def test_settings_a_variant_cannot_take_are_refused_in_one_line(settings, message):
+    import json
+
+    with pytest.raises(InputError, match=re.escape(message)):
+        Variant.from_json(json.dumps(settings))

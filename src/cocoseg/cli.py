@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from dataclasses import fields
 from pathlib import Path
+from typing import Callable
 
 from cocoseg.shared.errors import RESUBMIT_EXIT, InputError, StopRequested
 from cocoseg.shared.files import output_problem
@@ -49,19 +51,14 @@ def _numbers(text: str) -> tuple[float, ...]:
 def _variant(args: argparse.Namespace):
     """The variant of `--settings` (all settings as JSON, as the workflow passes them), with any
     setting also given as a flag taken from the flag."""
-    from dataclasses import fields
-
     from cocoseg.training.variants import Variant
 
-    overrides = {f.name: getattr(args, f.name) for f in fields(Variant) if getattr(args, f.name, None) is not None}
-    if args.img_size:
-        overrides["image_size"] = args.img_size
-    if args.encoder_weights is not None:
-        overrides["encoder_weights"] = None if args.encoder_weights.lower() in ("none", "null") else args.encoder_weights
-    if args.channels_last is not None:
-        overrides["channels_last"] = args.channels_last == "true"
-    if not args.gpu:
-        overrides.pop("gpu")
+    overrides = {f.name: getattr(args, f.name) for f in fields(Variant) if f.name != "gpu"
+                 and getattr(args, f.name) is not None}
+    if str(overrides.get("encoder_weights")).lower() in ("none", "null"):  # random init
+        overrides["encoder_weights"] = None
+    if args.gpu:
+        overrides["gpu"] = True
     return Variant.from_json(args.settings or "{}", **overrides)
 
 
@@ -152,21 +149,6 @@ def _add_gpu_options(p: argparse.ArgumentParser) -> None:
                    help="with --gpu, run on the CPU (with a warning) where CUDA cannot be used")
 
 
-TRAIN_SETTINGS = [  # (flag, type, help) of the variant settings `cocoseg train` takes
-    ("epochs", _positive, "epochs to train"),
-    ("batch_size", _positive, "images per batch (per process under DDP)"),
-    ("lr", float, "peak learning rate of AdamW"),
-    ("weight_decay", float, "AdamW weight decay"),
-    ("warmup_epochs", float, "epochs of linear warm-up before the decay"),
-    ("base_short_side", _positive, "resize short_side: the length the short side is scaled to (default: the "
-     "variant's shorter side)"),
-    ("crop_max_share", float, "retry a training crop (up to 10 times) while one label covers more than this share "
-     "of its labelled pixels (1: any crop)"),
-    ("seed", int, "seed of weights, data order and augmentation"),
-    ("devices", _positive, "processes: GPUs, or CPU processes with --accelerator cpu; above 1 trains with DDP"),
-]
-
-
 def add_masks_command(sub) -> None:
     p = _command(sub, "masks", _masks, "COCO JSON + images -> OUT/{images,masks}, manifest.csv, labels.csv")
     p.add_argument("--annotations", required=True, type=Path, help="COCO instances JSON")
@@ -226,30 +208,48 @@ def _add_train_folders(p: argparse.ArgumentParser) -> None:
 
 
 def _add_variant_settings(p: argparse.ArgumentParser) -> None:
+    """`--settings` and one flag per setting of `Variant`, named, explained and limited by the
+    setting itself (`variants.setting`); `gpu` is the job's own `--gpu`."""
+    from typing import get_type_hints
+
+    from cocoseg.training.variants import Variant
+
     p.add_argument("--settings", help="every setting of the variant as one JSON object (as the workflow passes "
                    "them); the flags below override single settings")
-    p.add_argument("--img-size", "--img_size", type=_image_size, help="H,W or one side, e.g. 512,512")
-    for flag, kind, text in TRAIN_SETTINGS:
-        p.add_argument(*dict.fromkeys([f"--{flag.replace('_', '-')}", f"--{flag}"]), type=kind, help=text)
-    p.add_argument("--name", help="variant name (default <architecture>-<encoder>-<size>)")
-    p.add_argument("--architecture", help="a segmentation_models_pytorch architecture (default DeepLabV3Plus)")
-    p.add_argument("--encoder", help="a segmentation_models_pytorch encoder (default resnet18)")
-    p.add_argument("--encoder-weights", "--encoder_weights",
-                   help="imagenet (downloaded by SMP), a file from `cocoseg weights`, or none for random init")
-    p.add_argument("--schedule", choices=["poly", "cosine"], help="learning-rate decay after the warm-up")
-    p.add_argument("--loss", help="ce (default), dice, focal, jaccard, lovasz, or a sum such as ce+dice")
-    p.add_argument("--loss-weights", type=_numbers, help="one weight per loss term, e.g. 1,0.5 (default: each 1)")
-    p.add_argument("--resize", choices=["short_side", "fit"],
-                   help="short_side: the short side scaled to the base length, aspect kept; fit: the image fitted "
-                        "inside the variant's size (default short_side)")
-    p.add_argument("--scale-range", type=_numbers, help="training's random ratio around the base scale, LOW,HIGH "
-                   "(default 0.5,2)")
-    p.add_argument("--class-weights", choices=["none", "inverse_sqrt_frequency"],
-                   help="weights of the cross-entropy term per class, from the split's pixel counts (default none)")
-    p.add_argument("--freeze-encoder-epochs", type=int, help="train the decoder alone for this many epochs first")
-    p.add_argument("--precision", help="auto, 32-true, bf16-mixed, 16-mixed")
-    p.add_argument("--accelerator", choices=["auto", "cpu", "gpu"], help="auto: the GPU where CUDA can use one")
-    p.add_argument("--channels-last", choices=["true", "false"], help="run the network channels-last")
+    kinds = get_type_hints(Variant)
+    for f in fields(Variant):
+        if f.name == "gpu":
+            continue
+        spellings = [f"--{f.name.replace('_', '-')}", f"--{f.name}", *SPELLINGS.get(f.name, ())]
+        default = f.default
+        shown = (",".join(map(str, default)) if isinstance(default, tuple)
+                 else str(default).lower() if isinstance(default, bool) else str(default))
+        p.add_argument(*dict.fromkeys(spellings), dest=f.name, type=_setting_parser(f.name, kinds[f.name]),
+                       choices=f.metadata["choices"],
+                       help=f.metadata["help"] + (f" (default {shown})" if default not in (None, "") else ""))
+
+
+SPELLINGS = {"image_size": ("--img-size", "--img_size")}  # other names a setting's flag is known by
+
+
+def _setting_parser(name: str, kind) -> Callable[[str], object]:
+    """How a flag's text becomes the setting's value, from the setting's type."""
+    if name == "image_size":
+        return _image_size
+    if kind is bool:
+        return _true_or_false
+    if "tuple" in str(kind):
+        return _numbers
+    for plain in (int, float):
+        if kind in (plain, plain | None):
+            return plain
+    return str
+
+
+def _true_or_false(text: str) -> bool:
+    if text.lower() not in ("true", "false"):
+        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    return text.lower() == "true"
 
 
 def _add_train_job_options(p: argparse.ArgumentParser) -> None:

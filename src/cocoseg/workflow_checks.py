@@ -12,7 +12,8 @@ import shutil
 import socket
 from pathlib import Path
 
-from cocoseg.shared.errors import first_line
+from cocoseg.shared.errors import InputError, first_line
+from cocoseg.shared.files import read_json
 from cocoseg.training.variants import is_weights_file
 
 LOCK_OWNER = "cocoseg-lock-owner.json"  # in .snakemake/: which process holds the locks
@@ -98,7 +99,10 @@ def clear_stale_locks(state_dir: Path) -> str | None:
     locks, owner_file = Path(state_dir) / "locks", Path(state_dir) / LOCK_OWNER
     if not locks.is_dir() or not any(locks.iterdir()) or not owner_file.is_file():
         return None
-    owner = json.loads(owner_file.read_text())
+    try:
+        owner = read_json(owner_file)
+    except InputError:  # an owner record cut short: whose locks these are is unknown, so they stay
+        return None
     if owner.get("host") != socket.gethostname() or _alive(int(owner.get("pid", 0))):
         return None
     shutil.rmtree(locks)

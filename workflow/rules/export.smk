@@ -1,6 +1,7 @@
 # A run exported for other runtimes, checked against PyTorch: results/export/best/<format>/ for the
 # report's winner (results/report/best.json; `rule all` asks for it), results/export/<variant>/<format>/
 # for any variant (its seed with the highest selection mIoU). export.json names variant and seed.
+# Export asks for no GPU (`job_gpus`): tracing and the onnxruntime check run on the CPU.
 
 
 rule export_model:

@@ -30,7 +30,7 @@ from cocoseg.masks.split_folder import (
     write_manifest,
 )
 from cocoseg.shared.errors import InputError
-from cocoseg.shared.files import atomic_path, checksum, link_or_copy, write_bytes, write_json
+from cocoseg.shared.files import atomic_path, checksum, link_or_copy, read_json, write_bytes, write_json
 from cocoseg.shared.image_checks import image_fault
 from cocoseg.shared.manifests import OK, SKIPPED
 from cocoseg.shared.shards import gather_shards, shard_share
@@ -117,8 +117,7 @@ def gather_split(meta_file: Path, shard_dirs: list[Path], out_dir: Path, name: s
     A holdout (a fraction or a count of the usable images, drawn by `holdout_seed`) is marked
     in the manifest: training leaves it out, and it can choose the best epoch.
     """
-    with open(meta_file, encoding="utf-8") as f:
-        meta = json.load(f)
+    meta = read_json(meta_file, "a meta.json of `cocoseg index`", ("labels", "images", "source"))
     out_dir = Path(out_dir)
     pixels = np.zeros(256, dtype=np.int64)
     for shard_dir in map(Path, shard_dirs):

@@ -27,7 +27,7 @@ from pytorch_lightning.strategies import DDPStrategy
 
 from cocoseg.masks.split_folder import class_pixels, content_digest, label_map_difference, read_labels
 from cocoseg.shared.errors import InputError, first_line
-from cocoseg.shared.files import file_checksum, write_json
+from cocoseg.shared.files import file_checksum, read_json, write_json
 from cocoseg.shared.hardware import (
     CpuShare,
     device_name,
@@ -119,13 +119,21 @@ def keep_finished(output_dir: Path, checkpoint_dir: Path) -> None:
         _link(Path(output_dir) / name, link)
 
 
+def saved_fingerprint(checkpoint_dir: Path) -> dict | None:
+    """The fingerprint saved beside a run's checkpoints; None where there is none or it cannot be
+    read (a damaged one resumes nothing)."""
+    path = Path(checkpoint_dir) / FINGERPRINT
+    try:
+        return read_json(path) if path.is_file() else None
+    except InputError:
+        return None
+
+
 def restore_finished(checkpoint_dir: Path, output_dir: Path, fingerprint: dict) -> dict | None:
     """The summary of a run that finished under this fingerprint, its outputs linked back into
     `output_dir`; None where there is none."""
-    saved = Path(checkpoint_dir) / FINGERPRINT
     links = finished_links(checkpoint_dir)
-    if not (saved.is_file() and all(link.is_file() for link in links)
-            and json.loads(saved.read_text()) == fingerprint):
+    if not (all(link.is_file() for link in links) and saved_fingerprint(checkpoint_dir) == fingerprint):
         return None
     Path(output_dir).mkdir(parents=True, exist_ok=True)
     for name, link in zip(FINISHED, links):
@@ -144,8 +152,7 @@ def prepare_checkpoints(checkpoint_dir: Path, log_dir: Path, fingerprint: dict) 
     """
     checkpoint_dir, log_dir = Path(checkpoint_dir), Path(log_dir)
     last = checkpoint_dir / "last.ckpt"
-    saved_path = checkpoint_dir / FINGERPRINT
-    saved = json.loads(saved_path.read_text()) if saved_path.is_file() else None
+    saved = saved_fingerprint(checkpoint_dir)
     if os.environ.get("LOCAL_RANK", "0") != "0":  # a process started by rank 0, which prepared already
         return (last, 0) if last.exists() and saved == fingerprint else (None, 0)
     reason = None
@@ -168,7 +175,7 @@ def prepare_checkpoints(checkpoint_dir: Path, log_dir: Path, fingerprint: dict) 
         print(f"training from epoch 0: {reason}; its checkpoints and logs are removed", file=sys.stderr, flush=True)
     _clear_run(checkpoint_dir, log_dir)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    write_json(saved_path, fingerprint)
+    write_json(checkpoint_dir / FINGERPRINT, fingerprint)
     return None, 0
 
 

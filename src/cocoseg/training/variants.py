@@ -63,33 +63,49 @@ def is_weights_file(value: str | None) -> bool:
     return bool(value) and (value.endswith(WEIGHT_SUFFIXES) or "/" in value or os.sep in value)
 
 
+SCHEDULES = ("poly", "cosine")  # the learning rate's decay after the warm-up
+ACCELERATORS = ("auto", "cpu", "gpu")
+
+
+def setting(default, help: str, choices: tuple[str, ...] | None = None, minimum: int | None = None):
+    """A variant's setting: its default, what it does (the command line's help) and the values it
+    takes, held once here for the workflow, the command line and the checks."""
+    return field(default=default, metadata={"help": help, "choices": choices, "minimum": minimum})
+
+
 @dataclass
 class Variant:
-    architecture: str = "DeepLabV3Plus"
-    encoder: str = "resnet18"
-    encoder_weights: str | None = None
-    image_size: tuple[int, int] = (128, 128)
-    epochs: int = 12
-    batch_size: int = 16
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    schedule: str = "poly"
-    warmup_epochs: float = 1.0
-    loss: str = "ce"
-    loss_weights: tuple[float, ...] | None = None  # one per loss term; None: each weighs 1
-    class_weights: str = "none"
-    freeze_encoder_epochs: int = 0
-    resize: str = "short_side"
-    base_short_side: int | None = None  # None: the variant's shorter side
-    scale_range: tuple[float, float] = (0.5, 2.0)
-    crop_max_share: float = 0.75
-    precision: str = "auto"
-    seed: int = 0
-    channels_last: bool = True
-    accelerator: str = "auto"
-    devices: int = 1
-    gpu: bool = False  # ask the scheduler for GPUs (`resources: gpu`)
-    name: str = field(default="")
+    architecture: str = setting("DeepLabV3Plus", "a segmentation_models_pytorch architecture")
+    encoder: str = setting("resnet18", "a segmentation_models_pytorch encoder")
+    encoder_weights: str | None = setting(None, "imagenet (downloaded by SMP), a file from `cocoseg weights`, "
+                                                "or none for random init")
+    image_size: tuple[int, int] = setting((128, 128), "the training crop, H,W or one side, e.g. 512,512")
+    epochs: int = setting(12, "epochs to train", minimum=1)
+    batch_size: int = setting(16, "images per batch (per process under DDP)", minimum=1)
+    lr: float = setting(1e-3, "peak learning rate of AdamW")
+    weight_decay: float = setting(1e-4, "AdamW weight decay")
+    schedule: str = setting("poly", "learning-rate decay after the warm-up", SCHEDULES)
+    warmup_epochs: float = setting(1.0, "epochs of linear warm-up before the decay")
+    loss: str = setting("ce", "ce, dice, focal, jaccard, lovasz, or a sum such as ce+dice")
+    loss_weights: tuple[float, ...] | None = setting(None, "one weight per loss term, e.g. 1,0.5 (unset: each 1)")
+    class_weights: str = setting("none", "weights of the cross-entropy term per class, from the split's pixel "
+                                         "counts", CLASS_WEIGHTS)
+    freeze_encoder_epochs: int = setting(0, "train the decoder alone for this many epochs first")
+    resize: str = setting("short_side", "short_side: the short side scaled to the base length, aspect kept; fit: "
+                                        "the image fitted inside the variant's size", RESIZES)
+    base_short_side: int | None = setting(None, "resize short_side: the length the short side is scaled to (unset: "
+                                                "the variant's shorter side)", minimum=1)
+    scale_range: tuple[float, float] = setting((0.5, 2.0), "training's random ratio around the base scale, LOW,HIGH")
+    crop_max_share: float = setting(0.75, "retry a training crop (up to 10 times) while one label covers more than "
+                                          "this share of its labelled pixels (1: any crop)")
+    precision: str = setting("auto", "auto, 32-true, bf16-mixed or 16-mixed")
+    seed: int = setting(0, "seed of weights, data order and augmentation")
+    channels_last: bool = setting(True, "run the network channels-last")
+    accelerator: str = setting("auto", "auto: the GPU where CUDA can use one", ACCELERATORS)
+    devices: int = setting(1, "processes: GPUs, or CPU processes with accelerator cpu; above 1 trains with DDP",
+                           minimum=1)
+    gpu: bool = setting(False, "the scheduler is asked for GPUs (`resources: gpu`)")
+    name: str = setting("", "variant name (unset: <architecture>-<encoder>-<size>)")
 
     def __post_init__(self) -> None:
         for f in fields(self):  # a YAML or JSON 1 for a float setting: 1.0, whichever way the variant came
@@ -109,8 +125,12 @@ class Variant:
         self.scale_range = tuple(float(r) for r in self.scale_range)
         if problem := recipe_problem(self.resize, self.base_short_side, self.scale_range, self.crop_max_share):
             raise InputError(problem)
-        if self.class_weights not in CLASS_WEIGHTS:
-            raise InputError(f"class_weights {self.class_weights!r} is not one of {', '.join(CLASS_WEIGHTS)}")
+        for f in fields(self):
+            value, choices, minimum = getattr(self, f.name), f.metadata["choices"], f.metadata["minimum"]
+            if choices and value not in choices:
+                raise InputError(f"{f.name} {value!r} is not one of {', '.join(choices)}")
+            if minimum is not None and value is not None and value < minimum:
+                raise InputError(f"{f.name} {value}: at least {minimum}")
         if not 0 <= self.freeze_encoder_epochs <= self.epochs:
             raise InputError(f"freeze_encoder_epochs {self.freeze_encoder_epochs}: from 0 to epochs ({self.epochs})")
         if not self.name:
