@@ -54,16 +54,10 @@ from cocoseg.masks.convert import convert
 from cocoseg.masks.png import encode_mask_png
 from cocoseg.masks.split_folder import OK, read_manifest_rows, write_manifest
 from cocoseg.shared.labels import IGNORE
-from cocoseg.training.data import (
-    SegmentationDataModule,
-    TrainingSamples,
-    as_tensor,
-    load_mask,
-    load_sample,
-    normalize,
-    sample_generator,
-)
+from cocoseg.training.data import SegmentationDataModule, TrainingSamples, sample_generator
+from cocoseg.training.samples import load_mask, load_sample
 from cocoseg.training.scaling import training_longest_side
+from cocoseg.training.transforms import as_tensor, normalize
 from cocoseg.training.variants import Variant
 
 RECIPES = {

@@ -17,9 +17,9 @@ from cocoseg.masks.convert import convert, label_histogram
 from cocoseg.masks.demo import make_demo
 from cocoseg.shared import hardware as devices
 from cocoseg.shared.hardware import resolve_accelerator, resolve_precision, share_cpus
-from cocoseg.training.data import TrainAugment, inference_pair
 from cocoseg.training.scaling import inference_size
 from cocoseg.training.train import train
+from cocoseg.training.transforms import TrainAugment, inference_pair
 from cocoseg.training.variants import Variant
 
 pytestmark = pytest.mark.slow  # each test trains: outside the fast path (-m "not slow")

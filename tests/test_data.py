@@ -16,7 +16,9 @@ from cocoseg.masks.demo import make_demo
 from cocoseg.masks.split_folder import read_labels, read_manifest
 from cocoseg.shared.errors import InputError
 from cocoseg.shared.image_decoding import load_rgb
-from cocoseg.training.data import MEAN, STD, SelectionSamples, TrainingSamples, load_sample, normalize
+from cocoseg.training.data import SelectionSamples, TrainingSamples
+from cocoseg.training.samples import load_sample
+from cocoseg.training.transforms import MEAN, STD, normalize
 from cocoseg.training.variants import Variant
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
@@ -170,7 +172,7 @@ def test_a_sampler_resumed_inside_an_epoch_yields_the_rest_of_that_epoch_then_wh
 
 def test_a_crop_where_one_label_covers_most_is_drawn_again():
     """A mask that is background but for one square: crops are retried until the square is in view."""
-    from cocoseg.training.data import crop_origin
+    from cocoseg.training.transforms import crop_origin
 
     mask = np.zeros((400, 400), np.uint8)
     mask[300:370, 300:370] = 1
@@ -191,7 +193,7 @@ def test_a_crop_where_one_label_covers_most_is_drawn_again():
 def test_the_training_warp_gives_the_pixels_of_resizing_padding_and_cropping(scaled, top, left):
     """One warp straight into the crop, against OpenCV's resize of the whole image, centred in
     padding where it is smaller than the crop, then cropped: within one grey level."""
-    from cocoseg.training.data import warp_into_crop
+    from cocoseg.training.transforms import warp_into_crop
 
     image = cv2.GaussianBlur(np.random.default_rng(0).integers(0, 256, (480, 640, 3)).astype(np.uint8), (0, 0), 3)
     canvas = np.zeros((max(scaled[0], 512), max(scaled[1], 512), 3), np.uint8)

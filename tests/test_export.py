@@ -10,9 +10,9 @@ from conftest import demo_splits
 
 from cocoseg.cli import main
 from cocoseg.masks.split_folder import read_labels
-from cocoseg.training.data import normalize
 from cocoseg.training.model_file import load_trained
 from cocoseg.training.train import train
+from cocoseg.training.transforms import normalize
 from cocoseg.training.variants import Variant
 
 

@@ -21,9 +21,10 @@ from cocoseg.evaluation.evaluate import evaluate
 from cocoseg.evaluation.per_image import read_per_image
 from cocoseg.masks.convert import convert
 from cocoseg.masks.demo import make_demo
+from cocoseg.masks.split_folder import read_manifest
 from cocoseg.shared.files import checksum
 from cocoseg.shared.image_decoding import load_rgb
-from cocoseg.training.data import load_mask, read_manifest
+from cocoseg.training.samples import load_mask
 from cocoseg.training.train import train
 from cocoseg.training.variants import Variant
 
@@ -130,9 +131,10 @@ def test_flip_tta_scores_the_mean_of_each_image_and_its_mirror(data, trained, tm
     import cv2
     import torch.nn.functional as F
 
-    from cocoseg.training.data import load_sample, normalize
     from cocoseg.training.model_file import load_trained
     from cocoseg.training.network import input_divisor
+    from cocoseg.training.samples import load_sample
+    from cocoseg.training.transforms import normalize
 
     out, _ = trained
     metrics = evaluate(out / "model.pt", data / "val", tmp_path, samples=0, tta=("flip",))
@@ -180,7 +182,7 @@ def test_slide_equals_whole_at_the_window_size_and_averages_overlapping_windows(
     import torch
 
     from cocoseg.evaluation.predictor import Predictor
-    from cocoseg.training.data import normalize
+    from cocoseg.training.transforms import normalize
 
     out, _ = trained
     whole, slide = Predictor(out / "model.pt", "cpu"), Predictor(out / "model.pt", "cpu", mode="slide", stride=(36, 36))
@@ -680,7 +682,7 @@ def test_prediction_infers_as_the_report_scored_slide_and_flip(data, trained, tm
     back, counted against the ground truth here, the mIoU evaluation reported for it."""
     from cocoseg.cli import main
     from cocoseg.report.best_file import write_best
-    from cocoseg.training.data import load_mask
+    from cocoseg.training.samples import load_mask
 
     out, _ = trained
     metrics = evaluate(out / "model.pt", data / "val", tmp_path / "eval", samples=0, tta=("flip",), mode="slide",

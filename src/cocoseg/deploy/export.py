@@ -18,13 +18,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cocoseg.masks.split_folder import write_label_map
+from cocoseg.masks.split_folder import read_manifest, write_label_map
 from cocoseg.shared.errors import InputError, first_line
 from cocoseg.shared.files import atomic_path, write_json
-from cocoseg.training.data import inference_input, load_sample, normalize_pixels, read_manifest
 from cocoseg.training.model_file import load_trained
 from cocoseg.training.network import input_divisor
+from cocoseg.training.samples import load_sample
 from cocoseg.training.scaling import LONG_SIDE_LIMIT, base_length
+from cocoseg.training.transforms import inference_input, normalize_pixels
 from cocoseg.training.variants import Variant
 
 FORMATS = {"onnx": "model.onnx", "torchscript": "model.torchscript.pt"}

@@ -14,7 +14,7 @@ from cocoseg.evaluation.metrics_file import write_metrics, write_tables
 from cocoseg.evaluation.per_image import FILE_NAME as PER_IMAGE_FILE
 from cocoseg.evaluation.per_image import image_counts, write_per_image
 from cocoseg.evaluation.predictor import Predictor, in_order, inference_device
-from cocoseg.masks.split_folder import label_map_difference, read_labels
+from cocoseg.masks.split_folder import label_map_difference, read_labels, read_manifest
 from cocoseg.shared.colours import overlay, palette
 from cocoseg.shared.confusion import confusion_matrix
 from cocoseg.shared.errors import InputError
@@ -22,8 +22,8 @@ from cocoseg.shared.files import atomic_path
 from cocoseg.shared.hardware import peak_memory_mb
 from cocoseg.shared.metrics import scores
 from cocoseg.shared.progress import CountLines
-from cocoseg.training.data import check_files_exist, load_sample, read_manifest
 from cocoseg.training.network import count_parameters
+from cocoseg.training.samples import check_files_exist, load_sample
 from cocoseg.training.summary_file import SUMMARY_FILE, read_summary
 
 

@@ -13,10 +13,11 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from cocoseg.shared.hardware import resolve_accelerator, share_cpus
-from cocoseg.training.data import as_tensor, inference_input, normalize, resize_image, worker_start
+from cocoseg.training.data import worker_start
 from cocoseg.training.model_file import load_trained
 from cocoseg.training.network import input_divisor
 from cocoseg.training.scaling import base_length, inference_size
+from cocoseg.training.transforms import as_tensor, inference_input, normalize, resize_image
 
 
 def window_starts(length: int, window: int, stride: int) -> list[int]:

@@ -16,11 +16,12 @@ from PIL import Image, ImageDraw, ImageFont
 from cocoseg.evaluation.metrics_file import METRICS_FILE, read_metrics
 from cocoseg.evaluation.per_image import FILE_NAME, largest_disagreements, read_per_image
 from cocoseg.evaluation.predictor import inference_device, scored_predictor
+from cocoseg.masks.split_folder import read_manifest
 from cocoseg.report.plot_names import SHOWN_IMAGES
 from cocoseg.shared.colours import overlay, palette
 from cocoseg.shared.files import atomic_path, read_csv
 from cocoseg.shared.run_folders import run_path
-from cocoseg.training.data import load_sample, read_manifest
+from cocoseg.training.samples import load_sample
 
 ROW_HEIGHT = 180
 

@@ -10,9 +10,9 @@ import torch
 
 from cocoseg.shared.confusion import confusion_matrix
 from cocoseg.shared.metrics import scores
-from cocoseg.training.data import normalize
 from cocoseg.training.losses import SegmentationLoss
 from cocoseg.training.network import build_model
+from cocoseg.training.transforms import normalize
 from cocoseg.training.variants import Variant
 
 
