@@ -385,9 +385,10 @@ def test_a_setting_added_to_the_variant_reaches_the_training_job_without_another
     src = tmp_path / "src"
     shutil.copytree(REPO / "src" / "cocoseg", src / "cocoseg")
     variants = src / "cocoseg" / "training" / "variants.py"
-    anchor = '    name: str = field(default="")\n'
+    anchor = "    name: str = setting("
     assert anchor in variants.read_text()
-    variants.write_text(variants.read_text().replace(anchor, "    probe_setting: float = 0.25\n" + anchor))
+    variants.write_text(variants.read_text().replace(
+        anchor, '    probe_setting: float = setting(0.25, "a setting this test adds")\n' + anchor))
     (tmp_path / "work").mkdir()
     workdir = workflow_copy(tmp_path / "work")
     extra = tmp_path / "probe.yaml"
