@@ -45,7 +45,7 @@ class ImagesToLogits(torch.nn.Module):
 
 def split_images(split_dir: Path, variant: Variant, divisor: int, count: int) -> list[np.ndarray]:
     """The first `count` images of a mask-stage split as the network sees them when it predicts
-    (`data.inference_input`: at the variant's inference scale, padded to its divisor)."""
+    (`transforms.inference_input`: at the variant's inference scale, padded to its divisor)."""
     return [inference_input(load_sample(split_dir, row)[0], variant, divisor)[0]
             for row in read_manifest(split_dir)[:count]]
 

@@ -4,7 +4,7 @@ Faults that make the whole file unusable raise `InputError` (one line, naming th
 faults of single image entries become a skip reason on that image, so that one bad entry
 never costs the good images around it.
 
-The file is read as a stream (`cocofile`), and each annotation is kept pickled until its shard
+The file is read as a stream (`coco_reader`), and each annotation is kept pickled until its shard
 job paints it: peak memory stays near the file's size, not eight times it.
 """
 

@@ -1,7 +1,7 @@
 """The mask stage as three steps, index -> shards -> gather, shared by Snakemake and the CLI.
 
 The annotation file is parsed once (index); each shard gets only its own images and
-annotations; gather assembles a split folder (see `splitfolder`) that is byte-identical
+annotations; gather assembles a split folder (see `split_folder`) that is byte-identical
 whatever the shard count, and may hold a seeded share of the images out of training.
 """
 

@@ -1,5 +1,5 @@
 """Checking image files before we trust them, cheaply enough for COCO-sized splits, and the one
-pixel limit of every stage that decodes them (reading pixels is `decode`'s)."""
+pixel limit of every stage that decodes them (reading pixels is `image_decoding`'s)."""
 
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ few minutes ahead with `--signal`) and ends it with SIGTERM; SIGUSR1 is the othe
 On either, the run saves `last.ckpt` at the end of the batch in progress and stops, so the
 workflow's retry resumes it mid-epoch. Between signals a timer saves every `checkpoint_minutes`,
 so a kill without warning loses minutes, not an epoch. Owns no file format: the checkpoint is
-Lightning's. Imports only `common` of this package (the CLI catches `StopRequested` without torch).
+Lightning's. Imports only `shared.errors` of this package (the CLI catches `StopRequested` without torch).
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ from pytorch_lightning.strategies import DDPStrategy
 
 from cocoseg.masks.split_folder import class_pixels, content_digest, label_map_difference, read_labels
 from cocoseg.shared.errors import InputError, first_line
-from cocoseg.shared.files import file_checksum, read_json, write_json
+from cocoseg.shared.files import file_checksum, hard_link, read_json, write_json
 from cocoseg.shared.hardware import (
     CpuShare,
     device_name,
@@ -102,21 +102,12 @@ def finished_links(checkpoint_dir: Path) -> list[Path]:
     return [Path(checkpoint_dir) / f"finished-{name}" for name in FINISHED]
 
 
-def _link(source: Path, target: Path) -> None:
-    """A hard link (no second copy on disk), or a copy across file systems."""
-    target.unlink(missing_ok=True)
-    try:
-        os.link(source, target)
-    except OSError:
-        shutil.copy2(source, target)
-
-
 def keep_finished(output_dir: Path, checkpoint_dir: Path) -> None:
     """Links to a finished run's outputs beside its checkpoints. Snakemake removes the outputs of
     every job of a group job that fails (an evaluation cut off by the time limit, after training
     finished): the rerun then restores them (`restore_finished`) instead of training again."""
     for name, link in zip(FINISHED, finished_links(checkpoint_dir)):
-        _link(Path(output_dir) / name, link)
+        hard_link(Path(output_dir) / name, link)
 
 
 def saved_fingerprint(checkpoint_dir: Path) -> dict | None:
@@ -135,9 +126,8 @@ def restore_finished(checkpoint_dir: Path, output_dir: Path, fingerprint: dict) 
     links = finished_links(checkpoint_dir)
     if not (all(link.is_file() for link in links) and saved_fingerprint(checkpoint_dir) == fingerprint):
         return None
-    Path(output_dir).mkdir(parents=True, exist_ok=True)
     for name, link in zip(FINISHED, links):
-        _link(link, Path(output_dir) / name)
+        hard_link(link, Path(output_dir) / name)
     print(f"this run finished earlier with the same inputs: {', '.join(FINISHED)} restored from {checkpoint_dir}",
           file=sys.stderr, flush=True)
     return read_summary(Path(output_dir) / SUMMARY_FILE)

@@ -44,11 +44,9 @@ def loss_weights_problem(loss: str, weights: tuple[float, ...] | None) -> str | 
     return None
 
 
-def recipe_problem(resize: str, base_short_side: int | None, scale_range: tuple[float, ...],
-                   crop_max_share: float) -> str | None:
-    """Why the scale recipe's settings do not go together, or None."""
-    if resize not in RESIZES:
-        return f"resize {resize!r} is not one of {', '.join(RESIZES)}"
+def recipe_problem(base_short_side: int | None, scale_range: tuple[float, ...], crop_max_share: float) -> str | None:
+    """Why the scale recipe's settings do not go together, or None (`resize` is checked against
+    its choices with the other settings that have them)."""
     if base_short_side is not None and int(base_short_side) < 1:
         return f"base_short_side {base_short_side}: a positive number of pixels, or null for the variant's short side"
     if len(scale_range) != 2 or not 0 < scale_range[0] <= scale_range[1]:
@@ -94,7 +92,7 @@ class Variant:
     resize: str = setting("short_side", "short_side: the short side scaled to the base length, aspect kept; fit: "
                                         "the image fitted inside the variant's size", RESIZES)
     base_short_side: int | None = setting(None, "resize short_side: the length the short side is scaled to (unset: "
-                                                "the variant's shorter side)", minimum=1)
+                                                "the variant's shorter side)")  # checked by recipe_problem
     scale_range: tuple[float, float] = setting((0.5, 2.0), "training's random ratio around the base scale, LOW,HIGH")
     crop_max_share: float = setting(0.75, "retry a training crop (up to 10 times) while one label covers more than "
                                           "this share of its labelled pixels (1: any crop)")
@@ -123,7 +121,7 @@ class Variant:
         if problem := loss_weights_problem(self.loss, self.loss_weights):
             raise InputError(f"loss_weights {problem}")
         self.scale_range = tuple(float(r) for r in self.scale_range)
-        if problem := recipe_problem(self.resize, self.base_short_side, self.scale_range, self.crop_max_share):
+        if problem := recipe_problem(self.base_short_side, self.scale_range, self.crop_max_share):
             raise InputError(problem)
         for f in fields(self):
             value, choices, minimum = getattr(self, f.name), f.metadata["choices"], f.metadata["minimum"]
