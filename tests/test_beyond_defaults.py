@@ -15,6 +15,7 @@ from cocoseg.cli import main
 from cocoseg.evaluation.evaluate import evaluate
 from cocoseg.masks.convert import convert, label_histogram
 from cocoseg.masks.demo import make_demo
+from cocoseg.masks.label_map import LabelRules
 from cocoseg.shared import hardware as devices
 from cocoseg.shared.hardware import resolve_accelerator, resolve_precision, share_cpus
 from cocoseg.training.scaling import inference_size
@@ -148,7 +149,7 @@ def test_a_model_is_never_scored_against_another_label_map(data, fpn_non_square,
     annotations = json.loads((other / "demo" / "annotations" / "val.json").read_text())
     names = [c["name"] for c in annotations["categories"]]
     convert(other / "demo" / "annotations" / "val.json", other / "demo" / "images" / "val", other / "val",
-            classes=names[:3])
+            rules=LabelRules(names[:3]))
     capsys.readouterr()
     assert main(["evaluate", "--model", str(fpn_non_square / "model.pt"), "--split-dir", str(other / "val"),
                  "--output", str(tmp_path / "eval")]) == 2
@@ -290,7 +291,7 @@ def test_training_refuses_a_selection_split_with_another_label_map(data, tmp_pat
     make_demo(other / "demo", {"val": 4}, seed=3)
     names = [c["name"] for c in json.loads((other / "demo" / "annotations" / "val.json").read_text())["categories"]]
     convert(other / "demo" / "annotations" / "val.json", other / "demo" / "images" / "val", other / "val",
-            classes=[names[1], names[0], *names[2:]])  # the same classes, two labels swapped
+            rules=LabelRules([names[1], names[0], *names[2:]]))  # the same classes, two labels swapped
     capsys.readouterr()
     args = ["train", "--train-dir", str(data / "train"), "--val-dir", str(other / "val"),
             "--output", str(tmp_path / "run"), "--epochs", "1", "--img-size", "64", "--cpus", "1"]

@@ -5,7 +5,7 @@ import pytest
 from conftest import CATEGORIES, square
 from pycocotools import mask as mask_utils
 
-from cocoseg.masks.coco import label_map
+from cocoseg.masks.label_map import LabelRules, category_names, label_map
 from cocoseg.masks.paint import UnusableImage, decode_segmentation, paint_mask, rle_string_counts
 from cocoseg.shared.errors import InputError
 from cocoseg.shared.labels import IGNORE
@@ -20,18 +20,19 @@ def paint(anns, h=10, w=10, label_of=LABEL_OF):
 
 def test_labels_follow_sorted_category_ids():
     cats = [{"id": 90, "name": "bird"}, {"id": 4, "name": "cat"}, {"id": 17, "name": "dog"}]
-    assert label_map("f.json", cats) == [(1, 4, "cat"), (2, 17, "dog"), (3, 90, "bird")]
+    assert label_map("f.json", category_names("f.json", cats)) == [(1, 4, "cat"), (2, 17, "dog"), (3, 90, "bird")]
 
 
 def test_explicit_class_list_sets_label_order_by_name_or_id():
-    assert label_map("f.json", CATEGORIES, ["bird", 4]) == [(1, 90, "bird"), (2, 4, "cat")]
+    names = category_names("f.json", CATEGORIES)
+    assert label_map("f.json", names, LabelRules(["bird", 4])) == [(1, 90, "bird"), (2, 4, "cat")]
 
 
 @pytest.mark.parametrize("classes, fault", [(["horse"], "'horse' from the config is not among"),
                                             ([4, "cat"], "listed twice")])
 def test_bad_class_list_names_the_file(classes, fault):
     with pytest.raises(InputError, match=fault) as err:
-        label_map("data/f.json", CATEGORIES, classes)
+        label_map("data/f.json", category_names("data/f.json", CATEGORIES), LabelRules(classes))
     assert str(err.value).startswith("data/f.json: ")
 
 

@@ -9,6 +9,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Callable
 
+from cocoseg.masks.label_map import UNLABELED
 from cocoseg.shared.errors import RESUBMIT_EXIT, InputError, StopRequested
 from cocoseg.shared.files import output_problem
 
@@ -109,10 +110,29 @@ def _command(sub, name: str, func, description: str, **defaults) -> argparse.Arg
 
 
 def _add_mask_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--annotations", required=True, type=Path, nargs="+",
+                   help="COCO JSON: one instances-format file, or several merged by id (the first file's "
+                        "annotations are painted over the next one's: things before stuff), or one panoptic file")
     p.add_argument("--classes", nargs="+", type=_class_value, default=None,
                    help="category names or ids to keep, in label order (default: all, sorted by id)")
+    p.add_argument("--unlabeled", choices=UNLABELED, default="background",
+                   help="what pixels no annotation covers become: background (label 0, a class) or ignore (255, "
+                        "where the data set labels every pixel)")
+    p.add_argument("--ignore-categories", nargs="+", type=int, default=[], metavar="ID",
+                   help="category ids whose annotations become ignore (255), e.g. COCO-Stuff's 183 'other'")
     p.add_argument("--max-images", "--max_images", type=_positive, default=None,
                    help="only the first N images by id (for quick runs)")
+
+
+def _add_panoptic_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--panoptic-masks", type=Path, default=None,
+                   help="folder of the panoptic PNGs: --annotations is then a COCO panoptic file")
+
+
+def _label_rules(args: argparse.Namespace):
+    from cocoseg.masks.label_map import LabelRules
+
+    return LabelRules(args.classes, args.unlabeled, tuple(args.ignore_categories))
 
 
 def _add_holdout_options(p: argparse.ArgumentParser) -> None:
@@ -151,12 +171,12 @@ def _add_gpu_options(p: argparse.ArgumentParser) -> None:
 
 def add_masks_command(sub) -> None:
     p = _command(sub, "masks", _masks, "COCO JSON + images -> OUT/{images,masks}, manifest.csv, labels.csv")
-    p.add_argument("--annotations", required=True, type=Path, help="COCO instances JSON")
+    _add_mask_options(p)
     p.add_argument("--images", required=True, type=Path, help="folder the file_names are relative to")
+    _add_panoptic_option(p)
     p.add_argument("--output", required=True, type=Path, help="output folder")
     p.add_argument("--workers", type=_positive, default=1, help="processes")
     _add_link_option(p)
-    _add_mask_options(p)
     _add_holdout_options(p)
 
 
@@ -169,17 +189,18 @@ def add_demo_command(sub) -> None:
 
 
 def add_index_command(sub) -> None:
-    p = _command(sub, "index", _index, "workflow step: parse a COCO file once, write per-shard parts")
-    p.add_argument("--annotations", required=True, type=Path, help="COCO instances JSON")
+    p = _command(sub, "index", _index, "workflow step: parse a split's COCO files once, write per-shard parts")
+    _add_mask_options(p)
+    p.add_argument("--panoptic", action="store_true", help="--annotations is a COCO panoptic file")
     p.add_argument("--output", required=True, type=Path, help="index folder")
     p.add_argument("--shards", type=_positive, default=1, help="parts to write, one per shard job")
-    _add_mask_options(p)
 
 
 def add_shard_command(sub) -> None:
     p = _command(sub, "shard", _shard, "workflow step: convert one shard")
     p.add_argument("--index-file", required=True, type=Path, help="the shard's part, written by `cocoseg index`")
     p.add_argument("--images", required=True, type=Path, help="folder the file_names are relative to")
+    _add_panoptic_option(p)
     p.add_argument("--output", required=True, type=Path, help="shard output folder")
     _add_link_option(p)
     p.add_argument("--compress-level", type=int, default=1, choices=range(10), help="zlib level of the mask PNGs")
@@ -412,8 +433,14 @@ def _masks(args: argparse.Namespace) -> None:
 
     if not args.images.is_dir():
         raise InputError(f"{args.images}: image folder not found")
-    convert(args.annotations, args.images, args.output, workers=args.workers, classes=args.classes,
-            max_images=args.max_images, link_mode=args.link, **_holdout(args))
+    _check_panoptic(args.annotations, args.panoptic_masks is not None)
+    convert(args.annotations, args.images, args.output, workers=args.workers, rules=_label_rules(args),
+            max_images=args.max_images, link_mode=args.link, panoptic_dir=args.panoptic_masks, **_holdout(args))
+
+
+def _check_panoptic(annotations: list[Path], panoptic: bool) -> None:
+    if panoptic and len(annotations) != 1:
+        raise InputError(f"--annotations: a panoptic split has one file, not {len(annotations)}")
 
 
 def _demo(args: argparse.Namespace) -> None:
@@ -425,14 +452,16 @@ def _demo(args: argparse.Namespace) -> None:
 def _index(args: argparse.Namespace) -> None:
     from cocoseg.masks.convert import index_split
 
-    index_split(args.annotations, args.output, args.shards, classes=args.classes, max_images=args.max_images)
+    _check_panoptic(args.annotations, args.panoptic)
+    index_split(args.annotations, args.output, args.shards, _label_rules(args), max_images=args.max_images,
+                panoptic=args.panoptic)
 
 
 def _shard(args: argparse.Namespace) -> None:
     from cocoseg.masks.convert import convert_shard
 
     convert_shard(args.index_file, args.images, args.output, link_mode=args.link,
-                  compress_level=args.compress_level, name=args.name)
+                  compress_level=args.compress_level, name=args.name, panoptic_dir=args.panoptic_masks)
 
 
 def _gather(args: argparse.Namespace) -> None:

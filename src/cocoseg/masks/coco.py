@@ -1,4 +1,5 @@
-"""Reading a COCO instance file into per-image records, with every file-level fault caught.
+"""Reading a split's COCO files (one, or several merged by id) into per-image records, with
+every file-level fault caught.
 
 Faults that make the whole file unusable raise `InputError` (one line, naming the file);
 faults of single image entries become a skip reason on that image, so that one bad entry
@@ -18,19 +19,30 @@ from pathlib import PurePosixPath
 from typing import Sequence
 
 from cocoseg.masks.coco_reader import NotStreamable, StreamedFile, WholeFile
+from cocoseg.masks.label_map import LabelRules, category_names, label_map
 from cocoseg.shared.errors import InputError
 from cocoseg.shared.files import safe_relative
-from cocoseg.shared.labels import MAX_CLASSES
 
 
 @dataclass
 class Split:
-    """One COCO file, ready to be sharded: images in a fixed order with their annotations."""
+    """One split's COCO files, ready to be sharded: images in a fixed order with their annotations."""
 
     labels: list[tuple[int, int, str]]  # (label, category id, name)
-    category_ids: list[int]  # every id the file declares, selected as a class or not
-    images: list[dict]  # {"id", "file_name", "width", "height", "mask", "annotations" (pickled), "skip"}
+    category_ids: list[int]  # every id the files declare, selected as a class or not
+    images: list[dict]  # {"id", "file_name", "width", "height", "mask", "annotations" (pickled), "layers", "skip"}
     orphan_annotations: int = 0  # annotations whose image id names no usable image
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _File:
+    """What one COCO file holds: its image entries, categories and annotations by image id."""
+
+    path: str | os.PathLike
+    entries: list
+    categories: list
+    annotations: dict  # image id (or None when it has none) -> pickled annotations in file order
     notes: list[str] = field(default_factory=list)
 
 
@@ -46,32 +58,6 @@ def _array(source: StreamedFile | WholeFile, key: str, checked_before: tuple[str
 
 def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-def label_map(path, categories, classes: Sequence[int | str] | None = None) -> list[tuple[int, int, str]]:
-    """Label = 1 + index of the category among the sorted ids, or among `classes` when given."""
-    names: dict[int, str] = {}
-    for i, cat in enumerate(categories):
-        if not isinstance(cat, dict) or not _is_int(cat.get("id")):
-            raise InputError(f"{path}: categories[{i}] has no integer 'id'")
-        if cat["id"] in names:
-            raise InputError(f"{path}: category id {cat['id']} is declared twice")
-        names[cat["id"]] = str(cat.get("name", cat["id"]))
-    if classes is None:
-        chosen = sorted(names)
-    else:
-        by_name = {name: cid for cid, name in names.items()}
-        chosen = []
-        for wanted in classes:
-            cid = wanted if _is_int(wanted) else by_name.get(wanted)
-            if cid not in names:
-                raise InputError(f"{path}: class {wanted!r} from the config is not among its categories")
-            if cid in chosen:
-                raise InputError(f"{path}: class {wanted!r} is listed twice in the config")
-            chosen.append(cid)
-    if len(chosen) > MAX_CLASSES:
-        raise InputError(f"{path}: {len(chosen)} classes do not fit in uint8 masks (at most {MAX_CLASSES})")
-    return [(i + 1, cid, names[cid]) for i, cid in enumerate(chosen)]
 
 
 def _image_fault(entry) -> str | None:
@@ -91,28 +77,88 @@ def _mask_name(file_name: str) -> str:
     return str(PurePosixPath(file_name).with_suffix(".png"))
 
 
-def load_split(path: str | os.PathLike, classes=None, max_images: int | None = None) -> Split:
-    """Parse and check one COCO file; images come sorted by id so that shards are reproducible."""
-    try:
-        return _split_of(StreamedFile(path), classes, max_images)
-    except NotStreamable:
-        split = _split_of(WholeFile(path), classes, max_images)
-        split.notes.append("read whole, not streamed: the file holds NaN or Infinity, which only Python's "
-                           "json reader accepts")
-        return split
-
-
-def _split_of(source: StreamedFile | WholeFile, classes, max_images: int | None) -> Split:
-    images, cut = _image_records(_array(source, "images"), max_images)  # the raw entries are freed here
-    categories = _array(source, "categories", checked_before=("annotations",))
-    if not categories:
-        raise InputError(f"{source.path}: no categories: a file without categories cannot give class masks")
-    split = Split(labels=label_map(source.path, categories, classes),
-                  category_ids=sorted(c["id"] for c in categories), images=images)
-    split.orphan_annotations = _attach_annotations(source, images, cut)
+def load_split(paths: str | os.PathLike | Sequence[str | os.PathLike], rules: LabelRules = LabelRules(),
+               max_images: int | None = None) -> Split:
+    """Parse and check a split's COCO files (several are merged: categories and images by id);
+    images come sorted by id so that shards are reproducible. An annotation's layer is the
+    position of its file: where two files' annotations cover a pixel, the earlier file wins."""
+    paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+    files = [_read_file(path) for path in paths]
+    where = " + ".join(map(str, paths))
+    names = _merged_categories(files)
+    if not names:
+        raise InputError(f"{where}: no categories: a file without categories cannot give class masks")
+    images, cut = _image_records(_merged_entries(files), max_images)
+    split = Split(labels=label_map(where, names, rules), category_ids=sorted(names), images=images,
+                  notes=[note for file in files for note in file.notes])
+    split.orphan_annotations = _attach_annotations(files, images, cut)
     if split.orphan_annotations:
         split.notes.append(f"{split.orphan_annotations} annotation(s) name no usable image id and were not used")
     return split
+
+
+def _read_file(path: str | os.PathLike) -> _File:
+    """One file's arrays, streamed; read whole where only Python's json reader accepts it."""
+    try:
+        return _contents(StreamedFile(path))
+    except NotStreamable:
+        file = _contents(WholeFile(path))
+        file.notes.append(f"{path}: read whole, not streamed: the file holds NaN or Infinity, which only "
+                          "Python's json reader accepts")
+        return file
+
+
+def _contents(source: StreamedFile | WholeFile) -> _File:
+    entries = _array(source, "images")
+    categories = _array(source, "categories", checked_before=("annotations",))
+    category_names(source.path, categories)  # a file's own faults are named with its own path
+    annotations: dict = {}
+    seen = 0
+    for ann in source.items("annotations"):
+        seen += 1
+        image_id = ann.get("image_id") if isinstance(ann, dict) else None
+        blob = pickle.dumps(ann, protocol=pickle.HIGHEST_PROTOCOL)
+        annotations.setdefault(image_id if _is_int(image_id) else None, []).append(blob)
+    if not seen:
+        source.check_array("annotations")
+    return _File(source.path, entries, categories, annotations)
+
+
+def _merged_categories(files: list[_File]) -> dict[int, str]:
+    """Category names by id over all files; one id with two names is refused."""
+    names: dict[int, str] = {}
+    owner: dict[int, str | os.PathLike] = {}
+    for file in files:
+        for cid, name in category_names(file.path, file.categories).items():
+            if cid in names and names[cid] != name:
+                raise InputError(f"{file.path}: category id {cid} is {name!r}, but {names[cid]!r} in {owner[cid]}")
+            names.setdefault(cid, name)
+            owner.setdefault(cid, file.path)
+    return names
+
+
+def _identity(entry: dict) -> tuple:
+    return entry.get("file_name"), entry.get("width"), entry.get("height")
+
+
+def _merged_entries(files: list[_File]) -> list:
+    """The image entries of all files; an id another file declared is the same image (kept once)
+    or refused where its file name or size differs."""
+    first: dict[int, tuple] = {}  # image id -> (file, entry) where it was first declared
+    merged = []
+    for file in files:
+        for entry in file.entries:
+            image_id = entry.get("id") if isinstance(entry, dict) else None
+            if _is_int(image_id) and image_id in first and first[image_id][0] is not file:
+                other_file, other = first[image_id]
+                if _identity(entry) != _identity(other):
+                    raise InputError(f"{file.path}: image {image_id} is {_identity(entry)} (file name, width, "
+                                     f"height), but {_identity(other)} in {other_file.path}")
+                continue
+            if _is_int(image_id):
+                first.setdefault(image_id, (file, entry))
+            merged.append(entry)
+    return merged
 
 
 def _image_records(entries: list, max_images: int | None) -> tuple[list[dict], set[int]]:
@@ -145,25 +191,26 @@ def _image_records(entries: list, max_images: int | None) -> tuple[list[dict], s
             "height": record.get("height", ""),
             "mask": mask,
             "annotations": [],
+            "layers": [],
             "skip": skip,
         })
     return images, set(id_count) - {img["id"] for img in images}
 
 
-def _attach_annotations(source: StreamedFile | WholeFile, images: list[dict], cut: set[int]) -> int:
-    """Each annotation, pickled, onto its usable image in file order; returns the orphans."""
+def _attach_annotations(files: list[_File], images: list[dict], cut: set[int]) -> int:
+    """Each annotation onto its usable image, file by file in file order, with its file's
+    position as its layer; returns the orphans (those `max_images` cut are not orphans)."""
     usable = {img["id"]: img for img in images if img["skip"] is None}
-    orphans, seen = 0, 0
-    for ann in source.items("annotations"):
-        seen += 1
-        image_id = ann.get("image_id") if isinstance(ann, dict) else None
-        image = usable.get(image_id) if _is_int(image_id) else None
-        if image is not None:
-            image["annotations"].append(pickle.dumps(ann, protocol=pickle.HIGHEST_PROTOCOL))
-        elif not (_is_int(image_id) and image_id in cut):
-            orphans += 1
-    if not seen:
-        source.check_array("annotations")
+    orphans = 0
+    for layer, file in enumerate(files):
+        for image_id, blobs in file.annotations.items():
+            image = usable.get(image_id)
+            if image is not None:
+                image["annotations"] += blobs
+                image["layers"] += [layer] * len(blobs)
+            elif image_id not in cut:
+                orphans += len(blobs)
+        file.annotations = {}  # the images hold them now
     return orphans
 
 

@@ -1,7 +1,7 @@
 """The mask stage as three steps, index -> shards -> gather, shared by Snakemake and the CLI.
 
-The annotation file is parsed once (index); each shard gets only its own images and
-annotations; gather assembles a split folder (see `split_folder`) that is byte-identical
+The annotation files are parsed once (index); each shard gets only its own images and
+annotations (instances-format annotations, or panoptic ones with their PNGs); gather assembles a split folder (see `split_folder`) that is byte-identical
 whatever the shard count, and may hold a seeded share of the images out of training.
 """
 
@@ -19,11 +19,14 @@ import numpy as np
 from PIL import Image
 
 from cocoseg.masks.coco import annotations_of, load_split
+from cocoseg.masks.label_map import LabelRules
 from cocoseg.masks.paint import UnusableImage, paint_mask
+from cocoseg.masks.panoptic import paint_panoptic
 from cocoseg.masks.png import encode_mask_png
 from cocoseg.masks.split_folder import (
     draw_holdout,
     holdout_size,
+    label_rows,
     manifest_row,
     read_manifest_rows,
     write_labels,
@@ -42,21 +45,23 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def index_split(annotations: Path, index_dir: Path, shards: int, classes=None,
-                max_images: int | None = None) -> None:
-    """Parse the COCO file once and write `meta.json` plus one `shard-<i>.pkl` per shard.
+def index_split(annotations: Path | list[Path], index_dir: Path, shards: int, rules: LabelRules = LabelRules(),
+                max_images: int | None = None, panoptic: bool = False) -> None:
+    """Parse the COCO files once and write `meta.json` plus one `shard-<i>.pkl` per shard.
 
     Shard parts are pickles: internal, temporary, written and read only by this module, and
     pickling is ten times faster than JSON for polygon-heavy parts (COCO train: 448 MB). Their
     annotations stay pickled one by one (`coco.annotations_of` unpickles them in the shard job).
     """
-    split = load_split(annotations, classes=classes, max_images=max_images)
-    header = {"labels": split.labels, "category_ids": split.category_ids}
+    split = load_split(annotations, rules, max_images=max_images)
+    header = {"labels": split.labels, "category_ids": split.category_ids, "background": rules.background,
+              "fill": rules.fill, "ignored": sorted(rules.ignore_categories), "panoptic": panoptic}
     for i in range(shards):
         part = {**header, "shard": i, "shards": shards, "images": shard_share(split.images, i, shards)}
         with atomic_path(index_dir / f"shard-{i}.pkl") as tmp, open(tmp, "wb") as f:
             pickle.dump(part, f, protocol=pickle.HIGHEST_PROTOCOL)  # framed to the file, never whole in memory
-    write_json(index_dir / "meta.json", {**header, "source": str(annotations), "images": len(split.images),
+    sources = [annotations] if isinstance(annotations, (str, Path)) else annotations
+    write_json(index_dir / "meta.json", {**header, "source": " + ".join(map(str, sources)), "images": len(split.images),
                                          "orphan_annotations": split.orphan_annotations, "notes": split.notes})
 
 
@@ -69,8 +74,19 @@ def label_histogram(mask: np.ndarray) -> np.ndarray:
     return np.array(Image.fromarray(mask).histogram(), dtype=np.int64)
 
 
-def convert_image(record: dict, image_dir: Path, out_dir: Path, label_of: dict[int, int],
-                  declared: set[int], link_mode: str, compress_level: int, pixels: np.ndarray) -> dict:
+def paint_record(record: dict, shard: dict, panoptic_dir: Path | None) -> tuple[np.ndarray, list[str]]:
+    """One image's mask from its annotations, by the rules the index recorded in its shard."""
+    label_of = {cid: label for label, cid, _ in shard["labels"]}
+    rules = {"declared": set(shard["category_ids"]), "fill": shard["fill"], "ignored": frozenset(shard["ignored"])}
+    if shard["panoptic"]:
+        return paint_panoptic(annotations_of(record), panoptic_dir, record["height"], record["width"], label_of,
+                              **rules)
+    return paint_mask(annotations_of(record), record["height"], record["width"], label_of,
+                      layers=record["layers"], **rules)
+
+
+def convert_image(record: dict, shard: dict, image_dir: Path, out_dir: Path, panoptic_dir: Path | None,
+                  link_mode: str, compress_level: int, pixels: np.ndarray) -> dict:
     """Write one image's mask and link, add its pixels per label to `pixels`; return its manifest row."""
     status, reason, mask_name, digest = SKIPPED, record["skip"], "", ""
     if reason is None:
@@ -78,7 +94,7 @@ def convert_image(record: dict, image_dir: Path, out_dir: Path, label_of: dict[i
         reason = image_fault(source, record["width"], record["height"])
     if reason is None:
         try:
-            mask, notes = paint_mask(annotations_of(record), record["height"], record["width"], label_of, declared)
+            mask, notes = paint_record(record, shard, panoptic_dir)
         except UnusableImage as e:
             reason = str(e)
         else:
@@ -92,15 +108,17 @@ def convert_image(record: dict, image_dir: Path, out_dir: Path, label_of: dict[i
 
 
 def convert_shard(shard_file: Path, image_dir: Path, out_dir: Path, link_mode: str = "symlink",
-                  compress_level: int = 1, name: str = "") -> None:
-    """Convert one shard into `out_dir`; its manifest is written last, so it marks completion."""
+                  compress_level: int = 1, name: str = "", panoptic_dir: Path | None = None) -> None:
+    """Convert one shard into `out_dir`; its manifest is written last, so it marks completion.
+    `panoptic_dir` holds the panoptic PNGs where the index read a panoptic file."""
     start = time.perf_counter()
     with open(shard_file, "rb") as f:
         shard = pickle.load(f)
-    label_of = {cid: label for label, cid, _ in shard["labels"]}
-    declared = set(shard["category_ids"])
+    if shard["panoptic"] and panoptic_dir is None:
+        raise InputError(f"{shard_file}: indexed from a panoptic file: give the folder of its PNGs")
     pixels = np.zeros(256, dtype=np.int64)
-    rows = [convert_image(rec, Path(image_dir), Path(out_dir), label_of, declared, link_mode, compress_level, pixels)
+    rows = [convert_image(rec, shard, Path(image_dir), Path(out_dir), panoptic_dir and Path(panoptic_dir), link_mode,
+                          compress_level, pixels)
             for rec in shard["images"]]
     write_json(Path(out_dir) / PIXELS, pixels.tolist())
     write_manifest(Path(out_dir) / "manifest.csv", rows)
@@ -117,7 +135,7 @@ def gather_split(meta_file: Path, shard_dirs: list[Path], out_dir: Path, name: s
     A holdout (a fraction or a count of the usable images, drawn by `holdout_seed`) is marked
     in the manifest: training leaves it out, and it can choose the best epoch.
     """
-    meta = read_json(meta_file, "a meta.json of `cocoseg index`", ("labels", "images", "source"))
+    meta = read_json(meta_file, "a meta.json of `cocoseg index`", ("labels", "background", "images", "source"))
     out_dir = Path(out_dir)
     pixels = np.zeros(256, dtype=np.int64)
     for shard_dir in map(Path, shard_dirs):
@@ -144,9 +162,9 @@ def gather_split(meta_file: Path, shard_dirs: list[Path], out_dir: Path, name: s
                     "seed": holdout_seed},
         "orphan_annotations": meta["orphan_annotations"],
         "classes": len(meta["labels"]),
-        "class_pixels": {name: int(pixels[label]) for label, _, name in [(0, "", "background"), *meta["labels"]]},
+        "class_pixels": {name: int(pixels[label]) for label, _, name in label_rows(meta["labels"], meta["background"])},
     }
-    write_labels(out_dir / "labels.csv", meta["labels"])
+    write_labels(out_dir / "labels.csv", meta["labels"], meta["background"])
     write_json(out_dir / "summary.json", summary)
     write_manifest(out_dir / "manifest.csv", rows)
     log(f"{name}{len(rows)} images: {ok} ok, {len(rows) - ok} skipped (reasons in {out_dir / 'manifest.csv'})"
@@ -183,18 +201,18 @@ def _convert_shard_args(args: tuple) -> None:
     convert_shard(*args)
 
 
-def convert(annotations: Path, image_dir: Path, out_dir: Path, workers: int = 1, shards: int | None = None,
-            classes=None, max_images: int | None = None, link_mode: str = "symlink",
-            compress_level: int = 1, holdout_fraction: float = 0.0, holdout_count: int | None = None,
-            holdout_seed: int = 0) -> dict:
+def convert(annotations: Path | list[Path], image_dir: Path, out_dir: Path, workers: int = 1,
+            shards: int | None = None, rules: LabelRules = LabelRules(), max_images: int | None = None,
+            link_mode: str = "symlink", compress_level: int = 1, holdout_fraction: float = 0.0,
+            holdout_count: int | None = None, holdout_seed: int = 0, panoptic_dir: Path | None = None) -> dict:
     """The whole mask stage in one process pool: what `cocoseg masks` runs."""
     out_dir = Path(out_dir)
     _clear_output(out_dir, Path(image_dir))
     work = out_dir / ".work"
     shards = shards or max(1, workers) * 4
-    index_split(Path(annotations), work / "index", shards, classes=classes, max_images=max_images)
+    index_split(annotations, work / "index", shards, rules, max_images=max_images, panoptic=panoptic_dir is not None)
     shard_dirs = [work / "shards" / str(i) for i in range(shards)]
-    jobs = [(work / "index" / f"shard-{i}.pkl", image_dir, shard_dirs[i], link_mode, compress_level)
+    jobs = [(work / "index" / f"shard-{i}.pkl", image_dir, shard_dirs[i], link_mode, compress_level, "", panoptic_dir)
             for i in range(shards)]
     if workers > 1:
         with Pool(workers) as pool:

@@ -1,9 +1,12 @@
 """COCO annotations of one image -> one multi-class uint8 mask.
 
 Semantics (README, "Mask semantics"): non-crowd instances are painted largest decoded area
-first, so small objects stay on top; crowd regions, and regions of category ids the file does
-not declare, become 255 on pixels no instance covers; an annotation whose geometry is corrupt
-makes its bbox 255, because we know something is there but not which pixels.
+first, so small objects stay on top; where a split has several files, the first file's
+annotations are painted over the next one's (list things before stuff: the thing wins, as in
+COCO-Stuff). Crowd regions, regions of category ids no file declares and of the ignore
+categories become 255 on pixels no instance covers; an annotation whose geometry is corrupt
+makes its bbox 255, because we know something is there but not which pixels. A pixel nothing
+covers gets `fill`: 0 (background) or 255 (unlabelled, where the data set labels every pixel).
 """
 
 from __future__ import annotations
@@ -166,9 +169,11 @@ class UnusableImage(Exception):
     """The image cannot get a trustworthy mask; the message is its skip reason."""
 
 
-def paint_mask(annotations: list[dict], height: int, width: int,
-               label_of: dict[int, int], declared: set[int]) -> tuple[np.ndarray, list[str]]:
-    """Paint one image's annotations; returns the mask and notes for the manifest."""
+def paint_mask(annotations: list[dict], height: int, width: int, label_of: dict[int, int], declared: set[int],
+               layers: list[int] | None = None, fill: int = 0,
+               ignored: frozenset[int] = frozenset()) -> tuple[np.ndarray, list[str]]:
+    """Paint one image's annotations; returns the mask and notes for the manifest. `layers`
+    gives each annotation's file position (0 on top); `ignored` are category ids painted as 255."""
     instances, ignore_regions, ignore_boxes, notes = [], [], [], []
     for index, ann in enumerate(annotations):
         ann_id = ann.get("id", f"#{index}")
@@ -188,17 +193,20 @@ def paint_mask(annotations: list[dict], height: int, width: int,
         if not (isinstance(category, int) and category in declared):
             notes.append(f"annotation {ann_id}: unknown category id {category!r}; its region is set to ignore (255)")
             ignore_regions.append(decoded.runs)
+        elif category in ignored:
+            ignore_regions.append(decoded.runs)
         elif category not in label_of:
-            continue  # a declared category left out of the config's class list: background
+            continue  # a declared category left out of the config's class list: unlabelled
         elif ann.get("iscrowd"):
             ignore_regions.append(decoded.runs)
         else:
             area = int(decoded.runs[1::2].sum())
             tie = (0, ann_id) if isinstance(ann_id, int) else (1, index)
-            instances.append((-area, tie, label_of[category], decoded.runs))
+            layer = layers[index] if layers else 0
+            instances.append((-layer, -area, tie, label_of[category], decoded.runs))
 
-    mask = np.zeros((height, width), dtype=np.uint8)
-    for _, _, label, runs in sorted(instances, key=lambda item: item[:2]):
+    mask = np.full((height, width), fill, dtype=np.uint8)
+    for *_, label, runs in sorted(instances, key=lambda item: item[:3]):
         if (box := _covered(runs, height, width)) is not None:
             rows, cols, covered = box
             np.copyto(mask[rows, cols], label, where=covered)
@@ -206,7 +214,7 @@ def paint_mask(annotations: list[dict], height: int, width: int,
         if (box := _covered(runs, height, width)) is not None:
             rows, cols, covered = box
             region = mask[rows, cols]
-            np.copyto(region, IGNORE, where=covered & (region == 0))
+            np.copyto(region, IGNORE, where=covered & (region == fill))  # unpainted pixels only
     for rows, cols in ignore_boxes:
         mask[rows, cols] = IGNORE
     return mask, notes

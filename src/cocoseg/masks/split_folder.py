@@ -1,10 +1,11 @@
 """The split folder: the one format every stage after the mask stage reads.
 
     OUT/images/<file_name>     links to (or copies of) the usable source images
-    OUT/masks/<stem>.png       uint8 masks: 0 background, 1..K classes, 255 ignore
+    OUT/masks/<stem>.png       uint8 masks: 0 background and 1..K classes, or 0..K-1 classes
+                               where the data set labels every pixel; 255 ignore
     OUT/manifest.csv           one row per image entry: ok or skipped with the reason, the
                                mask's checksum, and whether the image is held out of training
-    OUT/labels.csv             label, category_id, name
+    OUT/labels.csv             label, category_id, name (background: no category)
     OUT/summary.json           counts, for the report
 
 This module alone writes and reads `manifest.csv` and `labels.csv`; other modules use its
@@ -21,6 +22,7 @@ import numpy as np
 from cocoseg.shared import manifests
 from cocoseg.shared.errors import InputError
 from cocoseg.shared.files import checksum, read_csv, read_json, write_csv
+from cocoseg.shared.labels import BACKGROUND
 from cocoseg.shared.manifests import OK
 
 MANIFEST_COLUMNS = ["image_id", "file_name", "width", "height", "annotations", "status", "reason", "mask",
@@ -44,9 +46,16 @@ def read_manifest_rows(path: Path) -> list[dict]:
     return read_csv(path, "a manifest.csv of `cocoseg masks`", MANIFEST_COLUMNS)
 
 
-def write_labels(path: Path, labels: list) -> None:
-    """`labels` are (label, category_id, name) of the classes; background is added as label 0."""
-    write_csv(path, LABEL_COLUMNS, [[0, "", "background"], *labels])
+def label_rows(labels: list, background: bool) -> list:
+    """(label, category_id, name) of every label value: the classes, after background (label 0,
+    no category) where the split has one."""
+    return [(BACKGROUND, "", "background"), *labels] if background else list(labels)
+
+
+def write_labels(path: Path, labels: list, background: bool = True) -> None:
+    """`labels` are (label, category_id, name) of the classes; background is added as label 0
+    where pixels no annotation covers are background (`masks.unlabeled`)."""
+    write_csv(path, LABEL_COLUMNS, label_rows(labels, background))
 
 
 def _split_file(split_dir: Path, name: str) -> Path:
