@@ -74,7 +74,7 @@ def _train(args: argparse.Namespace) -> None:
         raise InputError("train: give --data_path, or --train-dir (and --val-dir, or a training split with a holdout)")
     variant = _variant(args)
     if args.num_classes is not None and args.num_classes != (classes := len(read_labels(train_dir))):
-        raise InputError(f"{train_dir}/labels.csv: {classes} classes with background, "
+        raise InputError(f"{train_dir}/labels.csv: {classes} labels (background included where there is one), "
                          f"but --num_classes {args.num_classes}")
     output = args.output or Path("runs") / variant.name
     summary = train.train(variant, train_dir, val_dir, output, args.checkpoint_dir or output / "checkpoints",
@@ -225,7 +225,7 @@ def _add_train_folders(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint-dir", type=Path, help="resumable checkpoints (default OUTPUT/checkpoints)")
     p.add_argument("--log-dir", type=Path, help="CSV and TensorBoard logs (default OUTPUT/logs)")
     p.add_argument("--num-classes", "--num_classes", type=_positive,
-                   help="classes including background; checked against labels.csv")
+                   help="labels of labels.csv (classes, and background where there is one); checked against it")
 
 
 def _add_variant_settings(p: argparse.ArgumentParser) -> None:

@@ -22,8 +22,15 @@ LOCK_OWNER = "cocoseg-lock-owner.json"  # in .snakemake/: which process holds th
 def missing_config_paths(config: dict, produced: set[str]) -> list[str]:
     """One line per path the config names (split files and folders, an encoder-weights file)
     that neither exists nor is made by a rule."""
-    paths = {f"splits.{name}.{key}": split[key] for name, split in config["splits"].items()
-             for key in ("annotations", "images")}
+    paths = {}
+    for name, split in config["splits"].items():
+        paths[f"splits.{name}.images"] = split["images"]
+        if "panoptic" in split:
+            paths |= {f"splits.{name}.panoptic.{key}": split["panoptic"][key] for key in ("annotations", "masks")}
+        else:
+            files = [split["annotations"]] if isinstance(split["annotations"], str) else split["annotations"]
+            paths |= {f"splits.{name}.annotations" + (f"[{i}]" if len(files) > 1 else ""): path
+                      for i, path in enumerate(files)}
     weights = config["model"]["encoder_weights"]
     if is_weights_file(weights):
         paths["model.encoder_weights"] = weights

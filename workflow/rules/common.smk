@@ -95,14 +95,37 @@ def split_config(wildcards):
     return config["splits"][wildcards.split]
 
 
+def annotation_files(wildcards):
+    """A split's annotation files: its instances-format files, or its panoptic JSON."""
+    split = split_config(wildcards)
+    if "panoptic" in split:
+        return [split["panoptic"]["annotations"]]
+    files = split["annotations"]
+    return [files] if isinstance(files, str) else files
+
+
+def panoptic_masks(wildcards):
+    """The folder of a panoptic split's PNGs (none for an instances split)."""
+    split = split_config(wildcards)
+    return [split["panoptic"]["masks"]] if "panoptic" in split else []
+
+
+def panoptic_options(wildcards, input):
+    return ["--panoptic-masks", input.panoptic[0]] if input.panoptic else []
+
+
 def shard_dirs(wildcards):
     shards = split_config(wildcards)["shards"]
     return [f"results/masks/{wildcards.split}/shards/{i}" for i in range(shards)]
 
 
-def mask_options():
+def mask_options(wildcards):
     """Optional `cocoseg index` arguments from the config, as a list for `{params:q}`."""
-    options = []
+    options = ["--unlabeled", config["masks"]["unlabeled"]]
+    if config["masks"]["ignore_categories"]:
+        options += ["--ignore-categories", *map(str, config["masks"]["ignore_categories"])]
+    if "panoptic" in split_config(wildcards):
+        options.append("--panoptic")
     if config["classes"]:
         options += ["--classes", *map(str, config["classes"])]
     if config["masks"]["max_images"]:

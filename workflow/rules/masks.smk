@@ -1,10 +1,10 @@
-# COCO JSON -> masks, fanned out per split and shard:
+# COCO JSON (instances-format files, or panoptic JSON and PNGs) -> masks, fanned out per split and shard:
 # index (parse the JSON once) -> one job per shard -> gather (manifest, labels, summary).
 
 
 rule index_split:
     input:
-        annotations=lambda wc: split_config(wc)["annotations"],
+        annotations=annotation_files,
     output:
         temp(directory("results/masks/{split}/index")),
     log:
@@ -16,7 +16,7 @@ rule index_split:
         mem_mb=index_memory_mb,
     params:
         shards=lambda wc: split_config(wc)["shards"],
-        options=mask_options(),
+        options=mask_options,
     shell:
         "python -m cocoseg index --annotations {input.annotations:q} --output {output:q}"
         " --shards {params.shards} {params.options:q} > {log} 2>&1"
@@ -26,6 +26,7 @@ rule mask_shard:
     input:
         index="results/masks/{split}/index",
         images=lambda wc: split_config(wc)["images"],
+        panoptic=panoptic_masks,
     output:
         temp(directory("results/masks/{split}/shards/{shard}")),
     log:
@@ -35,10 +36,12 @@ rule mask_shard:
     params:
         link=config["masks"]["link_images"],
         compress_level=config["masks"]["png_compress_level"],
+        panoptic=panoptic_options,
     shell:
         "python -m cocoseg shard --index-file {input.index:q}/shard-{wildcards.shard}.pkl"
         " --images {input.images:q} --output {output:q} --link {params.link}"
-        " --compress-level {params.compress_level} --name '{wildcards.split} ' > {log} 2>&1"
+        " --compress-level {params.compress_level} {params.panoptic:q}"
+        " --name '{wildcards.split} ' > {log} 2>&1"
 
 
 rule gather_masks:

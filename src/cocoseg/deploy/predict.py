@@ -1,6 +1,6 @@
 """Prediction on a folder of new images, whole or one shard at a time, and the folder it writes.
 
-    OUT/masks/<path>.png       uint8 masks: the label values of OUT/labels.csv (0 background)
+    OUT/masks/<path>.png       uint8 masks: the label values of OUT/labels.csv
     OUT/overlays/<path>.png    the image with its mask in colour (unless overlays are off)
     OUT/labels.csv             the model's label map
     OUT/manifest.csv           every file found under the image folder: ok, or skipped with the reason
@@ -24,7 +24,7 @@ from torch.utils.data import Dataset
 from cocoseg.evaluation.predictor import in_order, inference_device, scored_predictor
 from cocoseg.masks.png import encode_mask_png
 from cocoseg.masks.split_folder import label_map_difference, read_label_map, write_label_map
-from cocoseg.shared.colours import overlay, palette
+from cocoseg.shared.colours import palette
 from cocoseg.shared.errors import InputError, first_line
 from cocoseg.shared.files import (
     atomic_path,
@@ -154,7 +154,7 @@ def predict(model_path: Path, images_dir: Path, output_dir: Path, cpus: int = 1,
     device, workers = inference_device(cpus, gpu_requested, allow_cpu_fallback)
     predictor = scored_predictor(model_path, device, inference)
     _start_output(output_dir, predictor.labels, model_path)
-    colours = palette(len(predictor.labels))
+    colours = palette(predictor.labels)
     loader = in_order(FolderImages(images_dir, files), min(workers, len(files)))
     progress = CountLines(f"predict{f' shard {shard + 1}/{shards}' if shards > 1 else ''}", len(files))
     rows = []
@@ -169,7 +169,7 @@ def predict(model_path: Path, images_dir: Path, output_dir: Path, cpus: int = 1,
         write_bytes(output_dir / "masks" / mask, data)
         if overlays:
             with atomic_path(output_dir / "overlays" / mask) as tmp:
-                Image.fromarray(overlay(image, prediction, colours)).save(tmp, format="PNG")
+                Image.fromarray(colours.overlay(image, prediction)).save(tmp, format="PNG")
         rows.append(manifest_row(found.file, OK, "", note, (image.shape[1], image.shape[0]), mask, checksum(data)))
     info = {"model": Path(model_path).as_posix(), "model_checksum": file_checksum(model_path),
             "variant": predictor.variant.name, "seed": predictor.variant.seed, "epoch": predictor.epoch,

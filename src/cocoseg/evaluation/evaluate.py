@@ -15,7 +15,7 @@ from cocoseg.evaluation.per_image import FILE_NAME as PER_IMAGE_FILE
 from cocoseg.evaluation.per_image import image_counts, write_per_image
 from cocoseg.evaluation.predictor import Predictor, in_order, inference_device
 from cocoseg.masks.split_folder import label_map_difference, read_labels, read_manifest
-from cocoseg.shared.colours import overlay, palette
+from cocoseg.shared.colours import palette
 from cocoseg.shared.confusion import confusion_matrix
 from cocoseg.shared.errors import InputError
 from cocoseg.shared.files import atomic_path
@@ -55,7 +55,7 @@ def _score(predictor: Predictor, split_dir: Path, rows: list[dict], workers: int
     `panels` (folder, count): the first `count` images get an image | truth | prediction panel.
     """
     num_classes = len(predictor.labels)
-    colours = palette(num_classes)
+    colours = palette(predictor.labels)
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.long)
     seconds, per_image = 0.0, []
     progress = CountLines(f"{Path(split_dir).name}, {predictor.epoch_name} epoch", len(rows))
@@ -70,7 +70,7 @@ def _score(predictor: Predictor, split_dir: Path, rows: list[dict], workers: int
         confusion += image_confusion
         per_image.append(image_counts(image_confusion.numpy()))
         if panels and index < panels[1]:
-            panel = np.concatenate([image, overlay(image, truth, colours), overlay(image, prediction, colours)], axis=1)
+            panel = np.concatenate([image, colours.overlay(image, truth), colours.overlay(image, prediction)], axis=1)
             with atomic_path(panels[0] / f"{Path(row['mask']).stem}.png") as tmp:
                 Image.fromarray(panel).save(tmp, format="PNG")
     return confusion, seconds, per_image

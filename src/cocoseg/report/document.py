@@ -242,6 +242,11 @@ def write_tables(request: Request, a: Analysis) -> dict[str, pd.DataFrame]:
     return tables
 
 
+def label_map_of(runs: Runs) -> list[dict]:
+    """The runs' label map (label, category_id, name), as their per-class tables give it."""
+    return next(iter(runs.per_class.values()))[["label", "category_id", "name"]].to_dict("records")
+
+
 def draw_plots(request: Request, runs: Runs, a: Analysis) -> tuple[list[str], str]:
     """Every plot of `PLOTS`; returns the classes the per-class plot and table show, and the note
     on those left out."""
@@ -263,7 +268,7 @@ def draw_plots(request: Request, runs: Runs, a: Analysis) -> tuple[list[str], st
     plot_confusion(a.summed[best["variant"], best["split"]], a.names, order,
                    f"{best['variant']} on {best['split']}, all seeds", plots / "confusion_best.png")
     plot_samples({v: run_path(request.results, "eval", v, request.seeds[0]) / first_split / "samples"
-                  for v in a.ranking}, a.names, plots / "samples.png")
+                  for v in a.ranking}, label_map_of(runs), plots / "samples.png")
     return shown, note
 
 

@@ -228,7 +228,7 @@ def plot_confusion(confusion: np.ndarray, names: list[str], order: list[str], ti
     _save(fig, path)
 
 
-def plot_samples(sample_dirs: dict[str, Path], labels: list[str], path: Path, per_variant: int = 4) -> None:
+def plot_samples(sample_dirs: dict[str, Path], labels: list[dict], path: Path, per_variant: int = 4) -> None:
     """Rows: sample images; columns: the best `MOST_CURVES` variants (`sample_dirs` best first),
     each cell image | ground truth | prediction, with the colour of each label (`labels` in label
     order) in a legend."""
@@ -242,8 +242,8 @@ def plot_samples(sample_dirs: dict[str, Path], labels: list[str], path: Path, pe
             if (directory / name).exists():
                 axes[row, col].imshow(Image.open(directory / name))
             axes[row, col].axis("off")
-    colours = palette(len(labels))
-    handles = [Patch(facecolor=colours[i] / 255, edgecolor="grey", label=name) for i, name in enumerate(labels)]
+    colours = palette(labels).colours
+    handles = [Patch(facecolor=colours[i] / 255, edgecolor="grey", label=row["name"]) for i, row in enumerate(labels)]
     shown_note = f"the {len(shown)} best of {len(sample_dirs)} variants; " if len(sample_dirs) > len(shown) else ""
     fig.legend(handles=handles, loc="upper center", ncol=min(len(handles), 8), fontsize=7, frameon=False,
                bbox_to_anchor=(0.5, 0.0), title=f"{shown_note}colour of each class", title_fontsize=8)

@@ -18,7 +18,7 @@ from cocoseg.evaluation.per_image import FILE_NAME, largest_disagreements, read_
 from cocoseg.evaluation.predictor import inference_device, scored_predictor
 from cocoseg.masks.split_folder import read_manifest
 from cocoseg.report.plot_names import SHOWN_IMAGES
-from cocoseg.shared.colours import overlay, palette
+from cocoseg.shared.colours import Palette, palette
 from cocoseg.shared.files import atomic_path, read_csv
 from cocoseg.shared.run_folders import run_path
 from cocoseg.training.samples import load_sample
@@ -42,8 +42,8 @@ def _text_image(lines: list[str], width: int) -> Image.Image:
     return canvas
 
 
-def _row(image: np.ndarray, truth: np.ndarray, predictions: list[np.ndarray], colours: np.ndarray) -> Image.Image:
-    tiles = [image, overlay(image, truth, colours), *(overlay(image, p, colours) for p in predictions)]
+def _row(image: np.ndarray, truth: np.ndarray, predictions: list[np.ndarray], colours: Palette) -> Image.Image:
+    tiles = [image, colours.overlay(image, truth), *(colours.overlay(image, p) for p in predictions)]
     strip = Image.fromarray(np.concatenate(tiles, axis=1))
     return strip.resize((max(1, round(strip.width * ROW_HEIGHT / strip.height)), ROW_HEIGHT))
 
@@ -76,7 +76,7 @@ def draw_top_two(results: Path, metrics_csv: Path, masks_root: Path, seeds: list
     predictors = [scored_predictor(model_of[v], device, scored[v]) for v in (best, runner_up)]
     split_dir = Path(masks_root) / split
     rows = {row["file_name"]: row for row in read_manifest(split_dir)}
-    colours = palette(len(predictors[0].labels))
+    colours = palette(predictors[0].labels)
     parts = [_text_image([f"{split}: image | ground truth | {best} | {runner_up} (predictions of seed {seeds[0]}; "
                           f"each image's mIoU is the mean over {len(seeds)} seed(s))"], 1200)]
     for name, best_miou, runner_miou in images:
