@@ -137,8 +137,8 @@ def _merged_categories(files: list[_File]) -> dict[int, str]:
     return names
 
 
-def _identity(entry: dict) -> tuple:
-    return entry.get("file_name"), entry.get("width"), entry.get("height")
+def _identity(entry: dict) -> str:
+    return f"{entry.get('file_name')!r} of {entry.get('width')}x{entry.get('height')}"
 
 
 def _merged_entries(files: list[_File]) -> list:
@@ -152,8 +152,8 @@ def _merged_entries(files: list[_File]) -> list:
             if _is_int(image_id) and image_id in first and first[image_id][0] is not file:
                 other_file, other = first[image_id]
                 if _identity(entry) != _identity(other):
-                    raise InputError(f"{file.path}: image {image_id} is {_identity(entry)} (file name, width, "
-                                     f"height), but {_identity(other)} in {other_file.path}")
+                    raise InputError(f"{file.path}: image {image_id} is {_identity(entry)}, but "
+                                     f"{_identity(other)} in {other_file.path}")
                 continue
             if _is_int(image_id):
                 first.setdefault(image_id, (file, entry))
