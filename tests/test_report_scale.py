@@ -1,5 +1,6 @@
 """The report at scale: 24 variants (3 architectures x 2 encoders x 2 sizes x 2 losses), 3 seeds,
-80 classes, fabricated so every effect is known, and every plot checked as a reader sees it."""
+80 classes, fabricated so every effect is known, and every plot checked as a reader sees it; and
+COCO-Stuff's 171 classes without a background class."""
 
 import itertools
 from pathlib import Path
@@ -24,6 +25,7 @@ SIZES = {512: 0.0, 768: 0.02}
 LOSSES = {"ce": 0.0, "focal": 0.005}  # smaller than the seed noise below
 SEED_NOISE = [-0.01, 0.0, 0.01]
 CLASSES = [f"category number {i}" for i in range(1, 81)]
+STUFF_CLASSES = [f"stuff or thing {i}" for i in range(171)]
 
 
 def grid() -> dict[str, dict]:
@@ -40,17 +42,19 @@ def grid() -> dict[str, dict]:
     return variants
 
 
-def write_results(root: Path, variants: dict[str, dict]) -> Path:
+def write_results(root: Path, variants: dict[str, dict], classes: list[str] = CLASSES, background: bool = True
+                  ) -> Path:
     results = root / "results"
-    labels = [[i, i, name] for i, name in enumerate(CLASSES, start=1)]
-    pixels = {"background": 5000, **{name: 10 * (i + 1) for i, name in enumerate(CLASSES)}}
+    first = int(background)
+    labels = [[i, 1000 + i, name] for i, name in enumerate(classes, start=first)]
+    pixels = {**({"background": 5000} if background else {}), **{name: 10 * (i + 1) for i, name in enumerate(classes)}}
     for split in ("train", "val"):
         d = results / "masks" / split
         write_manifest(d / "manifest.csv", [manifest_row(i, f"{i}.jpg", 5, 4, 2, "ok", "", f"{i}.png", "c")
                                             for i in range(3)])
-        write_labels(d / "labels.csv", labels)
+        write_labels(d / "labels.csv", labels, background)
         write_json(d / "summary.json", {"ok": 3, "skipped": 0, "orphan_annotations": 0, "class_pixels": pixels})
-    names = ["background", *CLASSES]
+    rows = [[0, "", "background"]] * background + labels
     for name, variant in variants.items():
         for seed, miou in enumerate(variant["mious"]):
             history = [{"epoch": e, "train_loss": 1 / e, "val_miou": miou * e / 3, "seconds": 10.0} for e in (1, 2, 3)]
@@ -67,9 +71,9 @@ def write_results(root: Path, variants: dict[str, dict]) -> Path:
                                              "inference_peak_memory_mb": 900.0})
             write_csv(ev / "per_class.csv", ["label", "category_id", "name", "iou", "dice", "label_pixels",
                                              "predicted_pixels"],
-                      [[i, i or "", n, miou, miou, 10, 10] for i, n in enumerate(names)])
-            confusion = np.eye(len(names), dtype=int) * 9 + 1
-            write_csv(ev / "confusion.csv", ["label", *range(len(names))],
+                      [[*row, miou, miou, 10, 10] for row in rows])
+            confusion = np.eye(len(rows), dtype=int) * 9 + 1
+            write_csv(ev / "confusion.csv", ["label", *range(len(rows))],
                       [[i, *row] for i, row in enumerate(confusion.tolist())])
             (ev / "samples").mkdir(parents=True)
             Image.fromarray(np.full((8, 24, 3), 90, np.uint8)).save(ev / "samples" / "0.png")
@@ -98,11 +102,9 @@ def overlapping_texts(fig: plt.Figure) -> list[tuple[str, str]]:
             if box_a.overlaps(box_b) and box_a.width * box_a.height > 0 and box_b.width * box_b.height > 0]
 
 
-@pytest.fixture(scope="module")
-def large(module_tmp, monkeypatch_module):
-    root = module_tmp("large")
-    variants = grid()
-    results = write_results(root, variants)
+def build_and_inspect(root: Path, variants: dict[str, dict], monkeypatch: pytest.MonkeyPatch, **classes):
+    """The report of fabricated results, and what each plot draws (its texts and their overlaps)."""
+    results = write_results(root, variants, **classes)
     drawn = {}
     save = plots._save
 
@@ -112,10 +114,15 @@ def large(module_tmp, monkeypatch_module):
                                   "texts": [t.get_text() for t in fig.findobj(Text) if t.get_visible()]}
         save(fig, path)
 
-    monkeypatch_module.setattr(plots, "_save", inspect_then_save)
+    monkeypatch.setattr(plots, "_save", inspect_then_save)
     build(results, list(variants), ["0", "1", "2"], ["val"], ["train", "val"], results / "report",
           root / "REPORT.md", REPO / "workflow" / "report" / "REPORT.md.jinja", ["config/config.yaml"])
     return variants, results / "report", (root / "REPORT.md").read_text(), drawn
+
+
+@pytest.fixture(scope="module")
+def large(module_tmp, monkeypatch_module):
+    return build_and_inspect(module_tmp("large"), grid(), monkeypatch_module)
 
 
 @pytest.fixture(scope="module")
@@ -196,3 +203,21 @@ def test_the_summary_answers_in_words(large):
     # the seeds' std is 0.01: the loss's 0.005 is not told apart, the size's 0.02 is
     assert "by this run: loss." in " ".join(moves.split())
     assert "Each step up in training cost on val" in summary
+
+
+@pytest.mark.slow
+def test_coco_stuff_scale_without_background_stays_readable(module_tmp, monkeypatch_module):
+    """171 classes and no background row (`masks.unlabeled: ignore`): every plot keeps its texts
+    apart, and the per-class plot, table and sample legend show the 15 most and 15 least
+    frequent classes, never a background class."""
+    variants = dict(list(grid().items())[:3])
+    _, report_dir, text, drawn = build_and_inspect(module_tmp("stuff"), variants, monkeypatch_module,
+                                                   classes=STUFF_CLASSES, background=False)
+    for name, figure in drawn.items():
+        assert figure["overlaps"] == [], name
+    assert "background" not in text.lower() and "(15 most and 15 least frequent of 171 classes)" in text
+    by_frequency = STUFF_CLASSES[::-1]  # the fabricated pixel counts grow with the label
+    shown = by_frequency[:15] + by_frequency[-15:]
+    for name in ("per_class_iou", "samples"):
+        texts = drawn[name]["texts"]
+        assert sorted(t for t in texts if t.startswith("stuff or thing")) == sorted(shown), name

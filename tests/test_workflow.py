@@ -408,3 +408,34 @@ def test_a_setting_added_to_the_variant_reaches_the_training_job_without_another
     assert trained.returncode == 0, trained.stderr[-3000:]
     settings = json.loads(trained.stdout.strip().splitlines()[-1])
     assert settings["probe_setting"] == 0.5 and settings["name"] == VARIANT
+
+
+STUFF_CONFIG = REPO / ".test" / "config" / "stuff.yaml"
+
+
+def test_a_data_set_that_labels_every_pixel_trains_and_reports_without_background(tmp_path):
+    """Things and stuff from two files per split with `masks.unlabeled: ignore`: the classes are the
+    data set's own (no background row, labels from 0), unlabelled pixels count nowhere, and the
+    mIoU is the mean IoU of those classes as the confusion matrix gives it."""
+    workdir = workflow_copy(tmp_path, ".test")
+    result = snakemake(workdir, "REPORT.md", "--configfile", str(STUFF_CONFIG), timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    val = workdir / "results" / "masks" / "val"
+    labels = list(csv.DictReader(open(val / "labels.csv")))
+    assert [(row["label"], row["name"]) for row in labels] == [
+        (str(i), name) for i, name in enumerate(["disc", "square", "triangle", "twin-bars", "star", "sky", "ground",
+                                                 "wall"])]
+    values = set()
+    for mask in (val / "masks").glob("*.png"):
+        values |= set(np.unique(np.asarray(Image.open(mask))).tolist())
+    assert {5, 6, 255} <= values <= set(range(8)) | {255}  # sky, ground and the unlabelled band
+    (metrics_file,) = (workdir / "results" / "eval").rglob("val/metrics.json")  # one variant, one seed
+    confusion = np.loadtxt(metrics_file.parent / "confusion.csv", delimiter=",", skiprows=1)[:, 1:]
+    assert confusion.shape == (8, 8)
+    with np.errstate(invalid="ignore"):
+        iou = np.diag(confusion) / (confusion.sum(0) + confusion.sum(1) - np.diag(confusion))
+    assert json.loads(metrics_file.read_text())["miou"] == pytest.approx(np.nanmean(iou), abs=1e-6)
+    per_class = list(csv.DictReader(open(metrics_file.parent / "per_class.csv")))
+    assert [row["name"] for row in per_class] == [row["name"] for row in labels]
+    report = (workdir / "REPORT.md").read_text()
+    assert "background" not in report.lower() and "| sky" in report

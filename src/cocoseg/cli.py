@@ -186,6 +186,8 @@ def add_demo_command(sub) -> None:
     p.add_argument("--split", nargs=2, action="append", metavar=("NAME", "IMAGES"), required=True,
                    help="a split and its image count; repeat for each split")
     p.add_argument("--seed", type=int, default=0, help="seed of the drawn shapes")
+    p.add_argument("--stuff", action="store_true",
+                   help="draw the shapes over stuff regions (sky, ground, wall), annotated in <split>_stuff.json")
 
 
 def add_index_command(sub) -> None:
@@ -446,7 +448,7 @@ def _check_panoptic(annotations: list[Path], panoptic: bool) -> None:
 def _demo(args: argparse.Namespace) -> None:
     from cocoseg.masks.demo import make_demo
 
-    make_demo(args.output, {name: int(count) for name, count in args.split}, seed=args.seed)
+    make_demo(args.output, {name: int(count) for name, count in args.split}, seed=args.seed, stuff=args.stuff)
 
 
 def _index(args: argparse.Namespace) -> None:

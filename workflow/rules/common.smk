@@ -49,13 +49,15 @@ for key, names in (
     for name in names:
         if name not in SPLITS:
             raise ValueError(f"config {key}: {name!r} is not one of splits ({', '.join(SPLITS)})")
-DEMO_OUTPUTS = {
-    path
+DEMO_ANNOTATIONS = [
+    f"results/demo/annotations/{split}{part}.json"
     for split in config["demo"]["splits"]
-    for path in (
-        f"results/demo/annotations/{split}.json",
-        f"results/demo/images/{split}",
-    )
+    for part in ("", "_stuff")
+    if config["demo"]["stuff"] or not part
+]
+DEMO_OUTPUTS = {
+    *DEMO_ANNOTATIONS,
+    *(f"results/demo/images/{split}" for split in config["demo"]["splits"]),
 }
 # A run's group job: the partition's limit, then evaluation's and selection's minutes.
 RUN_MINUTES = (

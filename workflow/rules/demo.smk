@@ -1,6 +1,6 @@
 rule demo_dataset:
     output:
-        annotations=expand("results/demo/annotations/{split}.json", split=config["demo"]["splits"]),
+        annotations=DEMO_ANNOTATIONS,
         images=[directory(f"results/demo/images/{split}") for split in config["demo"]["splits"]],
     log:
         "results/logs/demo_dataset.log",
@@ -10,6 +10,7 @@ rule demo_dataset:
         root=lambda wc, output: os.path.dirname(os.path.dirname(output.annotations[0])),
         splits=demo_split_options(),
         seed=config["demo"]["seed"],
+        stuff="--stuff" if config["demo"]["stuff"] else "",
     shell:
         "python -m cocoseg demo --output {params.root:q} --seed {params.seed}"
-        " {params.splits:q} > {log} 2>&1"
+        " {params.splits:q} {params.stuff} > {log} 2>&1"

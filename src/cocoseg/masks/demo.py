@@ -5,6 +5,10 @@ overlaps, crowd RLE with string and list counts, images without annotations, var
 textured backgrounds) while staying learnable in minutes on a CPU: every class has its own
 colour, jittered per object. Shapes are drawn largest first, the order the masks paint in,
 so the picture and its mask agree.
+
+With `stuff`, each picture's background is a scene of stuff regions (sky above, ground below,
+sometimes a wall) annotated in a second file, `<split>_stuff.json`, as COCO-Stuff ships
+them, with a thin unlabelled band at the horizon: the data for `masks.unlabeled: ignore`.
 """
 
 from __future__ import annotations
@@ -26,6 +30,12 @@ CATEGORIES = [  # (id, name, RGB): ids deliberately non-contiguous, as in COCO
     (21, "twin-bars", (235, 195, 35)),
     (42, "star", (165, 55, 195)),
 ]
+STUFF_CATEGORIES = [  # (id, name, RGB): regions under the shapes, in a second file (COCO-Stuff's layout)
+    (106, "sky", (150, 185, 215)),
+    (149, "ground", (125, 105, 80)),
+    (172, "wall", (150, 150, 145)),
+]
+UNLABELLED_BAND = 3  # rows between sky and ground that no stuff annotation covers
 SIZES = [(128, 128), (160, 120), (120, 160), (144, 112)]
 EMPTY_SHARE = 0.08
 CROWD_SHARE = 0.25
@@ -87,9 +97,36 @@ def _bbox(rle: dict) -> list[float]:
     return [round(float(v), 2) for v in mask_utils.toBbox(rle)]
 
 
-def make_image(rng: np.random.Generator, w: int, h: int, image_id: int, next_ann_id: int):
-    """One picture and its COCO annotations."""
-    img = _background(rng, w, h)
+def _textured(rng: np.random.Generator, colour, w: int, h: int) -> np.ndarray:
+    """The background's texture around `colour`."""
+    texture = _background(rng, w, h)
+    return texture - texture.mean(axis=(0, 1)) + np.array(colour)
+
+
+def make_scene(rng: np.random.Generator, w: int, h: int, next_ann_id: int) -> tuple[np.ndarray, list[dict]]:
+    """A stuff background and its annotations (rectangles): sky, ground, sometimes a wall."""
+    horizon = int(rng.uniform(0.3, 0.6) * h)
+    (sky_id, _, sky), (ground_id, _, ground), (wall_id, _, wall) = STUFF_CATEGORIES
+    img = np.empty((h, w, 3))
+    img[:horizon] = _textured(rng, sky, w, horizon)
+    img[horizon:] = _textured(rng, ground, w, h - horizon)
+    regions = [(sky_id, 0, 0, w, horizon - UNLABELLED_BAND // 2 - 1),
+               (ground_id, 0, horizon + UNLABELLED_BAND // 2 + 1, w, h)]
+    if rng.random() < 0.5:
+        x0 = int(rng.uniform(0, 0.6) * w)
+        x1, y0 = x0 + int(rng.uniform(0.2, 0.4) * w), int(rng.uniform(0.1, 0.25) * h)
+        img[y0:horizon, x0:x1] = _textured(rng, wall, x1 - x0, horizon - y0)
+        regions.append((wall_id, x0, y0, x1, horizon - UNLABELLED_BAND // 2 - 1))
+    anns = [{"id": next_ann_id + k, "category_id": cid, "iscrowd": 0, "area": float((x1 - x0) * (y1 - y0)),
+             "bbox": [x0, y0, x1 - x0, y1 - y0], "segmentation": [[x0, y0, x1, y0, x1, y1, x0, y1]]}
+            for k, (cid, x0, y0, x1, y1) in enumerate(regions)]
+    return img, anns
+
+
+def make_image(rng: np.random.Generator, w: int, h: int, image_id: int, next_ann_id: int,
+               scene: np.ndarray | None = None):
+    """One picture and its COCO annotations, drawn over `scene` (default: a plain texture)."""
+    img = _background(rng, w, h) if scene is None else scene
     anns = []
     if rng.random() < EMPTY_SHARE:
         return img, anns
@@ -133,16 +170,22 @@ def _list_counts(region: np.ndarray) -> list[int]:
     return ([0] + runs) if flat[0] else runs
 
 
-def make_split(out_dir: Path, split: str, count: int, seed: int, first_id: int) -> None:
-    """Write `out_dir/images/<split>/*.jpg` and `out_dir/annotations/<split>.json`."""
+def make_split(out_dir: Path, split: str, count: int, seed: int, first_id: int, stuff: bool = False) -> None:
+    """Write `out_dir/images/<split>/*.jpg` and `out_dir/annotations/<split>.json` (and
+    `<split>_stuff.json` with `stuff`)."""
     rng = np.random.default_rng([seed, first_id])
-    images, annotations = [], []
+    scene_rng = np.random.default_rng([seed, first_id, 1])
+    images, annotations, stuff_annotations = [], [], []
     image_dir = Path(out_dir) / "images" / split
     image_dir.mkdir(parents=True, exist_ok=True)
     for i in range(count):
         w, h = SIZES[rng.integers(len(SIZES))]
         image_id = first_id + 7 * i  # sparse ids, as in COCO
-        pixels, anns = make_image(rng, w, h, image_id, next_ann_id=image_id * 100)
+        scene = None
+        if stuff:
+            scene, regions = make_scene(scene_rng, w, h, next_ann_id=image_id * 100 + 50)
+            stuff_annotations += [{**region, "image_id": image_id} for region in regions]
+        pixels, anns = make_image(rng, w, h, image_id, next_ann_id=image_id * 100, scene=scene)
         name = f"{image_id:012d}.jpg"
         with atomic_path(image_dir / name) as tmp:
             Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(tmp, format="JPEG", quality=92)
@@ -155,8 +198,13 @@ def make_split(out_dir: Path, split: str, count: int, seed: int, first_id: int) 
         "categories": [{"id": cid, "name": name, "supercategory": "shape"} for cid, name, _ in CATEGORIES],
     }
     write_bytes(Path(out_dir) / "annotations" / f"{split}.json", json.dumps(coco).encode())
+    if stuff:
+        stuff_coco = {**coco, "annotations": stuff_annotations,
+                      "categories": [{"id": cid, "name": name, "supercategory": "stuff"}
+                                     for cid, name, _ in STUFF_CATEGORIES]}
+        write_bytes(Path(out_dir) / "annotations" / f"{split}_stuff.json", json.dumps(stuff_coco).encode())
 
 
-def make_demo(out_dir: Path, splits: dict[str, int], seed: int = 0) -> None:
+def make_demo(out_dir: Path, splits: dict[str, int], seed: int = 0, stuff: bool = False) -> None:
     for k, (split, count) in enumerate(sorted(splits.items())):
-        make_split(Path(out_dir), split, count, seed, first_id=100_000 * (k + 1))
+        make_split(Path(out_dir), split, count, seed, first_id=100_000 * (k + 1), stuff=stuff)

@@ -268,7 +268,7 @@ def draw_plots(request: Request, runs: Runs, a: Analysis) -> tuple[list[str], st
     plot_confusion(a.summed[best["variant"], best["split"]], a.names, order,
                    f"{best['variant']} on {best['split']}, all seeds", plots / "confusion_best.png")
     plot_samples({v: run_path(request.results, "eval", v, request.seeds[0]) / first_split / "samples"
-                  for v in a.ranking}, label_map_of(runs), plots / "samples.png")
+                  for v in a.ranking}, label_map_of(runs), shown, note, plots / "samples.png")
     return shown, note
 
 

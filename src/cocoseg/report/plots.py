@@ -173,9 +173,10 @@ def plot_per_class_iou(per_class: pd.DataFrame, shown: list[str], note: str, pat
     variant, in the order of `per_class`'s columns."""
     means = per_class.loc[shown, [c for c in per_class.columns if not c.endswith(" std")]].astype(float)
     annotate = means.shape[0] <= MANY_CLASSES
-    fig, ax = plt.subplots(figsize=(2.5 + 0.55 * means.shape[1], 1.5 + 0.22 * means.shape[0]))
+    fig, ax = plt.subplots(figsize=(max(5.0, 2.5 + 0.55 * means.shape[1]), 1.5 + 0.22 * means.shape[0]))
     sns.heatmap(means, annot=annotate, fmt=".2f", vmin=0, vmax=1, cmap="viridis", ax=ax, annot_kws={"size": 7})
-    ax.set(xlabel="", ylabel="class, most frequent first", title=f"IoU, mean over seeds{note}")
+    ax.set(xlabel="", ylabel="class, most frequent first")
+    ax.set_title("IoU, mean over seeds" + (f"\n{note.strip()}" if note else ""), fontsize=10)
     ax.tick_params(axis="x", rotation=90, labelsize=8)
     ax.tick_params(axis="y", labelsize=8)
     _save(fig, path)
@@ -228,10 +229,12 @@ def plot_confusion(confusion: np.ndarray, names: list[str], order: list[str], ti
     _save(fig, path)
 
 
-def plot_samples(sample_dirs: dict[str, Path], labels: list[dict], path: Path, per_variant: int = 4) -> None:
+def plot_samples(sample_dirs: dict[str, Path], labels: list[dict], classes: list[str], note: str, path: Path,
+                 per_variant: int = 4) -> None:
     """Rows: sample images; columns: the best `MOST_CURVES` variants (`sample_dirs` best first),
-    each cell image | ground truth | prediction, with the colour of each label (`labels` in label
-    order) in a legend."""
+    each cell image | ground truth | prediction, with the colour of each of `classes` (those the
+    per-class plot shows, see `shown_classes`; `note` says which) in a legend. `labels` is the
+    label map, whose colours the panels use."""
     shown = dict(list(sample_dirs.items())[:MOST_CURVES])
     names = sorted({p.name for d in shown.values() for p in d.glob("*.png")})[:per_variant]
     fig, axes = plt.subplots(max(1, len(names)), len(shown), squeeze=False,
@@ -243,8 +246,9 @@ def plot_samples(sample_dirs: dict[str, Path], labels: list[dict], path: Path, p
                 axes[row, col].imshow(Image.open(directory / name))
             axes[row, col].axis("off")
     colours = palette(labels).colours
-    handles = [Patch(facecolor=colours[i] / 255, edgecolor="grey", label=row["name"]) for i, row in enumerate(labels)]
+    label_of = {row["name"]: int(row["label"]) for row in labels}
+    handles = [Patch(facecolor=colours[label_of[name]] / 255, edgecolor="grey", label=name) for name in classes]
     shown_note = f"the {len(shown)} best of {len(sample_dirs)} variants; " if len(sample_dirs) > len(shown) else ""
     fig.legend(handles=handles, loc="upper center", ncol=min(len(handles), 8), fontsize=7, frameon=False,
-               bbox_to_anchor=(0.5, 0.0), title=f"{shown_note}colour of each class", title_fontsize=8)
+               bbox_to_anchor=(0.5, 0.0), title=f"{shown_note}colour of each class{note}", title_fontsize=8)
     _save(fig, path)
