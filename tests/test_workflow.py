@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from conftest import REPO, mixed_image_folder
+from conftest import REPO, mixed_image_folder, save_image
 from PIL import Image
 
 pytestmark = pytest.mark.slow  # each test runs snakemake: outside the fast path (-m "not slow")
@@ -262,6 +262,10 @@ def test_the_workflow_runs_from_its_source_tree_without_the_package_installed(tm
      "config predict.variant: 'unet-resnet50-64x96' is not best or a variant of this config (unet-resnet18-64x96,"),
     ("predict:\n  folders: {photos: /nowhere/photos}\n", "config predict.folders.photos: /nowhere/photos does not exist"),
     ("time_limit_minutes: 180\n", "config time_limit_minutes: 180 leaves training 0 minutes after evaluation's 120"),
+    ("splits:\n  val: {panoptic: {annotations: p.json, masks: p}}\n",
+     "config splits.val: both annotations and panoptic are set (a --configfile is merged into config/config.yaml"),
+    ("splits:\n  val: {annotations: null}\n", "config splits.val: give annotations (COCO JSON files) or panoptic"),
+    ("masks:\n  unlabeled: nothing\n", "'nothing' is not one of ['background', 'ignore']"),
 ])
 def test_config_mistakes_stop_the_dry_run_with_the_key(tmp_path, extra, message):
     workdir = workflow_copy(tmp_path)
@@ -439,3 +443,29 @@ def test_a_data_set_that_labels_every_pixel_trains_and_reports_without_backgroun
     assert [row["name"] for row in per_class] == [row["name"] for row in labels]
     report = (workdir / "REPORT.md").read_text()
     assert "background" not in report.lower() and "| sky" in report
+
+
+def test_a_panoptic_split_runs_through_the_mask_jobs_as_the_cli_converts_it(tmp_path):
+    """The panoptic fixture (real COCO annotations) as a split given by a --configfile: the index
+    and shard jobs write what `cocoseg masks --panoptic-masks` writes, byte for byte."""
+    fixture = REPO / "tests" / "data" / "coco-panoptic"
+    (tmp_path / "work").mkdir()
+    workdir = workflow_copy(tmp_path / "work")
+    images = tmp_path / "photos"
+    for image in json.loads((fixture / "panoptic.json").read_text())["images"]:
+        save_image(images / image["file_name"], image["width"], image["height"])
+    split = {"annotations": None, "panoptic": {"annotations": str(fixture / "panoptic.json"),
+                                               "masks": str(fixture / "panoptic")},
+             "images": str(images), "shards": 2}
+    config = tmp_path / "panoptic.yaml"
+    config.write_text(yaml.safe_dump({"splits": {"train": split, "val": split},
+                                      "masks": {"unlabeled": "ignore"}}))
+    result = snakemake(workdir, "results/masks/val/manifest.csv", "--configfile", str(config))
+    assert result.returncode == 0, result.stderr[-3000:]
+    subprocess.run([sys.executable, "-m", "cocoseg", "masks", "--annotations", str(fixture / "panoptic.json"),
+                    "--panoptic-masks", str(fixture / "panoptic"), "--images", str(images), "--output",
+                    str(tmp_path / "cli"), "--unlabeled", "ignore"], check=True, capture_output=True)
+    out = workdir / "results" / "masks" / "val"
+    for name in ("manifest.csv", "labels.csv", "masks/000000142238.png", "masks/000000439180.png"):
+        assert (out / name).read_bytes() == (tmp_path / "cli" / name).read_bytes(), name
+    assert len(list(csv.DictReader(open(out / "labels.csv")))) == 133

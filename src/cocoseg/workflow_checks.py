@@ -19,16 +19,39 @@ from cocoseg.training.variants import is_weights_file
 LOCK_OWNER = "cocoseg-lock-owner.json"  # in .snakemake/: which process holds the locks
 
 
+def split_problems(splits: dict) -> list[str]:
+    """One line per split that has neither annotations nor panoptic, or both. Both is what a
+    --configfile gives when it makes a split of config/config.yaml panoptic: Snakemake merges the
+    two, so the split keeps the default's annotations."""
+    problems = []
+    for name, split in splits.items():
+        given = [key for key in ("annotations", "panoptic") if split.get(key) is not None]
+        if not given:
+            problems.append(f"config splits.{name}: give annotations (COCO JSON files) or panoptic")
+        elif len(given) == 2:
+            problems.append(f"config splits.{name}: both annotations and panoptic are set (a --configfile is merged "
+                            "into config/config.yaml, whose splits have annotations): set annotations: null here")
+    return problems
+
+
+def annotation_paths(split: dict) -> list[str]:
+    """A split's annotation files: its instances-format files, or its panoptic JSON."""
+    if split.get("panoptic") is not None:
+        return [split["panoptic"]["annotations"]]
+    files = split["annotations"]
+    return [files] if isinstance(files, str) else list(files)
+
+
 def missing_config_paths(config: dict, produced: set[str]) -> list[str]:
     """One line per path the config names (split files and folders, an encoder-weights file)
     that neither exists nor is made by a rule."""
     paths = {}
     for name, split in config["splits"].items():
         paths[f"splits.{name}.images"] = split["images"]
-        if "panoptic" in split:
+        if split.get("panoptic") is not None:
             paths |= {f"splits.{name}.panoptic.{key}": split["panoptic"][key] for key in ("annotations", "masks")}
         else:
-            files = [split["annotations"]] if isinstance(split["annotations"], str) else split["annotations"]
+            files = annotation_paths(split)
             paths |= {f"splits.{name}.annotations" + (f"[{i}]" if len(files) > 1 else ""): path
                       for i, path in enumerate(files)}
     weights = config["model"]["encoder_weights"]

@@ -18,11 +18,13 @@ from cocoseg.report.plot_names import PLOTS, TOP_TWO_PLOT
 from cocoseg.training.variants import expand as expand_variants
 from cocoseg.training.variants import is_weights_file
 from cocoseg.workflow_checks import (
+    annotation_paths,
     clear_stale_locks,
     export_source_path,
     missing_config_paths,
     predict_problems,
     record_lock_owner,
+    split_problems,
     time_limit_problem,
     training_minutes,
 )
@@ -65,6 +67,8 @@ RUN_MINUTES = (
     config["evaluate"]["runtime_minutes"],
     config["evaluate"]["selection_runtime_minutes"],
 )
+for problem in split_problems(config["splits"]):  # first: the checks below read the splits
+    raise ValueError(problem)
 for problem in [
     *missing_config_paths(config, DEMO_OUTPUTS),
     *predict_problems(PREDICT, list(VARIANTS), SEEDS),
@@ -98,18 +102,16 @@ def split_config(wildcards):
 
 
 def annotation_files(wildcards):
-    """A split's annotation files: its instances-format files, or its panoptic JSON."""
-    split = split_config(wildcards)
-    if "panoptic" in split:
-        return [split["panoptic"]["annotations"]]
-    files = split["annotations"]
-    return [files] if isinstance(files, str) else files
+    return annotation_paths(split_config(wildcards))
+
+
+def is_panoptic(wildcards):
+    return split_config(wildcards).get("panoptic") is not None
 
 
 def panoptic_masks(wildcards):
     """The folder of a panoptic split's PNGs (none for an instances split)."""
-    split = split_config(wildcards)
-    return [split["panoptic"]["masks"]] if "panoptic" in split else []
+    return [split_config(wildcards)["panoptic"]["masks"]] if is_panoptic(wildcards) else []
 
 
 def panoptic_options(wildcards, input):
@@ -126,7 +128,7 @@ def mask_options(wildcards):
     options = ["--unlabeled", config["masks"]["unlabeled"]]
     if config["masks"]["ignore_categories"]:
         options += ["--ignore-categories", *map(str, config["masks"]["ignore_categories"])]
-    if "panoptic" in split_config(wildcards):
+    if is_panoptic(wildcards):
         options.append("--panoptic")
     if config["classes"]:
         options += ["--classes", *map(str, config["classes"])]
