@@ -163,6 +163,11 @@ def test_figures_grow_with_the_number_of_variants(large, tmp_path):
         assert large_size[0] * large_size[1] > 2 * small_size[0] * small_size[1], name
 
 
+def test_the_mean_iou_is_said_to_count_background_where_it_is_a_label(large):
+    _, _, text, _ = large
+    assert "of the 81 labels (background among them)" in " ".join(text.split())
+
+
 def test_tables_follow_the_ranking(large):
     variants, report_dir, text, _ = large
     expected = sorted(variants, key=lambda v: -np.mean(variants[v]["mious"]))
@@ -215,7 +220,10 @@ def test_coco_stuff_scale_without_background_stays_readable(module_tmp, monkeypa
                                                    classes=STUFF_CLASSES, background=False)
     for name, figure in drawn.items():
         assert figure["overlaps"] == [], name
-    assert "background" not in text.lower() and "(15 most and 15 least frequent of 171 classes)" in text
+    assert "| background" not in text and "(15 most and 15 least frequent of 171 classes)" in text
+    assert "of the 171 labels (no background class" in " ".join(text.split())
+    background = pd.read_csv(report_dir / "per_class_iou.csv")
+    assert len(background) == 171 and "background" not in set(background.iloc[:, 0])
     by_frequency = STUFF_CLASSES[::-1]  # the fabricated pixel counts grow with the label
     shown = by_frequency[:15] + by_frequency[-15:]
     for name in ("per_class_iou", "samples"):

@@ -442,7 +442,8 @@ def test_a_data_set_that_labels_every_pixel_trains_and_reports_without_backgroun
     per_class = list(csv.DictReader(open(metrics_file.parent / "per_class.csv")))
     assert [row["name"] for row in per_class] == [row["name"] for row in labels]
     report = (workdir / "REPORT.md").read_text()
-    assert "background" not in report.lower() and "| sky" in report
+    assert "| background" not in report and "| sky" in report
+    assert "of the 8 labels (no background class" in " ".join(report.split())
 
 
 def test_a_panoptic_split_runs_through_the_mask_jobs_as_the_cli_converts_it(tmp_path):

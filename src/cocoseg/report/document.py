@@ -67,6 +67,7 @@ from cocoseg.report.tables import (
 )
 from cocoseg.report.winner import winner
 from cocoseg.shared.files import atomic_path
+from cocoseg.shared.labels import has_background
 from cocoseg.shared.run_folders import run_path
 from cocoseg.training.summary_file import SUMMARY_FILE, read_summary
 
@@ -288,6 +289,7 @@ def write_document(request: Request, runs: Runs, a: Analysis, tables: dict[str, 
         variants=variants, eval_splits=request.eval_splits, mean_std=mean_std,
         same_images=table[table["same_images"]], datasets=markdown(a.datasets),
         class_table=markdown(class_table.rename_axis("class").reset_index()), class_note=note,
+        class_count=len(a.names), background=has_background(label_map_of(runs)),
         confusions=markdown(a.confused.assign(share=a.confused["share"].map("{:.3f}".format))),
         plots={name: (relative / "plots" / f"{name}.png").as_posix() for name in PLOTS},
         tables={name: (relative / name).as_posix() for name in tables},
