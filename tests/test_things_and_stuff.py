@@ -237,13 +237,20 @@ def test_a_bad_panoptic_png_skips_its_image_with_the_reason(tmp_path, case, reas
 
 
 def test_the_masks_command_reads_several_files_and_panoptic(tmp_path, stand_in_images, capsys):
+    """Several files or a panoptic file: unlabelled pixels are ignore unless told otherwise (auto)."""
     files = [str(PANOPTIC / "instances.json"), str(PANOPTIC / "stuff.json")]
     assert main(["masks", "--annotations", *files, "--images", str(stand_in_images), "--output",
-                 str(tmp_path / "merged"), "--unlabeled", "ignore"]) == 0
+                 str(tmp_path / "merged")]) == 0
     assert main(["masks", "--annotations", str(PANOPTIC / "panoptic.json"), "--panoptic-masks",
-                 str(PANOPTIC / "panoptic"), "--images", str(stand_in_images), "--output", str(tmp_path / "pan"),
-                 "--unlabeled", "ignore"]) == 0
+                 str(PANOPTIC / "panoptic"), "--images", str(stand_in_images), "--output", str(tmp_path / "pan")]) == 0
     assert read_labels(tmp_path / "merged") == read_labels(tmp_path / "pan")
+    assert len(read_labels(tmp_path / "pan")) == 133 and (read_mask(tmp_path / "pan", "000000142238.jpg") == 255).any()
+    assert main(["masks", "--annotations", files[0], "--images", str(stand_in_images), "--output",
+                 str(tmp_path / "things"), "--unlabeled", "auto"]) == 0
+    assert read_labels(tmp_path / "things")[0]["name"] == "background"  # one instances file: objects on background
+    assert main(["masks", "--annotations", *files, "--images", str(stand_in_images), "--output",
+                 str(tmp_path / "asked"), "--unlabeled", "background"]) == 0
+    assert len(read_labels(tmp_path / "asked")) == 134
     assert main(["masks", "--annotations", *files, "--panoptic-masks", str(PANOPTIC / "panoptic"), "--images",
                  str(stand_in_images), "--output", str(tmp_path / "bad")]) == 2
     assert "a panoptic split has one file, not 2" in capsys.readouterr().err

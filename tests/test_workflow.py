@@ -265,7 +265,7 @@ def test_the_workflow_runs_from_its_source_tree_without_the_package_installed(tm
     ("splits:\n  val: {panoptic: {annotations: p.json, masks: p}}\n",
      "config splits.val: both annotations and panoptic are set (a --configfile is merged into config/config.yaml"),
     ("splits:\n  val: {annotations: null}\n", "config splits.val: give annotations (COCO JSON files) or panoptic"),
-    ("masks:\n  unlabeled: nothing\n", "'nothing' is not one of ['background', 'ignore']"),
+    ("masks:\n  unlabeled: nothing\n", "'nothing' is not one of ['auto', 'background', 'ignore']"),
 ])
 def test_config_mistakes_stop_the_dry_run_with_the_key(tmp_path, extra, message):
     workdir = workflow_copy(tmp_path)

@@ -9,7 +9,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Callable
 
-from cocoseg.masks.label_map import UNLABELED
+from cocoseg.masks.label_map import AUTO, UNLABELED
 from cocoseg.shared.errors import RESUBMIT_EXIT, InputError, StopRequested
 from cocoseg.shared.files import output_problem
 
@@ -115,9 +115,10 @@ def _add_mask_options(p: argparse.ArgumentParser) -> None:
                         "annotations are painted over the next one's: things before stuff), or one panoptic file")
     p.add_argument("--classes", nargs="+", type=_class_value, default=None,
                    help="category names or ids to keep, in label order (default: all, sorted by id)")
-    p.add_argument("--unlabeled", choices=UNLABELED, default="background",
+    p.add_argument("--unlabeled", choices=(AUTO, *UNLABELED), default=AUTO,
                    help="what pixels no annotation covers become: background (label 0, a class) or ignore (255, "
-                        "where the data set labels every pixel)")
+                        "where the data set labels every pixel); auto: background for one instances-format file, "
+                        "ignore for several (things and stuff) or a panoptic file")
     p.add_argument("--ignore-categories", nargs="+", type=int, default=[], metavar="ID",
                    help="category ids whose annotations become ignore (255), e.g. COCO-Stuff's 183 'other'")
     p.add_argument("--max-images", "--max_images", type=_positive, default=None,
@@ -129,10 +130,11 @@ def _add_panoptic_option(p: argparse.ArgumentParser) -> None:
                    help="folder of the panoptic PNGs: --annotations is then a COCO panoptic file")
 
 
-def _label_rules(args: argparse.Namespace):
-    from cocoseg.masks.label_map import LabelRules
+def _label_rules(args: argparse.Namespace, panoptic: bool):
+    from cocoseg.masks.label_map import LabelRules, resolve_unlabeled
 
-    return LabelRules(args.classes, args.unlabeled, tuple(args.ignore_categories))
+    unlabeled = resolve_unlabeled(args.unlabeled, labels_every_pixel=panoptic or len(args.annotations) > 1)
+    return LabelRules(args.classes, unlabeled, tuple(args.ignore_categories))
 
 
 def _add_holdout_options(p: argparse.ArgumentParser) -> None:
@@ -436,7 +438,7 @@ def _masks(args: argparse.Namespace) -> None:
     if not args.images.is_dir():
         raise InputError(f"{args.images}: image folder not found")
     _check_panoptic(args.annotations, args.panoptic_masks is not None)
-    convert(args.annotations, args.images, args.output, workers=args.workers, rules=_label_rules(args),
+    convert(args.annotations, args.images, args.output, workers=args.workers, rules=_label_rules(args, args.panoptic_masks is not None),
             max_images=args.max_images, link_mode=args.link, panoptic_dir=args.panoptic_masks, **_holdout(args))
 
 
@@ -455,7 +457,7 @@ def _index(args: argparse.Namespace) -> None:
     from cocoseg.masks.convert import index_split
 
     _check_panoptic(args.annotations, args.panoptic)
-    index_split(args.annotations, args.output, args.shards, _label_rules(args), max_images=args.max_images,
+    index_split(args.annotations, args.output, args.shards, _label_rules(args, args.panoptic), max_images=args.max_images,
                 panoptic=args.panoptic)
 
 

@@ -12,6 +12,7 @@ import shutil
 import socket
 from pathlib import Path
 
+from cocoseg.masks.label_map import resolve_unlabeled
 from cocoseg.shared.errors import InputError, first_line
 from cocoseg.shared.files import read_json
 from cocoseg.training.variants import is_weights_file
@@ -40,6 +41,14 @@ def annotation_paths(split: dict) -> list[str]:
         return [split["panoptic"]["annotations"]]
     files = split["annotations"]
     return [files] if isinstance(files, str) else list(files)
+
+
+def unlabeled_choice(config: dict) -> str:
+    """masks.unlabeled for every split at once (one label map for all): "auto" is ignore where any
+    split has several annotation files or is panoptic."""
+    labels_every_pixel = any(split.get("panoptic") is not None or len(annotation_paths(split)) > 1
+                             for split in config["splits"].values())
+    return resolve_unlabeled(config["masks"]["unlabeled"], labels_every_pixel)
 
 
 def missing_config_paths(config: dict, produced: set[str]) -> list[str]:

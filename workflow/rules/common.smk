@@ -27,6 +27,7 @@ from cocoseg.workflow_checks import (
     split_problems,
     time_limit_problem,
     training_minutes,
+    unlabeled_choice,
 )
 
 export_source_path(SOURCE)
@@ -85,6 +86,7 @@ if workflow.is_main_process:  # once, not again in every cluster job
     if cleared := clear_stale_locks(".snakemake"):
         print(f"cocoseg: {cleared}", file=sys.stderr)
 WEIGHTS = config["model"]["encoder_weights"]
+UNLABELED = unlabeled_choice(config)  # one choice for every split, so they share one label map
 os.environ[MAX_PIXELS_VARIABLE] = str(config["max_pixels"])  # every job inherits the one limit
 
 
@@ -125,7 +127,7 @@ def shard_dirs(wildcards):
 
 def mask_options(wildcards):
     """Optional `cocoseg index` arguments from the config, as a list for `{params:q}`."""
-    options = ["--unlabeled", config["masks"]["unlabeled"]]
+    options = ["--unlabeled", UNLABELED]
     if config["masks"]["ignore_categories"]:
         options += ["--ignore-categories", *map(str, config["masks"]["ignore_categories"])]
     if is_panoptic(wildcards):

@@ -17,6 +17,15 @@ from cocoseg.shared.errors import InputError
 from cocoseg.shared.labels import BACKGROUND, IGNORE, MAX_CLASSES
 
 UNLABELED = ("background", "ignore")
+AUTO = "auto"  # background for one instances-format file; ignore for several (things and stuff) or panoptic
+
+
+def resolve_unlabeled(choice: str, labels_every_pixel: bool) -> str:
+    """`choice`, or for "auto" what the input implies: ignore where the split's input labels
+    every pixel (several files, as COCO-Stuff; panoptic), background otherwise."""
+    if choice != AUTO:
+        return choice
+    return "ignore" if labels_every_pixel else "background"
 
 
 @dataclass(frozen=True)
