@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Sequence
 
-from cocoseg.masks.coco_reader import NotStreamable, StreamedFile, WholeFile
+from cocoseg.masks.coco_reader import NotStreamable, StreamedFile, WholeFile, is_integer
 from cocoseg.masks.label_map import LabelRules, category_names, label_map
 from cocoseg.shared.errors import InputError
 from cocoseg.shared.files import safe_relative
@@ -56,17 +56,13 @@ def _array(source: StreamedFile | WholeFile, key: str, checked_before: tuple[str
     return items
 
 
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _image_fault(entry) -> str | None:
     if not isinstance(entry, dict):
         return "image entry is not a JSON object"
-    if not _is_int(entry.get("id")):
+    if not is_integer(entry.get("id")):
         return "image entry has no integer 'id'"
     for key in ("width", "height"):
-        if not _is_int(entry.get(key)) or entry[key] <= 0:
+        if not is_integer(entry.get(key)) or entry[key] <= 0:
             return f"invalid {key} in JSON: {entry.get(key)!r}"
     if safe_relative(entry.get("file_name")) is None:
         return f"unsafe or empty file_name {entry.get('file_name')!r} (absolute, '..' or backslash)"
@@ -118,7 +114,7 @@ def _contents(source: StreamedFile | WholeFile) -> _File:
         seen += 1
         image_id = ann.get("image_id") if isinstance(ann, dict) else None
         blob = pickle.dumps(ann, protocol=pickle.HIGHEST_PROTOCOL)
-        annotations.setdefault(image_id if _is_int(image_id) else None, []).append(blob)
+        annotations.setdefault(image_id if is_integer(image_id) else None, []).append(blob)
     if not seen:
         source.check_array("annotations")
     return _File(source.path, entries, categories, annotations)
@@ -149,13 +145,13 @@ def _merged_entries(files: list[_File]) -> list:
     for file in files:
         for entry in file.entries:
             image_id = entry.get("id") if isinstance(entry, dict) else None
-            if _is_int(image_id) and image_id in first and first[image_id][0] is not file:
+            if is_integer(image_id) and image_id in first and first[image_id][0] is not file:
                 other_file, other = first[image_id]
                 if _identity(entry) != _identity(other):
                     raise InputError(f"{file.path}: image {image_id} is {_identity(entry)}, but "
                                      f"{_identity(other)} in {other_file.path}")
                 continue
-            if _is_int(image_id):
+            if is_integer(image_id):
                 first.setdefault(image_id, (file, entry))
             merged.append(entry)
     return merged
@@ -164,9 +160,9 @@ def _merged_entries(files: list[_File]) -> list:
 def _image_records(entries: list, max_images: int | None) -> tuple[list[dict], set[int]]:
     """One record per image entry, usable entries first by id (the rest in file order), each with
     its skip reason or None; and the ids `max_images` cut (their annotations are not orphans)."""
-    id_count = Counter(e["id"] for e in entries if isinstance(e, dict) and _is_int(e.get("id")))
+    id_count = Counter(e["id"] for e in entries if isinstance(e, dict) and is_integer(e.get("id")))
     order = sorted(range(len(entries)), key=lambda i: (0, entries[i]["id"], i)
-                   if isinstance(entries[i], dict) and _is_int(entries[i].get("id")) else (1, 0, i))
+                   if isinstance(entries[i], dict) and is_integer(entries[i].get("id")) else (1, 0, i))
     if max_images is not None:
         order = order[:max_images]
     images, mask_owner = [], {}

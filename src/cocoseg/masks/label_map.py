@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
+from cocoseg.masks.coco_reader import is_integer
 from cocoseg.shared.errors import InputError
 from cocoseg.shared.labels import BACKGROUND, IGNORE, MAX_CLASSES
 
@@ -51,15 +52,11 @@ class LabelRules:
         return BACKGROUND if self.background else IGNORE
 
 
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def category_names(path, categories) -> dict[int, str]:
     """Each category's id and name, checked: an integer id, declared once in the file."""
     names: dict[int, str] = {}
     for i, cat in enumerate(categories):
-        if not isinstance(cat, dict) or not _is_int(cat.get("id")):
+        if not isinstance(cat, dict) or not is_integer(cat.get("id")):
             raise InputError(f"{path}: categories[{i}] has no integer 'id'")
         if cat["id"] in names:
             raise InputError(f"{path}: category id {cat['id']} is declared twice")
@@ -79,7 +76,7 @@ def label_map(where, names: dict[int, str], rules: LabelRules = LabelRules()) ->
         by_name = {name: cid for cid, name in names.items()}
         chosen = []
         for wanted in rules.classes:
-            cid = wanted if _is_int(wanted) else by_name.get(wanted)
+            cid = wanted if is_integer(wanted) else by_name.get(wanted)
             if cid not in names:
                 raise InputError(f"{where}: class {wanted!r} from the config is not among its categories")
             if cid in chosen:

@@ -15,15 +15,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from cocoseg.masks.coco_reader import is_integer
 from cocoseg.masks.paint import UnusableImage
 from cocoseg.shared.files import safe_relative
 from cocoseg.shared.labels import IGNORE
 
 VOID = 0
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def the_annotation(annotations: list) -> dict:
@@ -63,11 +60,11 @@ def segment_labels(segments: list, label_of: dict[int, int], declared: set[int],
     values, notes = {VOID: fill}, []
     for index, segment in enumerate(segments):
         segment_id = segment.get("id") if isinstance(segment, dict) else None
-        if not _is_int(segment_id) or segment_id == VOID:
+        if not is_integer(segment_id) or segment_id == VOID:
             notes.append(f"segments_info[{index}] has no integer non-zero 'id'; its pixels are set to ignore (255)")
             continue
         category = segment.get("category_id")
-        if not (_is_int(category) and category in declared):
+        if not (is_integer(category) and category in declared):
             notes.append(f"segment {segment_id}: unknown category id {category!r}; its region is set to ignore (255)")
             values[segment_id] = IGNORE
         elif category in ignored:
