@@ -14,6 +14,7 @@ import sys
 import time
 from multiprocessing import Pool
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from PIL import Image
@@ -74,19 +75,19 @@ def label_histogram(mask: np.ndarray) -> np.ndarray:
     return np.array(Image.fromarray(mask).histogram(), dtype=np.int64)
 
 
-def paint_record(record: dict, shard: dict, panoptic_dir: Path | None) -> tuple[np.ndarray, list[str]]:
-    """One image's mask from its annotations, by the rules the index recorded in its shard."""
+def painter(shard: dict, panoptic_dir: Path | None) -> Callable[[dict], tuple[np.ndarray, list[str]]]:
+    """What paints one image record of `shard`, by the rules its index recorded."""
     label_of = {cid: label for label, cid, _ in shard["labels"]}
     rules = {"declared": set(shard["category_ids"]), "fill": shard["fill"], "ignored": frozenset(shard["ignored"])}
     if shard["panoptic"]:
-        return paint_panoptic(annotations_of(record), panoptic_dir, record["height"], record["width"], label_of,
-                              **rules)
-    return paint_mask(annotations_of(record), record["height"], record["width"], label_of,
-                      layers=record["layers"], **rules)
+        return lambda record: paint_panoptic(annotations_of(record), panoptic_dir, record["height"], record["width"],
+                                             label_of, **rules)
+    return lambda record: paint_mask(annotations_of(record), record["height"], record["width"], label_of,
+                                     layers=record["layers"], **rules)
 
 
-def convert_image(record: dict, shard: dict, image_dir: Path, out_dir: Path, panoptic_dir: Path | None,
-                  link_mode: str, compress_level: int, pixels: np.ndarray) -> dict:
+def convert_image(record: dict, paint: Callable, image_dir: Path, out_dir: Path, link_mode: str,
+                  compress_level: int, pixels: np.ndarray) -> dict:
     """Write one image's mask and link, add its pixels per label to `pixels`; return its manifest row."""
     status, reason, mask_name, digest = SKIPPED, record["skip"], "", ""
     if reason is None:
@@ -94,7 +95,7 @@ def convert_image(record: dict, shard: dict, image_dir: Path, out_dir: Path, pan
         reason = image_fault(source, record["width"], record["height"])
     if reason is None:
         try:
-            mask, notes = paint_record(record, shard, panoptic_dir)
+            mask, notes = paint(record)
         except UnusableImage as e:
             reason = str(e)
         else:
@@ -116,9 +117,9 @@ def convert_shard(shard_file: Path, image_dir: Path, out_dir: Path, link_mode: s
         shard = pickle.load(f)
     if shard["panoptic"] and panoptic_dir is None:
         raise InputError(f"{shard_file}: indexed from a panoptic file: give the folder of its PNGs")
+    paint = painter(shard, Path(panoptic_dir) if panoptic_dir else None)
     pixels = np.zeros(256, dtype=np.int64)
-    rows = [convert_image(rec, shard, Path(image_dir), Path(out_dir), panoptic_dir and Path(panoptic_dir), link_mode,
-                          compress_level, pixels)
+    rows = [convert_image(rec, paint, Path(image_dir), Path(out_dir), link_mode, compress_level, pixels)
             for rec in shard["images"]]
     write_json(Path(out_dir) / PIXELS, pixels.tolist())
     write_manifest(Path(out_dir) / "manifest.csv", rows)
