@@ -80,7 +80,7 @@ def _train(args: argparse.Namespace) -> None:
     summary = train.train(variant, train_dir, val_dir, output, args.checkpoint_dir or output / "checkpoints",
                           args.log_dir or output / "logs", args.cpus or default_cpus(), args.allow_cpu_fallback,
                           args.ddp_timeout_minutes or train.DDP_TIMEOUT_MINUTES, args.keep_checkpoints, args.mem_mb,
-                          args.checkpoint_minutes or train.CHECKPOINT_MINUTES)
+                          args.checkpoint_minutes or train.CHECKPOINT_MINUTES, _read_from(args))
     if summary is not None:  # None in the extra processes of a multi-process run
         print(f"{variant.name}: {summary['epochs']} epochs, best mIoU {summary['best_val_miou']:.3f} on "
               f"{summary['selection']['split']} ({summary['selection']['subset']}) at epoch {summary['best_epoch']}, "
@@ -162,6 +162,27 @@ def _add_inference_options(p: argparse.ArgumentParser, tta_help: str, defaults: 
                         "variant's size over it at that scale, logits averaged where they overlap")
     p.add_argument("--stride", type=_image_size, help="slide's step, H,W or one side (default: 2/3 of the window)")
     p.add_argument("--tta", nargs="*", choices=["flip"], default=[] if defaults else None, help=tta_help)
+
+
+def _add_read_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--packed", action="store_true",
+                   help="read samples from each split's packed/ parts (`cocoseg pack`), not its images/ and masks/")
+    p.add_argument("--stage", choices=["none", "local"], default="none",
+                   help="local: copy the packed parts to --stage-dir when the job starts, check them, read only "
+                        "from there, and remove them when it ends")
+    p.add_argument("--stage-dir", type=Path,
+                   help="the node's local disk for --stage local (default: $TMPDIR, else the system's temp folder)")
+
+
+def _read_from(args: argparse.Namespace):
+    import tempfile
+
+    from cocoseg.training.split_sources import ReadFrom
+
+    if args.stage == "local" and not args.packed:
+        raise InputError("--stage local copies packed parts: give --packed too")
+    stage_dir = args.stage_dir or Path(os.environ.get("TMPDIR") or tempfile.gettempdir())
+    return ReadFrom(packed=args.packed, stage_dir=stage_dir if args.stage == "local" else None)
 
 
 def _add_gpu_options(p: argparse.ArgumentParser) -> None:
@@ -290,6 +311,7 @@ def _add_train_job_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ddp-timeout-minutes", type=_positive_float,
                    help="with several processes, how long one waits for a peer before the run fails "
                         "(default 5), so a dead process never leaves the others holding their devices")
+    _add_read_options(p)
     _add_gpu_options(p)
 
 
@@ -314,6 +336,7 @@ def add_evaluate_command(sub) -> None:
                               "mirror's)", defaults=True)
     p.add_argument("--cpus", "--workers", type=_positive, default=1,
                    help="CPUs the job holds, shared between decoding workers and threads")
+    _add_read_options(p)
     _add_gpu_options(p)
 
 
@@ -400,11 +423,28 @@ def add_gather_command(sub) -> None:
     _add_holdout_options(p)
 
 
+def add_pack_command(sub) -> None:
+    p = _command(sub, "pack", _pack, "a split folder's usable images and masks also as a few large tar files "
+                 "(SPLIT_DIR/packed/), for shared file systems")
+    p.add_argument("--split-dir", required=True, type=Path, help="a `cocoseg masks` output folder")
+    p.add_argument("--part-mb", type=_positive_float, default=1000, help="start a new part past this size (MB)")
+
+
+def _pack(args: argparse.Namespace) -> None:
+    from cocoseg.masks.packed import pack_split
+
+    index = pack_split(args.split_dir, args.part_mb)
+    size = sum(part["bytes"] for part in index["parts"]) / 1e6
+    print(f"{args.split_dir}: {len(index['samples'])} samples in {len(index['parts'])} part(s), {size:.0f} MB",
+          file=sys.stderr)
+
+
 COMMANDS = (  # in the order `cocoseg --help` lists them
     add_masks_command,
     add_demo_command,
     add_index_command,
     add_shard_command,
+    add_pack_command,
     add_train_command,
     add_weights_command,
     add_evaluate_command,
@@ -486,7 +526,7 @@ def _evaluate(args: argparse.Namespace) -> None:
 
     m = evaluate(args.model, args.split_dir, args.output, samples=args.samples, cpus=args.cpus,
                  gpu_requested=args.gpu, allow_cpu_fallback=args.allow_cpu_fallback, tta=tuple(args.tta),
-                 mode=args.mode, stride=args.stride, subset=args.subset)
+                 mode=args.mode, stride=args.stride, subset=args.subset, read_from=_read_from(args))
     print(f"{m['variant']} on {m['split']}: mIoU {m['miou']:.3f}, mDice {m['mdice']:.3f}, "
           f"pixel accuracy {m['pixel_accuracy']:.3f}, {m['inference_images_per_s']:.1f} images/s", file=sys.stderr)
 

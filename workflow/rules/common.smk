@@ -194,6 +194,7 @@ def train_options(wildcards):
     settings as one JSON value, so a new setting reaches training without a word here."""
     return [
         *("--settings", VARIANTS[wildcards.variant].with_seed(wildcards.seed).to_json()),
+        *read_options(config["train"]),
         *("--ddp-timeout-minutes", config["train"]["ddp_timeout_minutes"]),
         *("--checkpoint-minutes", config["train"]["checkpoint_minutes"]),
         *(["--keep-checkpoints"] if config["train"]["keep_checkpoints"] else []),
@@ -267,6 +268,26 @@ def evaluations_of_run(wildcards):
 
 def split_manifest(name):
     return f"results/masks/{name}/manifest.csv"
+
+
+def packed_inputs(*names):
+    """The packed parts of these splits, where the config packs them (masks.pack)."""
+    return [f"results/masks/{name}/packed" for name in names] if config["masks"]["pack"] else []
+
+
+def read_options(stage):
+    """`cocoseg train`/`evaluate` flags: the packed parts (masks.pack), copied to the node first
+    where `stage` (train.stage or evaluate.stage) is local."""
+    if not config["masks"]["pack"]:
+        return []
+    if stage["stage"] == "none":
+        return ["--packed"]
+    return [
+        "--packed",
+        "--stage",
+        "local",
+        *(["--stage-dir", stage["stage_dir"]] if stage["stage_dir"] else []),
+    ]
 
 
 def selection_manifest():

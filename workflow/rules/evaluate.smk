@@ -6,6 +6,7 @@ rule evaluate_variant:
         model="results/models/{variant}/seed-{seed}/model.pt",
         summary="results/models/{variant}/seed-{seed}/summary.json",  # training time, read beside model.pt
         manifest="results/masks/{split}/manifest.csv",
+        packed=lambda wc: packed_inputs(wc.split),
     output:
         metrics="results/eval/{variant}/seed-{seed}/{split}/metrics.json",
         per_class=report(
@@ -38,11 +39,12 @@ rule evaluate_variant:
         out_dir=lambda wc, output: os.path.dirname(output.metrics),
         samples=config["evaluate"]["samples"],
         inference=inference_options,
+        read=read_options(config["evaluate"]),
         gpu=lambda wc: gpu_flags(wc.variant),
     shell:
         "python -m cocoseg evaluate --model {input.model:q} --split-dir {params.split_dir:q}"
         " --output {params.out_dir:q} --samples {params.samples} {params.inference:q}"
-        " --cpus {threads}"
+        " --cpus {threads} {params.read:q}"
         " {params.gpu:q} > {log} 2>&1"
 
 
@@ -54,6 +56,7 @@ rule score_selection:
         model="results/models/{variant}/seed-{seed}/model.pt",
         summary="results/models/{variant}/seed-{seed}/summary.json",
         manifest=selection_manifest(),
+        packed=packed_inputs(TRAIN_SPLIT if SELECTION == "holdout" else SELECTION),
         evaluated=evaluations_of_run,
     output:
         metrics="results/selection/{variant}/seed-{seed}/metrics.json",
@@ -70,8 +73,9 @@ rule score_selection:
         subset="holdout" if SELECTION == "holdout" else "all",
         out_dir=lambda wc, output: os.path.dirname(output.metrics),
         inference=mode_options,
+        read=read_options(config["evaluate"]),
         gpu=lambda wc: gpu_flags(wc.variant),
     shell:
         "python -m cocoseg evaluate --model {input.model:q} --split-dir {params.split_dir:q}"
         " --subset {params.subset} --output {params.out_dir:q} --samples 0 {params.inference:q}"
-        " --cpus {threads} {params.gpu:q} > {log} 2>&1"
+        " --cpus {threads} {params.read:q} {params.gpu:q} > {log} 2>&1"

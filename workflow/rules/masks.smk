@@ -69,3 +69,21 @@ rule gather_masks:
     shell:
         "python -m cocoseg gather --meta {input.index:q}/meta.json --shard-dirs {input.shards:q}"
         " --output {params.out_dir:q} --name '{wildcards.split} ' {params.holdout:q} > {log} 2>&1"
+
+
+rule pack_split:
+    input:
+        manifest="results/masks/{split}/manifest.csv",
+        masks="results/masks/{split}/masks",
+        images="results/masks/{split}/images",
+    output:
+        directory("results/masks/{split}/packed"),
+    log:
+        "results/logs/masks/{split}/pack.log",
+    conda:
+        "../../envs/masks.yaml"
+    params:
+        split_dir=lambda wc, input: os.path.dirname(input.manifest),
+        part_mb=config["masks"]["pack_part_mb"],
+    shell:
+        "python -m cocoseg pack --split-dir {params.split_dir:q} --part-mb {params.part_mb} > {log} 2>&1"

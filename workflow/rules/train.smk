@@ -9,6 +9,7 @@ rule train_variant:
     input:
         train=split_manifest(TRAIN_SPLIT),
         selection=selection_inputs(),
+        packed=packed_inputs(TRAIN_SPLIT, *([] if SELECTION == "holdout" else [SELECTION])),
         weights=train_weights,
     output:
         model="results/models/{variant}/seed-{seed}/model.pt",

@@ -23,21 +23,22 @@ from cocoseg.shared.hardware import peak_memory_mb
 from cocoseg.shared.metrics import scores
 from cocoseg.shared.progress import CountLines
 from cocoseg.training.network import count_parameters
-from cocoseg.training.samples import check_files_exist, load_sample
+from cocoseg.training.samples import SplitFiles, read_sample
+from cocoseg.training.split_sources import ReadFrom, opened_splits
 from cocoseg.training.summary_file import SUMMARY_FILE, read_summary
 
 
 class SplitSamples(Dataset):
     """Rows of a split with their image and mask at original size, read in loader workers."""
 
-    def __init__(self, split_dir: Path, rows: list[dict]):
-        self.split_dir, self.rows = Path(split_dir), rows
+    def __init__(self, files: SplitFiles, rows: list[dict]):
+        self.files, self.rows = files, rows
 
     def __len__(self) -> int:
         return len(self.rows)
 
     def __getitem__(self, index: int) -> tuple[dict, np.ndarray, np.ndarray]:
-        return (self.rows[index], *load_sample(self.split_dir, self.rows[index]))
+        return (self.rows[index], *read_sample(self.files, self.rows[index]))
 
 
 def check_label_maps(model_path: Path, model_labels: list[dict], split_dir: Path) -> None:
@@ -47,7 +48,7 @@ def check_label_maps(model_path: Path, model_labels: list[dict], split_dir: Path
                          f"evaluate on a split made with the same classes (mask stage --classes)")
 
 
-def _score(predictor: Predictor, split_dir: Path, rows: list[dict], workers: int,
+def _score(predictor: Predictor, files: SplitFiles, rows: list[dict], workers: int,
            panels: tuple[Path, int] | None = None) -> tuple[torch.Tensor, float, list]:
     """Confusion matrix of `predictor` over the split, the seconds spent in the model, and each
     image's (intersection, labelled, predicted) counts per class, in manifest order.
@@ -58,8 +59,8 @@ def _score(predictor: Predictor, split_dir: Path, rows: list[dict], workers: int
     colours = palette(predictor.labels)
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.long)
     seconds, per_image = 0.0, []
-    progress = CountLines(f"{Path(split_dir).name}, {predictor.epoch_name} epoch", len(rows))
-    for index, (row, image, truth) in enumerate(in_order(SplitSamples(split_dir, rows), workers)):
+    progress = CountLines(f"{Path(files.split_dir).name}, {predictor.epoch_name} epoch", len(rows))
+    for index, (row, image, truth) in enumerate(in_order(SplitSamples(files, rows), workers)):
         progress.step()
         predictor.synchronize()
         start = time.perf_counter()
@@ -78,7 +79,8 @@ def _score(predictor: Predictor, split_dir: Path, rows: list[dict], workers: int
 
 def evaluate(model_path: Path, split_dir: Path, output_dir: Path, samples: int = 6, cpus: int = 1,
              gpu_requested: bool = False, allow_cpu_fallback: bool = False, tta: tuple[str, ...] = (),
-             mode: str = "whole", stride: tuple[int, int] | None = None, subset: str = "all") -> dict:
+             mode: str = "whole", stride: tuple[int, int] | None = None, subset: str = "all",
+             read_from: ReadFrom = ReadFrom()) -> dict:
     """Metrics over the whole split at original resolution; writes metrics.json, per_class.csv,
     confusion.csv, per_image.npz and sample panels (image | ground truth | prediction).
 
@@ -87,20 +89,25 @@ def evaluate(model_path: Path, split_dir: Path, output_dir: Path, samples: int =
     scored once more with flip-averaged logits (`miou_flip`, ...), beside the plain score.
     `mode`, `stride`: whole-image or sliding-window inference (`Predictor`). `subset`: the
     split's images to score (`holdout`: the selection images the workflow chooses the winner on).
+    `read_from`: the split folder's files, or its packed parts (staged or not).
     """
     device, workers = inference_device(cpus, gpu_requested, allow_cpu_fallback)
     predictor = Predictor(model_path, device, mode=mode, stride=stride)
-    rows = scored_rows(model_path, predictor, split_dir, subset)
-    output_dir = Path(output_dir)
-    for stale in (output_dir / "samples").glob("*.png"):  # panels of an earlier evaluation here
-        stale.unlink()
-    confusion, seconds, per_image, peak_memory = _score_timed(predictor, split_dir, rows, workers,
-                                                              (output_dir / "samples", samples))
-    result = scores(confusion)
-    last = Predictor(model_path, device, epoch="last", mode=mode, stride=stride)
-    last_result = scores(_score(last, split_dir, rows, workers)[0])
-    flipped = scores(_score(Predictor(model_path, device, flip=True, mode=mode, stride=stride), split_dir, rows,
-                            workers)[0]) if "flip" in tta else None
+    check_label_maps(model_path, predictor.labels, split_dir)
+    with opened_splits([split_dir], read_from) as (opened, data):
+        files = opened[Path(split_dir)]
+        rows = read_manifest(split_dir, subset)
+        files.check(rows)
+        output_dir = Path(output_dir)
+        for stale in (output_dir / "samples").glob("*.png"):  # panels of an earlier evaluation here
+            stale.unlink()
+        confusion, seconds, per_image, peak_memory = _score_timed(predictor, files, rows, workers,
+                                                                  (output_dir / "samples", samples))
+        result = scores(confusion)
+        last = Predictor(model_path, device, epoch="last", mode=mode, stride=stride)
+        last_result = scores(_score(last, files, rows, workers)[0])
+        flipped = scores(_score(Predictor(model_path, device, flip=True, mode=mode, stride=stride), files, rows,
+                                workers)[0]) if "flip" in tta else None
     metrics = {
         "variant": predictor.variant.name,
         "seed": predictor.variant.seed,
@@ -121,6 +128,7 @@ def evaluate(model_path: Path, split_dir: Path, output_dir: Path, samples: int =
         "mode": mode if mode == "whole" else f"slide, stride {predictor.stride[0]}x{predictor.stride[1]}",
         "inference": {**predictor.inference(), "tta": list(tta)},
         "train_seconds": training_seconds(model_path),
+        "data": data,
     }
     if flipped:
         metrics.update(miou_flip=flipped["miou"], mdice_flip=flipped["mdice"],
@@ -129,21 +137,13 @@ def evaluate(model_path: Path, split_dir: Path, output_dir: Path, samples: int =
     return metrics
 
 
-def scored_rows(model_path: Path, predictor: Predictor, split_dir: Path, subset: str) -> list[dict]:
-    """The split's images to score, once its label map is the model's and every file is there."""
-    check_label_maps(model_path, predictor.labels, split_dir)
-    rows = read_manifest(split_dir, subset)
-    check_files_exist(split_dir, rows)
-    return rows
-
-
-def _score_timed(predictor: Predictor, split_dir: Path, rows: list[dict], workers: int,
+def _score_timed(predictor: Predictor, files: SplitFiles, rows: list[dict], workers: int,
                  panels: tuple[Path, int]) -> tuple[torch.Tensor, float, list, float]:
     """`_score` after one untimed warm-up image, with the peak memory it took."""
-    predictor(load_sample(split_dir, rows[0])[0])
+    predictor(read_sample(files, rows[0])[0])
     if predictor.device == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    confusion, seconds, per_image = _score(predictor, split_dir, rows, workers, panels)
+    confusion, seconds, per_image = _score(predictor, files, rows, workers, panels)
     return confusion, seconds, per_image, peak_memory_mb("gpu" if predictor.device == "cuda" else "cpu")
 
 

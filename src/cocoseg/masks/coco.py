@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Sequence
 
-from cocoseg.masks.coco_reader import NotStreamable, StreamedFile, WholeFile, is_integer
+from cocoseg.masks.coco_reader import NotStreamable, StreamedFile, WholeFile
 from cocoseg.masks.label_map import LabelRules, category_names, label_map
 from cocoseg.shared.errors import InputError
-from cocoseg.shared.files import safe_relative
+from cocoseg.shared.files import is_integer, safe_relative
 
 
 @dataclass

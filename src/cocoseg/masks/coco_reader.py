@@ -17,11 +17,6 @@ from cocoseg.shared.errors import InputError
 from cocoseg.shared.files import read_json
 
 
-def is_integer(value) -> bool:
-    """A JSON integer: Python's json and ijson give true and false as bools, which are ints too."""
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 class NotStreamable(Exception):
     """ijson refused a file that Python's json reader accepts: read it whole instead."""
 

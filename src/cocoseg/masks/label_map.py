@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from cocoseg.masks.coco_reader import is_integer
 from cocoseg.shared.errors import InputError
+from cocoseg.shared.files import is_integer
 from cocoseg.shared.labels import BACKGROUND, IGNORE, MAX_CLASSES
 
 UNLABELED = ("background", "ignore")

@@ -15,9 +15,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from cocoseg.masks.coco_reader import is_integer
 from cocoseg.masks.paint import UnusableImage
-from cocoseg.shared.files import safe_relative
+from cocoseg.shared.files import is_integer, safe_relative
 from cocoseg.shared.labels import IGNORE
 
 VOID = 0

@@ -172,6 +172,11 @@ def _read_fault(error: Exception) -> str:
     return f"not readable: {first_line(error)}"
 
 
+def is_integer(value) -> bool:
+    """A JSON integer: Python's json and ijson give true and false as bools, which are ints too."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def read_json(path: str | os.PathLike, what: str = "a JSON object file", keys: Sequence[str] = ()) -> dict:
     """A whole JSON object file (small files; and the precise message of a malformed one), or one
     line naming the file and its fault; `keys`: those the format always has (`what`: the format,

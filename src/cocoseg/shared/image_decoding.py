@@ -7,6 +7,7 @@ without OpenCV.
 
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 
@@ -41,7 +42,7 @@ def scaling_note(mode: str) -> str:
     return f"{mode} pixels scaled to 0-255" if _is_deep(mode) else ""
 
 
-def decode_jpeg(path: Path) -> np.ndarray | None:
+def decode_jpeg(source: Path | io.BytesIO) -> np.ndarray | None:
     """RGB pixels of a colour or grey JPEG through OpenCV, or None where it refuses the file.
 
     OpenCV and Pillow both use libjpeg-turbo: the pixels are the same (checked on COCO's colour
@@ -49,7 +50,8 @@ def decode_jpeg(path: Path) -> np.ndarray | None:
     orientation is ignored, as in COCO's annotations.
     """
     # None for truncated or malformed files: Pillow then decides, with its own message
-    return cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_COLOR_RGB | cv2.IMREAD_IGNORE_ORIENTATION)
+    data = np.frombuffer(source.getbuffer(), np.uint8) if isinstance(source, io.BytesIO) else np.fromfile(source, np.uint8)
+    return cv2.imdecode(data, cv2.IMREAD_COLOR_RGB | cv2.IMREAD_IGNORE_ORIENTATION)
 
 
 def is_reduced(width: int, height: int, reduce_to: int | None) -> bool:
@@ -58,8 +60,8 @@ def is_reduced(width: int, height: int, reduce_to: int | None) -> bool:
     return bool(reduce_to) and max(width, height) >= 2 * reduce_to
 
 
-def read_rgb(path: Path, reduce_to: int | None = None) -> tuple[np.ndarray, tuple[int, int]]:
-    """An image file as RGB uint8 (HWC, contiguous), and the file's full (width, height).
+def read_rgb(path: Path | io.BytesIO, reduce_to: int | None = None) -> tuple[np.ndarray, tuple[int, int]]:
+    """An image file (or its bytes) as RGB uint8 (HWC, contiguous), and the file's full (width, height).
 
     With `reduce_to`, a JPEG whose longest side is at least twice that decodes at 1/2, 1/4 or
     1/8 scale (libjpeg's DCT scaling), its longest side still >= `reduce_to`: images far larger
@@ -70,7 +72,7 @@ def read_rgb(path: Path, reduce_to: int | None = None) -> tuple[np.ndarray, tupl
         size = im.size
         fault = pixel_fault(*size)
         if fault:
-            raise InputError(f"{path}: {fault}")
+            raise InputError(fault if isinstance(path, io.BytesIO) else f"{path}: {fault}")
         if im.format == "JPEG" and is_reduced(*size, reduce_to):
             scale = reduce_to / max(size)
             im.draft(im.mode, (math.ceil(size[0] * scale), math.ceil(size[1] * scale)))

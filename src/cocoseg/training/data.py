@@ -24,7 +24,7 @@ from cocoseg.masks.split_folder import read_manifest
 from cocoseg.shared.errors import InputError
 from cocoseg.shared.processes import end_with_parent
 from cocoseg.training.network import input_divisor
-from cocoseg.training.samples import check_files_exist, load_sample
+from cocoseg.training.samples import SplitFiles, SplitFolder, read_sample
 from cocoseg.training.scaling import training_longest_side
 from cocoseg.training.transforms import TrainAugment, as_tensor, inference_pair
 from cocoseg.training.variants import Variant
@@ -38,13 +38,15 @@ def sample_generator(seed: int, rank: int, epoch: int, index: int) -> np.random.
 
 
 class TrainingSamples(Dataset):
-    """A split's `fit` subset through `TrainAugment`, indexed by the keys `EpochShuffle` yields."""
+    """A split's `fit` subset through `TrainAugment`, indexed by the keys `EpochShuffle` yields;
+    read from `files` (default: the split folder's own, see `samples.split_files`)."""
 
-    def __init__(self, split_dir: Path, variant: Variant, seed: int):
+    def __init__(self, split_dir: Path, variant: Variant, seed: int, files: SplitFiles | None = None):
         self.split_dir, self.variant, self.seed = Path(split_dir), variant, seed
+        self.files = files or SplitFolder(split_dir)
         self.rows = read_manifest(split_dir, "fit")
         self.augment = TrainAugment(variant)
-        check_files_exist(self.split_dir, self.rows)
+        self.files.check(self.rows)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -54,7 +56,7 @@ class TrainingSamples(Dataset):
         index, epoch, rank = key
         row = self.rows[index]
         original = (int(row["height"]), int(row["width"]))
-        image, mask = load_sample(self.split_dir, row, training_longest_side(*original, self.variant))
+        image, mask = read_sample(self.files, row, training_longest_side(*original, self.variant))
         image, mask = self.augment(image, mask, original, sample_generator(self.seed, rank, epoch, index))
         return as_tensor(image), torch.from_numpy(mask)
 
@@ -62,17 +64,18 @@ class TrainingSamples(Dataset):
 class SelectionSamples(Dataset):
     """A split subset as validation scores it during training: at inference scale (`inference_pair`)."""
 
-    def __init__(self, split_dir: Path, variant: Variant, subset: str = "all"):
+    def __init__(self, split_dir: Path, variant: Variant, subset: str = "all", files: SplitFiles | None = None):
         self.split_dir, self.variant = Path(split_dir), variant
+        self.files = files or SplitFolder(split_dir)
         self.rows = read_manifest(split_dir, subset)
         self.divisor = input_divisor(variant.architecture, variant.encoder)
-        check_files_exist(self.split_dir, self.rows)
+        self.files.check(self.rows)
 
     def __len__(self) -> int:
         return len(self.rows)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        image, mask = inference_pair(*load_sample(self.split_dir, self.rows[index]), self.variant, self.divisor)
+        image, mask = inference_pair(*read_sample(self.files, self.rows[index]), self.variant, self.divisor)
         return as_tensor(image), torch.from_numpy(mask)
 
 
@@ -149,15 +152,17 @@ class SegmentationDataModule(pl.LightningDataModule):
     `short_side`, whose images differ in shape (each padded only to the architecture's divisor).
     """
 
-    def __init__(self, train_dir: Path, val_dir: Path, variant: Variant, num_workers: int, val_subset: str = "all"):
+    def __init__(self, train_dir: Path, val_dir: Path, variant: Variant, num_workers: int, val_subset: str = "all",
+                 files: dict[Path, SplitFiles] | None = None):
         super().__init__()
         self.train_dir, self.val_dir, self.val_subset = Path(train_dir), Path(val_dir), val_subset
+        self.files = files or {}  # where each split's samples are read, by split folder (default: the folder)
         self.variant, self.batch_size, self.seed = variant, variant.batch_size, variant.seed
         self.num_workers = num_workers
 
     def setup(self, stage: str | None = None) -> None:
-        self.train_set = TrainingSamples(self.train_dir, self.variant, self.seed)
-        self.val_set = SelectionSamples(self.val_dir, self.variant, self.val_subset)
+        self.train_set = TrainingSamples(self.train_dir, self.variant, self.seed, self.files.get(self.train_dir))
+        self.val_set = SelectionSamples(self.val_dir, self.variant, self.val_subset, self.files.get(self.val_dir))
         if len(self.train_set) < 2:
             raise InputError(f"{self.train_dir}: {len(self.train_set)} usable image(s); training needs 2")
 

@@ -45,6 +45,8 @@ from cocoseg.training.losses import inverse_sqrt_frequency
 from cocoseg.training.model_file import save_model
 from cocoseg.training.module import SegmentationModule
 from cocoseg.training.network import count_parameters, size_problem
+from cocoseg.training.samples import SplitFiles
+from cocoseg.training.split_sources import ReadFrom, opened_splits
 from cocoseg.training.summary_file import SUMMARY_FILE, read_summary, write_summary
 from cocoseg.training.variants import Variant, is_weights_file
 
@@ -269,7 +271,8 @@ class Fit:
 def train(variant: Variant, train_dir: Path, val_dir: Path | None, output_dir: Path, checkpoint_dir: Path,
           log_dir: Path, cpus: int, allow_cpu_fallback: bool = False,
           ddp_timeout_minutes: float = DDP_TIMEOUT_MINUTES, keep_checkpoints: bool = False,
-          mem_mb: int | None = None, checkpoint_minutes: float = CHECKPOINT_MINUTES) -> dict | None:
+          mem_mb: int | None = None, checkpoint_minutes: float = CHECKPOINT_MINUTES,
+          read_from: ReadFrom = ReadFrom()) -> dict | None:
     """Train (or resume) one variant; writes `output_dir/model.pt` and `output_dir/summary.json`,
     then removes the run's checkpoints (`last.ckpt` holds the optimiser's state too, about three
     times the weights) unless `keep_checkpoints`.
@@ -278,8 +281,9 @@ def train(variant: Variant, train_dir: Path, val_dir: Path | None, output_dir: P
     are the job's, shared over its processes (`share_cpus`); `mem_mb`, the job's memory, is recorded
     with that split. `last.ckpt` is also written inside epochs, every `checkpoint_minutes`, and
     on SIGUSR1 or SIGTERM, after which the run stops with `StopRequested` (a rerun resumes at
-    that batch). Returns the summary in the main process, None in the others of a multi-process
-    run.
+    that batch). `read_from`: the split folders' files, or their packed parts (staged to the
+    node's disk or not; the same samples either way). Returns the summary in the main process,
+    None in the others of a multi-process run.
     """
     if os.environ.get("LOCAL_RANK", "0") != "0":  # an extra rank, started by rank 0
         end_with_parent()
@@ -291,12 +295,13 @@ def train(variant: Variant, train_dir: Path, val_dir: Path | None, output_dir: P
     fingerprint = run_fingerprint(variant, labels, train_dir, val_dir, val_subset)
     if (finished := restore_finished(checkpoint_dir, output_dir, fingerprint)) is not None:
         return finished
-    fit = fit_variant(variant, labels, train_dir, val_dir, val_subset, placement, checkpoint_dir, log_dir,
-                      fingerprint, ddp_timeout_minutes, checkpoint_minutes)
+    with opened_splits([train_dir, val_dir], read_from) as (files, data):
+        fit = fit_variant(variant, labels, train_dir, val_dir, val_subset, placement, checkpoint_dir, log_dir,
+                          fingerprint, ddp_timeout_minutes, checkpoint_minutes, files)
     if not fit.trainer.is_global_zero:
         return None
     chosen = chosen_epoch(read_tensors(Path(fit.best.best_model_path)))
-    summary = run_summary(variant, fit, chosen, placement, cpus, mem_mb, val_dir, val_subset)
+    summary = {**run_summary(variant, fit, chosen, placement, cpus, mem_mb, val_dir, val_subset), "data": data}
     write_outputs(output_dir, checkpoint_dir, variant, labels, fit, chosen, summary, keep_checkpoints)
     return summary
 
@@ -315,10 +320,11 @@ def place_run(variant: Variant, cpus: int, allow_cpu_fallback: bool) -> Placemen
 
 def fit_variant(variant: Variant, labels: list[dict], train_dir: Path, val_dir: Path, val_subset: str,
                 placement: Placement, checkpoint_dir: Path, log_dir: Path, fingerprint: dict,
-                ddp_timeout_minutes: float, checkpoint_minutes: float) -> Fit:
+                ddp_timeout_minutes: float, checkpoint_minutes: float, files: dict[Path, SplitFiles] | None = None
+                ) -> Fit:
     """The Lightning fit of one run, resumed from its checkpoint where the fingerprint allows."""
     data = SegmentationDataModule(train_dir, val_dir, variant, num_workers=placement.share.loader_workers,
-                                  val_subset=val_subset)
+                                  val_subset=val_subset, files=files)
     last, resumed_from = prepare_checkpoints(checkpoint_dir, log_dir, fingerprint)
     weights = (inverse_sqrt_frequency(class_pixels(train_dir, labels))
                if variant.class_weights == "inverse_sqrt_frequency" else None)
