@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from commits import REPO, source_at
-from photos import COCO_REAL, coco_splits
+from photos import COCO_REAL, repeated_coco
 
 
 def seed_style(annotations: Path, images: Path, out: Path) -> int:
@@ -71,30 +71,6 @@ def run_one(method: str, annotations: Path, images: Path, scratch: Path) -> dict
     return {"images": n, "seconds": seconds, "peak_mib": peak_kib / 1024}
 
 
-def build_dataset(root: Path, coco: Path, copies: int) -> tuple[Path, Path, str]:
-    """One COCO file of every source image `copies` times (symlinked files, new ids and names)."""
-    splits = coco_splits(coco)
-    sources = list(splits.values())
-    label = f"{coco.name} {'+'.join(splits)} x{copies}"
-    images_dir = root / "images"
-    images_dir.mkdir(parents=True)
-    merged = {"images": [], "annotations": [], "categories": None}
-    for copy in range(copies):
-        for annotation_file, image_dir in sources:
-            data = json.loads(annotation_file.read_text())
-            merged["categories"] = data["categories"]
-            offset = 10_000_000 * (copy * len(sources) + sources.index((annotation_file, image_dir)) + 1)
-            for img in data["images"]:
-                name = f"c{copy}_{img['file_name']}"
-                os.symlink(image_dir / img["file_name"], images_dir / name)
-                merged["images"].append({**img, "id": img["id"] + offset, "file_name": name})
-            for ann in data["annotations"]:
-                merged["annotations"].append({**ann, "id": ann["id"] + offset, "image_id": ann["image_id"] + offset})
-    path = root / "instances.json"
-    path.write_text(json.dumps(merged))
-    return path, images_dir, label
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--coco", type=Path, default=COCO_REAL, help="real COCO photos (see above)")
@@ -114,7 +90,7 @@ def main() -> None:
     args.scratch.mkdir(parents=True, exist_ok=True)
 
     with tempfile.TemporaryDirectory(dir=args.scratch) as tmp:
-        annotations, images, label = build_dataset(Path(tmp), args.coco.resolve(), args.copies)
+        annotations, images, label = repeated_coco(Path(tmp), args.coco.resolve(), args.copies)
         # method name -> (what run_one runs, the src/ it imports: None for this checkout)
         methods = {"per-annotation": ("per-annotation", None), "cocoseg workers=1": ("cocoseg workers=1", None),
                    "cocoseg workers=2": ("cocoseg workers=2", None)}

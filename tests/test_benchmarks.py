@@ -1,5 +1,6 @@
 """Benchmark scripts that cannot run here still end with one clear line, never a traceback."""
 
+import re
 import subprocess
 import sys
 
@@ -51,3 +52,20 @@ def test_bootstrap_benchmark_prints_both_methods_and_their_ratio():
     rows = [line.strip("|").split("|") for line in result.stdout.splitlines() if line.startswith("| ")]
     assert [cells[0].split()[0] for cells in rows] == ["method", "loop", "vectorised"]
     assert float(rows[1][1]) > 0 and float(rows[2][1]) > 0 and "faster" in rows[2][2]
+
+
+def test_shared_fs_benchmark_counts_the_files_each_epoch_opens():
+    """Packed parts open one file per part in the first epoch and none after (held open); the
+    folder opens each sample's image (Pillow, then OpenCV) and mask every epoch."""
+    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_shared_fs.py"), "--copies", "2",
+                             "--size", "128", "--epochs", "2", "--part-mb", "2"], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    images, parts = re.search(r"(\d+) images, (\d+) part\(s\)", result.stdout).groups()
+    rows = {cells[0]: cells[1:] for cells in ([c.strip() for c in line.strip("|").split("|")]
+                                              for line in result.stdout.splitlines()) if cells[0] in
+            ("folder", "packed", "staged")}
+    assert int(images) == 28 and int(parts) >= 2
+    assert rows["folder"][:2] == [str(3 * 28), str(3 * 28)]
+    assert rows["packed"][:2] == rows["staged"][:2] == [parts, "0"]
+    assert all(float(cells[2]) > 0 for cells in rows.values())

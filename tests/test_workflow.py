@@ -470,3 +470,26 @@ def test_a_panoptic_split_runs_through_the_mask_jobs_as_the_cli_converts_it(tmp_
     for name in ("manifest.csv", "labels.csv", "masks/000000142238.png", "masks/000000439180.png"):
         assert (out / name).read_bytes() == (tmp_path / "cli" / name).read_bytes(), name
     assert len(list(csv.DictReader(open(out / "labels.csv")))) == 133
+
+
+def test_packed_splits_are_staged_for_training_and_evaluation_jobs(tmp_path):
+    """masks.pack with stage: local: the pack jobs run, training and evaluation read the staged
+    parts (their logs and outputs say so, with the staging time), and leave the node's folder empty."""
+    (tmp_path / "work").mkdir()
+    workdir = workflow_copy(tmp_path / "work")
+    node = tmp_path / "node-local"
+    extra = tmp_path / "packed.yaml"
+    extra.write_text(ONE_VARIANT + f"masks:\n  pack: true\n  pack_part_mb: 0.05\n"
+                     f"train:\n  stage: local\n  stage_dir: {node}\nevaluate:\n  stage: local\n  stage_dir: {node}\n")
+    target = f"results/eval/{VARIANT}/seed-0/val/metrics.json"
+    result = snakemake(workdir, target, "--configfile", str(TEST_CONFIG), str(extra))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert len(list((workdir / "results" / "masks" / "train" / "packed").glob("part-*.tar"))) >= 2
+    log = (workdir / "results" / "logs" / "train" / VARIANT / "seed-0.log").read_text()
+    assert re.search(rf"staged results/masks/train/packed \(\d+ MB\) to {re.escape(str(node))}/cocoseg-train-\S+ "
+                     r"in [\d.]+ s", log)
+    summary = json.loads((workdir / "results" / "models" / VARIANT / "seed-0" / "summary.json").read_text())
+    assert summary["data"]["read"] == "packed" and summary["data"]["staging"]["dir"] == str(node)
+    metrics = json.loads((workdir / target).read_text())
+    assert metrics["data"]["read"] == "packed" and metrics["data"]["staging"]["seconds"] > 0
+    assert node.is_dir() and not any(node.iterdir())
