@@ -43,8 +43,10 @@ def node_fit(time_limit: int = 50, resources: tuple[str, ...] = ()) -> list[str]
 NODE_FIT_CONFIG = {"train": {"cpus_per_device": 2, "mem_mb_per_device": 2000},
                    "evaluate": {"runtime_minutes": 10, "selection_runtime_minutes": 10}}
 # Submissions, by rule or group: the index as a cluster job (masks.index_on_cluster), the four mask
-# shards in one group job, training and its evaluation in another (the profile's groups).
+# shards in one group job, each split's packing (masks.pack), training and its evaluation in
+# another group (the profile's groups).
 REMOTE_JOBS = {("rule", "index_split", "train"), ("rule", "index_split", "val"), ("group", "masks_mask_shard", ""),
+               ("rule", "pack_split", "train"), ("rule", "pack_split", "val"),
                ("group", RUN_GROUP, ""), ("rule", "top_two_differ", ""), ("rule", "export_model", "best_onnx")}
 
 
@@ -119,7 +121,9 @@ def gpu_config(path: Path, **train) -> Path:
     # short. The test node's GPU is a SLURM gres without CUDA behind it: the job must be allowed the CPU.
     config["model"].update(yaml.safe_load(ONE_VARIANT)["model"])
     config["train"].update(gpu=True, allow_cpu_fallback=True, seeds=[0], **train)
-    config["masks"] = {"index_on_cluster": True}
+    config["masks"] = {"index_on_cluster": True, "pack": True}  # and each job stages the packed parts
+    for section in ("train", "evaluate"):
+        config.setdefault(section, {})["stage"] = "local"
     for section, values in NODE_FIT_CONFIG.items():
         config.setdefault(section, {}).update(values)
     path.write_text(yaml.safe_dump(config))
@@ -188,7 +192,19 @@ def test_training_job_asks_for_gpu_cpus_memory_and_time(cluster, slurm_run):
 
 
 def test_results_equal_a_local_run(slurm_run, tmp_path):
+    """The cluster's jobs read staged packed parts; the same config read from the split folders
+    here gives the same masks and metrics."""
     workdir, config, _ = slurm_run
+    log = (workdir / "results" / "logs" / "train" / VARIANT / "seed-0.log").read_text()
+    assert re.search(r"staged results/masks/train/packed \(\d+ MB\) to \S+ in [\d.]+ s", log), log[-2000:]
+    staged = json.loads((workdir / "results" / "eval" / RUN / "val" / "metrics.json").read_text())["data"]
+    assert staged["read"] == "packed" and staged["staging"]["seconds"] > 0
+    folders = yaml.safe_load(config.read_text())
+    folders["masks"]["pack"] = False
+    for section in ("train", "evaluate"):
+        folders[section]["stage"] = "none"
+    config = tmp_path / "folders.yaml"
+    config.write_text(yaml.safe_dump(folders))
     local = workflow_copy(tmp_path)
     evaluation = f"results/eval/{RUN}/val"
     result = snakemake(local, f"{evaluation}/metrics.json", "--configfile", str(config))  # what is compared

@@ -118,7 +118,7 @@ class PackedSplit:
         sample = self.samples[row["file_name"]]
         part = sample["part"]
         if part not in self._open:
-            self._open[part] = open(self.packed_dir / self.parts[part], "rb")  # noqa: SIM115 (held for the run)
+            self._open[part] = open(self.packed_dir / self.parts[part], "rb")  # held for the run
         handle = self._open[part]
         offset, size = sample[member]
         handle.seek(offset)

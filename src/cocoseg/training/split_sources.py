@@ -58,9 +58,9 @@ def opened_splits(split_dirs: list[Path], read_from: ReadFrom) -> Iterator[tuple
                 start = time.perf_counter()
                 places[split_dir] = stage(packed, read_from.stage_dir)
                 made.append(places[split_dir])
-                took, bytes_ = time.perf_counter() - start, packed_bytes(packed)
-                seconds, size = seconds + took, size + bytes_
-                _say(f"staged {packed} ({bytes_ / 1e6:.0f} MB) to {places[split_dir]} in {took:.1f} s")
+                took, copied = time.perf_counter() - start, packed_bytes(packed)
+                seconds, size = seconds + took, size + copied
+                _say(f"staged {packed} ({copied / 1e6:.0f} MB) to {places[split_dir]} in {took:.1f} s")
         os.environ[STAGED_VARIABLE] = json.dumps({str(d / PACKED): str(p) for d, p in places.items()})
         staging = None if read_from.stage_dir is None else {
             "dir": str(read_from.stage_dir), "seconds": seconds, "megabytes": size / 1e6}
