@@ -75,6 +75,18 @@ def test_samples_from_parts_equal_the_folders(data):
                     assert np.array_equal(a, b) and a.dtype == b.dtype
 
 
+def test_a_file_gone_before_packing_is_one_line(data, tmp_path, capsys):
+    split = tmp_path / "train"
+    shutil.copytree(data / "train", split, symlinks=True)
+    shutil.rmtree(split / PACKED)
+    gone = split / "masks" / read_manifest(split)[3]["mask"]
+    gone.unlink()
+    assert main(["pack", "--split-dir", str(split)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"cocoseg: error: {gone}: cannot be packed: No such file or directory (rerun the mask stage)"
+    assert not (split / PACKED).exists() and not list(split.glob(f".{PACKED}*"))  # nothing half-written left
+
+
 def test_a_pack_older_than_its_masks_is_refused_before_any_work(data, tmp_path):
     split = tmp_path / "train"
     shutil.copytree(data / "train", split, symlinks=True)

@@ -20,6 +20,7 @@ import io
 import json
 import os
 import shutil
+import sys
 import tarfile
 import tempfile
 from pathlib import Path, PurePosixPath
@@ -47,35 +48,59 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes) -> list[int]:
     return [offset, len(data)]
 
 
-def pack_split(split_dir: Path, part_mb: float = DEFAULT_PART_MB) -> dict:
-    """Write `split_dir/packed/` from the split folder's usable images and masks; returns the index."""
-    split_dir = Path(split_dir)
-    rows = read_manifest(split_dir)
-    out = split_dir / PACKED
-    work = split_dir / f".{PACKED}.tmp"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
+def _file_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise InputError(f"{path}: cannot be packed: {e.strerror or e} (rerun the mask stage)") from None
+
+
+def _closed(tar: tarfile.TarFile, number: int, samples: int) -> None:
+    """Close a finished part and say so: a line per part, in the job's log."""
+    tar.close()
+    print(f"part {number + 1} written ({Path(tar.name).stat().st_size / 1e6:.0f} MB), {samples} samples so far",
+          file=sys.stderr, flush=True)
+
+
+def write_parts(split_dir: Path, rows: list[dict], folder: Path, part_mb: float) -> tuple[dict, int]:
+    """The tar parts of `rows` in `folder`; returns where each sample's bytes lie, and the part count."""
     samples, tar, number = {}, None, -1
     for position, row in enumerate(rows):
         if tar is None or tar.offset >= part_mb * 1_000_000:
             if tar is not None:
-                tar.close()
+                _closed(tar, number, position)
             number += 1
-            tar = tarfile.open(work / part_name(number), "w", format=tarfile.USTAR_FORMAT)
+            tar = tarfile.open(folder / part_name(number), "w", format=tarfile.USTAR_FORMAT)
         key = f"{position:08d}"
-        image = (split_dir / "images" / row["file_name"]).read_bytes()
-        mask = (split_dir / "masks" / row["mask"]).read_bytes()
+        image = _file_bytes(split_dir / "images" / row["file_name"])
+        mask = _file_bytes(split_dir / "masks" / row["mask"])
         suffix = PurePosixPath(row["file_name"]).suffix.lower() or ".img"
         samples[row["file_name"]] = {"part": number, "image": _add(tar, f"{key}{suffix}", image),
                                      "mask": _add(tar, f"{key}.png", mask), "mask_checksum": row["mask_checksum"]}
         _add(tar, f"{key}.json", json.dumps(row, sort_keys=True).encode())
-    tar.close()
+    _closed(tar, number, len(rows))
+    return samples, number + 1
+
+
+def pack_split(split_dir: Path, part_mb: float = DEFAULT_PART_MB) -> dict:
+    """Write `split_dir/packed/` from the split folder's usable images and masks (in a temporary
+    folder renamed into place when complete); returns the index."""
+    split_dir = Path(split_dir)
+    rows = read_manifest(split_dir)
+    work = split_dir / f".{PACKED}.tmp"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    try:
+        samples, count = write_parts(split_dir, rows, work, part_mb)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)  # no half-written pack left behind
+        raise
     parts = [{"file": part_name(n), "bytes": (work / part_name(n)).stat().st_size,
-              "checksum": file_checksum(work / part_name(n))} for n in range(number + 1)]
+              "checksum": file_checksum(work / part_name(n))} for n in range(count)]
     index = {"format": FORMAT, "parts": parts, "samples": samples}
     write_json(work / INDEX, index)
-    shutil.rmtree(out, ignore_errors=True)
-    os.replace(work, out)
+    shutil.rmtree(split_dir / PACKED, ignore_errors=True)
+    os.replace(work, split_dir / PACKED)
     return index
 
 
