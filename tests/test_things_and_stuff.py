@@ -251,6 +251,10 @@ def test_the_masks_command_reads_several_files_and_panoptic(tmp_path, stand_in_i
     assert main(["masks", "--annotations", *files, "--images", str(stand_in_images), "--output",
                  str(tmp_path / "asked"), "--unlabeled", "background"]) == 0
     assert len(read_labels(tmp_path / "asked")) == 134
+    capsys.readouterr()
+    assert main(["train", "--train-dir", str(tmp_path / "merged"), "--num_classes", "134"]) == 2
+    assert capsys.readouterr().err.strip().endswith(
+        "merged/labels.csv: 133 classes (no background class), but --num_classes 134")
     assert main(["masks", "--annotations", *files, "--panoptic-masks", str(PANOPTIC / "panoptic"), "--images",
                  str(stand_in_images), "--output", str(tmp_path / "bad")]) == 2
     assert "a panoptic split has one file, not 2" in capsys.readouterr().err

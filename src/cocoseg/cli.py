@@ -66,6 +66,7 @@ def _variant(args: argparse.Namespace):
 def _train(args: argparse.Namespace) -> None:
     from cocoseg.masks.split_folder import read_labels
     from cocoseg.shared.hardware import default_cpus
+    from cocoseg.shared.labels import has_background
     from cocoseg.training import train
 
     train_dir = args.train_dir or (args.data_path / "train" if args.data_path else None)
@@ -73,9 +74,10 @@ def _train(args: argparse.Namespace) -> None:
     if train_dir is None:
         raise InputError("train: give --data_path, or --train-dir (and --val-dir, or a training split with a holdout)")
     variant = _variant(args)
-    if args.num_classes is not None and args.num_classes != (classes := len(read_labels(train_dir))):
-        raise InputError(f"{train_dir}/labels.csv: {classes} labels (background included where there is one), "
-                         f"but --num_classes {args.num_classes}")
+    labels = read_labels(train_dir)
+    if args.num_classes is not None and args.num_classes != len(labels):
+        among = " with background" if has_background(labels) else " (no background class)"
+        raise InputError(f"{train_dir}/labels.csv: {len(labels)} classes{among}, but --num_classes {args.num_classes}")
     output = args.output or Path("runs") / variant.name
     summary = train.train(variant, train_dir, val_dir, output, args.checkpoint_dir or output / "checkpoints",
                           args.log_dir or output / "logs", args.cpus or default_cpus(), args.allow_cpu_fallback,
@@ -250,7 +252,7 @@ def _add_train_folders(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint-dir", type=Path, help="resumable checkpoints (default OUTPUT/checkpoints)")
     p.add_argument("--log-dir", type=Path, help="CSV and TensorBoard logs (default OUTPUT/logs)")
     p.add_argument("--num-classes", "--num_classes", type=_positive,
-                   help="labels of labels.csv (classes, and background where there is one); checked against it")
+                   help="classes of labels.csv, background included where it is one; checked against it")
 
 
 def _add_variant_settings(p: argparse.ArgumentParser) -> None:
