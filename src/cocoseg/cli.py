@@ -74,8 +74,7 @@ def _train(args: argparse.Namespace) -> None:
     if train_dir is None:
         raise InputError("train: give --data_path, or --train-dir (and --val-dir, or a training split with a holdout)")
     variant = _variant(args)
-    labels = read_labels(train_dir)
-    if args.num_classes is not None and args.num_classes != len(labels):
+    if args.num_classes is not None and args.num_classes != len(labels := read_labels(train_dir)):
         among = " with background" if has_background(labels) else " (no background class)"
         raise InputError(f"{train_dir}/labels.csv: {len(labels)} classes{among}, but --num_classes {args.num_classes}")
     output = args.output or Path("runs") / variant.name
